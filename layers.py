@@ -1,0 +1,578 @@
+"""Feed-forward layers with hand-derived backward passes.
+
+Every forward function returns (out, cache) and every backward function takes
+(dout, cache), where dout is the gradient of the loss with respect to out. Inputs are
+never modified. Outputs follow NumPy's type promotion of the inputs, so float32 in gives
+float32 out. A wrong shape raises ValueError naming the argument and both shapes.
+
+Part 1 of ../shared/API.md (fc, relu, conv, max pool, softmax loss) is a drop-in
+contract for the cs231n-style homework; the rest (strided/padded convolution with bias,
+dropout, log-softmax, NLL, flatten) is ours.
+"""
+import numbers
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _require(condition, message):
+    if not condition:
+        raise ValueError(message)
+
+
+def _check_ndim(name, array, ndim, layout):
+    _require(np.ndim(array) == ndim,
+             f"{name} must be {ndim}-D {layout}, got shape {np.shape(array)}")
+
+
+def _check_dout(dout, expected_shape):
+    _require(np.shape(dout) == tuple(expected_shape),
+             f"dout has shape {np.shape(dout)}, expected the forward output's "
+             f"shape {tuple(expected_shape)}")
+
+
+def _check_labels(y, scores):
+    """Labels must be integers in [0, C), one per row of scores (N, C)."""
+    _check_ndim("x", scores, 2, "(N, C)")
+    N, C = scores.shape
+    y = np.asarray(y)
+    _require(y.shape == (N,), f"y has shape {y.shape}, expected ({N},) to match x {scores.shape}")
+    _require(np.issubdtype(y.dtype, np.integer),
+             f"y must hold integer class labels, got dtype {y.dtype}")
+    _require(N == 0 or (y.min() >= 0 and y.max() < C),
+             f"y has labels in [{y.min()}, {y.max()}], expected them in [0, {C}) "
+             f"for x of shape {scores.shape}")
+    return y
+
+
+# ----------------------------------------------------------------------------- fully connected
+
+def fc_forward(x, w, b):
+    """
+    Fully connected (affine) layer: out = x_flat @ w + b.
+
+    Inputs:
+    - x: input of shape (N, d_1, ..., d_k); each row is flattened to D = d_1 * ... * d_k.
+    - w: weights of shape (D, M).
+    - b: biases of shape (M,).
+
+    Returns a tuple of:
+    - out: output of shape (N, M).
+    - cache: (x, w, b).
+    """
+    _require(np.ndim(x) >= 1, f"x must have a batch axis, got shape {np.shape(x)}")
+    _check_ndim("w", w, 2, "(D, M)")
+    N, D = x.shape[0], int(np.prod(x.shape[1:]))
+    _require(w.shape[0] == D,
+             f"w has shape {w.shape} but x of shape {x.shape} flattens to D={D}: "
+             f"expected w of shape ({D}, M)")
+    _require(np.shape(b) == (w.shape[1],),
+             f"b has shape {np.shape(b)}, expected ({w.shape[1]},) to match w {w.shape}")
+    out = x.reshape(N, D) @ w + b
+    return out, (x, w, b)
+
+
+def fc_backward(dout, cache):
+    """
+    Backward pass of the fully connected layer. With X = x_flat (N, D):
+    out[n, m] = sum_d X[n, d] w[d, m] + b[m], so
+
+        dX = dout @ w.T,   dw = X.T @ dout,   db = sum_n dout[n].
+
+    Inputs:
+    - dout: upstream gradient of shape (N, M).
+    - cache: (x, w, b) from fc_forward.
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, d_1, ..., d_k).
+    - dw: gradient with respect to w, of shape (D, M).
+    - db: gradient with respect to b, of shape (M,).
+    """
+    x, w, b = cache
+    N = x.shape[0]
+    _check_dout(dout, (N, w.shape[1]))
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x.reshape(N, -1).T @ dout
+    db = dout.sum(axis=0)
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------- ReLU
+
+def relu_forward(x):
+    """
+    Rectified linear unit: out = max(x, 0).
+
+    Inputs:
+    - x: input of any shape.
+
+    Returns a tuple of:
+    - out: output of the same shape as x.
+    - cache: x.
+    """
+    return np.maximum(x, 0), x
+
+
+def relu_backward(dout, cache):
+    """
+    Backward pass of ReLU: the gradient passes where x > 0 and is 0 elsewhere
+    (we take the subgradient 0 at x = 0).
+
+    Inputs:
+    - dout: upstream gradient, of the shape of x.
+    - cache: x from relu_forward.
+
+    Returns:
+    - dx: gradient with respect to x.
+    """
+    x = cache
+    _check_dout(dout, x.shape)
+    return np.where(x > 0, dout, 0)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+def _window_view(x, kernel_height, kernel_width, stride):
+    """
+    View x of shape (N, C, H, W) as windows of shape (N, C, KH, KW, OH, OW), where
+    windows[n, c, k, l, i, j] = x[n, c, stride*i + k, stride*j + l]. No data is copied.
+    """
+    N, C, H, W = x.shape
+    out_height = (H - kernel_height) // stride + 1
+    out_width = (W - kernel_width) // stride + 1
+    sN, sC, sH, sW = x.strides
+    return as_strided(x, shape=(N, C, kernel_height, kernel_width, out_height, out_width),
+                      strides=(sN, sC, sH, sW, stride * sH, stride * sW), writeable=False)
+
+
+def _columns(x, kernel_height, kernel_width, stride):
+    """
+    im2col: the windows of x (N, C, H, W) copied into columns of shape
+    (N, C*KH*KW, OH*OW). Column p of sample n holds the C*KH*KW inputs that output
+    pixel p sees, so a convolution becomes one matrix product per sample.
+    """
+    windows = _window_view(x, kernel_height, kernel_width, stride)
+    N, C, KH, KW, OH, OW = windows.shape
+    return windows.reshape(N, C * KH * KW, OH * OW)
+
+
+def _pad(x, pad):
+    if pad == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+
+
+def _check_conv_inputs(x, w, b, stride, pad):
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    _check_ndim("w", w, 4, "(F, C, HH, WW)")
+    _require(w.shape[1] == x.shape[1],
+             f"w has C={w.shape[1]} input channels but x has C={x.shape[1]}: "
+             f"x shape {x.shape}, w shape {w.shape}")
+    _require(isinstance(stride, (int, np.integer)) and stride >= 1,
+             f"stride must be a positive integer, got {stride!r}")
+    _require(isinstance(pad, (int, np.integer)) and pad >= 0,
+             f"pad must be a non-negative integer, got {pad!r}")
+    padded_height, padded_width = x.shape[2] + 2 * pad, x.shape[3] + 2 * pad
+    _require(w.shape[2] <= padded_height and w.shape[3] <= padded_width,
+             f"w's {w.shape[2]}x{w.shape[3]} kernel is larger than x's "
+             f"{padded_height}x{padded_width} padded input: x shape {x.shape}, "
+             f"w shape {w.shape}, pad {pad}")
+    if b is not None:
+        _require(np.shape(b) == (w.shape[0],),
+                 f"b has shape {np.shape(b)}, expected ({w.shape[0]},) to match w {w.shape}")
+
+
+def _conv_forward(x, w, b, stride, pad):
+    """Filtering of x by w, as one stacked matmul (F, K) @ (N, K, P) -> (N, F, P)."""
+    N, F = x.shape[0], w.shape[0]
+    _, _, KH, KW = w.shape
+    columns = _columns(_pad(x, pad), KH, KW, stride)
+    out_height = (x.shape[2] + 2 * pad - KH) // stride + 1
+    out_width = (x.shape[3] + 2 * pad - KW) // stride + 1
+    out = (w.reshape(F, -1) @ columns).reshape(N, F, out_height, out_width)
+    if b is not None:
+        out = out + b.reshape(F, 1, 1)
+    return out
+
+
+def _conv_backward(dout, x, w, stride, pad):
+    """Gradients dx, dw of the filtering computed by _conv_forward (derivation in conv_backward)."""
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    out_height = (H + 2 * pad - KH) // stride + 1
+    out_width = (W + 2 * pad - KW) // stride + 1
+    _check_dout(dout, (N, F, out_height, out_width))
+    dout_rows = dout.reshape(N, F, out_height * out_width)
+
+    # dW[f, c, k, l] = sum_{n,i,j} X[n, c, s*i + k, s*j + l] dY[n, f, i, j]
+    columns = _columns(_pad(x, pad), KH, KW, stride)
+    dw = (dout_rows @ columns.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+
+    # dX[n, c, s*i + k, s*j + l] += sum_f W[f, c, k, l] dY[n, f, i, j], one (k, l) at a time
+    dcolumns = (w.reshape(F, -1).T @ dout_rows).reshape(N, C, KH, KW, out_height, out_width)
+    dx_padded = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dcolumns.dtype)
+    for k in range(KH):
+        for l in range(KW):
+            dx_padded[:, :, k:k + stride * out_height:stride,
+                      l:l + stride * out_width:stride] += dcolumns[:, :, k, l]
+    dx = dx_padded[:, :, pad:pad + H, pad:pad + W] if pad else dx_padded
+    return dx, dw
+
+
+def conv_forward(x, w):
+    """
+    Convolutional layer as *filtering* (cross-correlation: the kernel is not flipped),
+    stride 1, no padding, no bias. With indices from 0:
+
+        Y[n, f, i, j] = sum_{c, k, l} X[n, c, i + k, j + l] W[f, c, k, l]
+
+    i.e. Y[n, f] = sum_c X[n, c] *filt W[f, c]. Implemented by im2col: each output
+    pixel's C*HH*WW inputs become one column (a strided view, copied once), and the
+    whole layer is one matrix product.
+
+    Inputs:
+    - x: input of shape (N, C, H, W).
+    - w: filters of shape (F, C, HH, WW).
+
+    Returns a tuple of:
+    - out: output of shape (N, F, H - HH + 1, W - WW + 1).
+    - cache: (x, w).
+    """
+    _check_conv_inputs(x, w, None, 1, 0)
+    return _conv_forward(x, w, None, 1, 0), (x, w)
+
+
+def conv_backward(dout, cache):
+    """
+    Backward pass of conv_forward. Differentiating Y[n,f,i,j] = sum X[n,c,i+k,j+l] W[f,c,k,l]:
+
+    - dW[f, c, k, l] = sum_{n, i, j} X[n, c, i + k, j + l] dY[n, f, i, j]
+      i.e. dW[f, c] = sum_n X[n, c] *filt dY[n, f]: filtering of X by dY.
+    - dX[n, c, p, q] = sum_{f, k, l} dY[n, f, p - k, q - l] W[f, c, k, l]
+      (dY taken as 0 outside its H' x W' extent), i.e. dX[n, c] = sum_f W[f, c] *full dY[n, f]:
+      the full convolution of dY with W — equivalently, zero-pad dY by HH-1 and WW-1 and
+      filter it with the kernel flipped in both axes.
+
+    The code evaluates the dX sum one kernel offset (k, l) at a time: the term
+    sum_f W[f, c, k, l] dY[n, f] lands on dX shifted by (k, l). For each (k, l) that is
+    a single vectorized add over all of n, c, i, j, and it is faster than building a
+    second im2col matrix of the padded dY.
+
+    Inputs:
+    - dout: upstream gradient of shape (N, F, H', W').
+    - cache: (x, w) from conv_forward.
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, C, H, W).
+    - dw: gradient with respect to w, of shape (F, C, HH, WW).
+    """
+    x, w = cache
+    return _conv_backward(dout, x, w, 1, 0)
+
+
+def conv2d_forward(x, w, b=None, stride=1, pad=0):
+    """
+    Convolution (filtering) with stride, zero padding and an optional bias per filter.
+    Same implementation as conv_forward, which is the case stride=1, pad=0, b=None.
+
+        Y[n, f, i, j] = b[f] + sum_{c, k, l} Xpad[n, c, s*i + k, s*j + l] W[f, c, k, l]
+
+    Inputs:
+    - x: input of shape (N, C, H, W).
+    - w: filters of shape (F, C, HH, WW).
+    - b: biases of shape (F,), or None for no bias.
+    - stride: step s between neighbouring windows, an integer >= 1.
+    - pad: number of zeros added on each side of H and W.
+
+    Returns a tuple of:
+    - out: output of shape (N, F, 1 + (H + 2*pad - HH) // s, 1 + (W + 2*pad - WW) // s).
+    - cache: (x, w, b, stride, pad).
+    """
+    _check_conv_inputs(x, w, b, stride, pad)
+    return _conv_forward(x, w, b, stride, pad), (x, w, b, stride, pad)
+
+
+def conv2d_backward(dout, cache):
+    """
+    Backward pass of conv2d_forward; see conv_backward for the derivation. With stride s
+    the window of output (i, j) starts at (s*i, s*j), so dX gathers
+    dY[n, f, i, j] W[f, c, k, l] at Xpad position (s*i + k, s*j + l), the padding is cut
+    off, and db[f] = sum_{n, i, j} dY[n, f, i, j].
+
+    Inputs:
+    - dout: upstream gradient of shape (N, F, H', W').
+    - cache: (x, w, b, stride, pad) from conv2d_forward.
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, C, H, W).
+    - dw: gradient with respect to w, of shape (F, C, HH, WW).
+    - db: gradient with respect to b, of shape (F,); None if b was None.
+    """
+    x, w, b, stride, pad = cache
+    dx, dw = _conv_backward(dout, x, w, stride, pad)
+    db = None if b is None else dout.sum(axis=(0, 2, 3))
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+def _pool_geometry(x, pool_param):
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    try:
+        height, width, stride = (pool_param[key] for key in ("pool_height", "pool_width", "stride"))
+    except (KeyError, TypeError):
+        raise ValueError(f"pool_param must be a dict with keys 'pool_height', 'pool_width' "
+                         f"and 'stride', got {pool_param!r}") from None
+    _require(all(isinstance(v, (int, np.integer)) and v >= 1 for v in (height, width, stride)),
+             f"pool_param values must be positive integers, got {pool_param!r}")
+    _require(height <= x.shape[2] and width <= x.shape[3],
+             f"pool window {height}x{width} from pool_param is larger than x's "
+             f"{x.shape[2]}x{x.shape[3]} spatial size (x shape {x.shape})")
+    out_height = (x.shape[2] - height) // stride + 1
+    out_width = (x.shape[3] - width) // stride + 1
+    return height, width, stride, out_height, out_width
+
+
+def _window_entries(x, pool_param):
+    """
+    Yield (index, view) for each offset (k, l) of the pool window, in row-major order
+    index = k * pool_width + l; view[n, c, i, j] = x[n, c, s*i + k, s*j + l] has the
+    output's shape. A loop over the few window offsets, vectorized over everything else,
+    beats materializing all windows and reducing them (no copy of x, no reshape).
+    """
+    height, width, stride, out_height, out_width = _pool_geometry(x, pool_param)
+    for k in range(height):
+        for l in range(width):
+            yield k * width + l, x[:, :, k:k + stride * (out_height - 1) + 1:stride,
+                                      l:l + stride * (out_width - 1) + 1:stride]
+
+
+def _pool_max_and_choice(x, pool_param):
+    """Window maxima (N, C, OH, OW) and the row-major index of the first max in each window."""
+    entries = _window_entries(x, pool_param)
+    _, first = next(entries)
+    out = first.copy()
+    choice = np.zeros(out.shape, dtype=np.int32)
+    for index, candidate in entries:
+        better = candidate > out  # strict: on ties the earlier entry keeps the choice
+        np.copyto(out, candidate, where=better)
+        np.copyto(choice, index, where=better)
+    return out, choice
+
+
+def max_pool_forward(x, pool_param):
+    """
+    Max pooling: out[n, c, i, j] = max over the window x[n, c, s*i : s*i+ph, s*j : s*j+pw].
+    Any window size and stride; windows may overlap (stride < window) or skip pixels.
+
+    Inputs:
+    - x: input of shape (N, C, H, W).
+    - pool_param: dict with keys
+      - 'pool_height': window height ph.
+      - 'pool_width': window width pw.
+      - 'stride': distance s between neighbouring windows.
+
+    Returns a tuple of:
+    - out: output of shape (N, C, 1 + (H - ph) // s, 1 + (W - pw) // s).
+    - cache: (x, pool_param).
+    """
+    out, _ = _pool_max_and_choice(x, pool_param)
+    return out, (x, pool_param)
+
+
+def max_pool_backward(dout, cache):
+    """
+    Backward pass of max pooling. The max is locally a selection, so each window's
+    gradient goes to the entry that was selected: the first max in row-major order when
+    several entries tie (ties are common after ReLU, where many inputs are exactly 0;
+    sending the gradient to every tied entry would multiply it). Where windows overlap,
+    an input chosen by several windows accumulates their gradients.
+
+    Inputs:
+    - dout: upstream gradient of shape (N, C, OH, OW).
+    - cache: (x, pool_param) from max_pool_forward.
+
+    Returns:
+    - dx: gradient with respect to x, of shape (N, C, H, W).
+    """
+    x, pool_param = cache
+    out, choice = _pool_max_and_choice(x, pool_param)
+    _check_dout(dout, out.shape)
+    dx = np.zeros(x.shape, dtype=np.result_type(dout))
+    for index, dx_entry in _window_entries(dx, pool_param):
+        dx_entry += np.where(choice == index, dout, 0)
+    return dx
+
+
+# ----------------------------------------------------------------------------- losses
+
+def _log_softmax(x):
+    """Row-wise log-softmax, stable: subtracting the row max keeps exp() <= 1."""
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax_loss(x, y):
+    """
+    Softmax (cross-entropy) loss, averaged over the batch. With p = softmax(x[n]),
+    loss_n = -log p[y_n] and d loss_n / d x[n, c] = p[c] - [c == y_n].
+
+    Inputs:
+    - x: class scores of shape (N, C).
+    - y: integer labels of shape (N,), each in [0, C).
+
+    Returns a tuple of:
+    - loss: scalar loss (mean over N).
+    - dx: gradient of the loss with respect to x, of shape (N, C).
+    """
+    y = _check_labels(y, x)
+    N = x.shape[0]
+    log_probs = _log_softmax(x)
+    rows = np.arange(N)
+    loss = -log_probs[rows, y].mean()
+    dx = np.exp(log_probs)
+    dx[rows, y] -= 1
+    dx /= N
+    return loss, dx
+
+
+def log_softmax_forward(x):
+    """
+    Log-softmax over classes: out[n, c] = x[n, c] - log sum_k exp(x[n, k]).
+
+    Inputs:
+    - x: scores of shape (N, C).
+
+    Returns a tuple of:
+    - out: log-probabilities of shape (N, C).
+    - cache: out.
+    """
+    _check_ndim("x", x, 2, "(N, C)")
+    out = _log_softmax(x)
+    return out, out
+
+
+def log_softmax_backward(dout, cache):
+    """
+    Backward pass of log-softmax. d out[n, c] / d x[n, k] = [c == k] - p[n, k] with
+    p = exp(out), so dx[n, k] = dout[n, k] - p[n, k] * sum_c dout[n, c].
+
+    Inputs:
+    - dout: upstream gradient of shape (N, C).
+    - cache: out from log_softmax_forward.
+
+    Returns:
+    - dx: gradient with respect to x, of shape (N, C).
+    """
+    out = cache
+    _check_dout(dout, out.shape)
+    return dout - np.exp(out) * dout.sum(axis=1, keepdims=True)
+
+
+def nll_loss(log_probs, y):
+    """
+    Negative log-likelihood loss, averaged over the batch: loss = -mean_n log_probs[n, y_n].
+    log_softmax_forward followed by nll_loss equals softmax_loss.
+
+    Inputs:
+    - log_probs: log-probabilities of shape (N, C).
+    - y: integer labels of shape (N,), each in [0, C).
+
+    Returns a tuple of:
+    - loss: scalar loss.
+    - dlog_probs: gradient with respect to log_probs, of shape (N, C): -1/N at
+      (n, y_n), 0 elsewhere.
+    """
+    y = _check_labels(y, log_probs)
+    N = log_probs.shape[0]
+    rows = np.arange(N)
+    loss = -log_probs[rows, y].mean()
+    dlog_probs = np.zeros_like(log_probs)
+    dlog_probs[rows, y] = -1 / N
+    return loss, dlog_probs
+
+
+# ----------------------------------------------------------------------------- dropout, flatten
+
+def dropout_forward(x, dropout_param):
+    """
+    Inverted dropout. 'p' is the probability of KEEPING a unit (the cs231n convention;
+    PyTorch's nn.Dropout(p) takes the probability of dropping, so its p=0.25 is our
+    p=0.75). In training each unit is kept with probability p and scaled by 1/p, so the
+    expected output equals x and test mode is the identity.
+
+    Inputs:
+    - x: input of any shape.
+    - dropout_param: dict with keys
+      - 'p': keep probability, in (0, 1].
+      - 'mode': 'train' or 'test'.
+      - 'seed' (optional): seed of the mask's random generator; the same seed gives the
+        same mask (for gradient checks). Without it the mask comes from np.random.
+
+    Returns a tuple of:
+    - out: output of the shape of x.
+    - cache: (dropout_param, mask); mask (shape of x, values 0 or 1/p) is None in test mode.
+    """
+    p, mode = dropout_param.get("p"), dropout_param.get("mode")
+    _require(isinstance(p, numbers.Real) and 0 < p <= 1,
+             f"dropout_param['p'] is the keep probability and must be in (0, 1], got {p!r}")
+    _require(mode in ("train", "test"),
+             f"dropout_param['mode'] must be 'train' or 'test', got {mode!r}")
+    if mode == "test":
+        return x, (dropout_param, None)
+    seed = dropout_param.get("seed")
+    uniform = np.random.default_rng(seed).random(x.shape) if seed is not None else np.random.random(x.shape)
+    dtype = np.result_type(x, np.float32)
+    mask = (uniform < p).astype(dtype) / dtype.type(p)
+    return x * mask, (dropout_param, mask)
+
+
+def dropout_backward(dout, cache):
+    """
+    Backward pass of inverted dropout: dx = dout * mask in training, dout in test mode.
+
+    Inputs:
+    - dout: upstream gradient, of the shape of x.
+    - cache: (dropout_param, mask) from dropout_forward.
+
+    Returns:
+    - dx: gradient with respect to x.
+    """
+    dropout_param, mask = cache
+    if mask is None:
+        return dout
+    _check_dout(dout, mask.shape)
+    return dout * mask
+
+
+def flatten_forward(x):
+    """
+    Flatten every sample to a row: (N, d_1, ..., d_k) -> (N, d_1 * ... * d_k).
+
+    Inputs:
+    - x: input of shape (N, d_1, ..., d_k).
+
+    Returns a tuple of:
+    - out: output of shape (N, D).
+    - cache: the shape of x.
+    """
+    _require(np.ndim(x) >= 1, f"x must have a batch axis, got shape {np.shape(x)}")
+    return x.reshape(x.shape[0], -1), x.shape
+
+
+def flatten_backward(dout, cache):
+    """
+    Backward pass of flatten: reshape the gradient back to the input's shape.
+
+    Inputs:
+    - dout: upstream gradient of shape (N, D).
+    - cache: the shape of x from flatten_forward.
+
+    Returns:
+    - dx: gradient of shape (N, d_1, ..., d_k).
+    """
+    x_shape = cache
+    _check_dout(dout, (x_shape[0], int(np.prod(x_shape[1:]))))
+    return dout.reshape(x_shape)

@@ -1,0 +1,149 @@
+"""First-order update rules for gradient descent.
+
+Every rule has the interface
+
+    next_w, config = rule(w, dw, config=None)
+
+Inputs:
+- w: array of the current weights.
+- dw: array of w's shape, the gradient of the loss with respect to w.
+- config: dict of hyperparameters (learning rate, momentum, ...) and, for rules with
+  memory, the running state (velocity, caches, step count). None means "all defaults".
+  Missing hyperparameters are filled in with their defaults.
+
+Returns:
+- next_w: the updated weights, a new array with w's dtype.
+- config: the same dict, with the state advanced by one step. Pass it back in on the next
+  call for the same w; the Solver keeps one config per parameter.
+
+Neither w nor dw is modified: the rules build new arrays, and a new state array replaces
+the old one in config. Hyperparameters are turned into Python floats before use, because
+a NumPy float64 scalar would silently promote float32 weights to float64.
+
+Notation below: lr = learning_rate, g = dw, and all operations are elementwise.
+"""
+import numpy as np
+
+
+def _float_config(config, **defaults):
+    """Fill in missing hyperparameters and return their values as Python floats."""
+    if config is None:
+        config = {}
+    for name, value in defaults.items():
+        config.setdefault(name, value)
+    return config, [float(config[name]) for name in defaults]
+
+
+def sgd(w, dw, config=None):
+    """
+    Vanilla stochastic gradient descent.
+
+    The gradient is the direction of steepest increase of the loss, so a small step
+    against it lowers the loss (to first order: L(w - lr g) = L(w) - lr |g|^2 + O(lr^2)):
+
+        next_w = w - lr * g
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-2).
+    """
+    config, (lr,) = _float_config(config, learning_rate=1e-2)
+    next_w = w - lr * dw
+    return next_w.astype(w.dtype, copy=False), config
+
+
+def sgd_momentum(w, dw, config=None):
+    """
+    Stochastic gradient descent with momentum.
+
+    The velocity v is an exponentially decaying sum of past steps: gradients that keep
+    pointing the same way add up (in a valley of constant slope v approaches
+    -lr g / (1 - momentum), a 10x larger step for momentum 0.9), while gradients that
+    flip sign from step to step cancel out:
+
+        v      = momentum * v - lr * g        (v starts at 0)
+        next_w = w + v
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-2).
+    - momentum: scalar in [0, 1) giving the decay of the velocity (default 0.9);
+      momentum = 0 is plain SGD.
+    - velocity: array of w's shape, the running velocity (state).
+    """
+    config, (lr, momentum) = _float_config(config, learning_rate=1e-2, momentum=0.9)
+    v = config.get('velocity', np.zeros_like(w))
+    v = momentum * v - lr * dw
+    next_w = w + v
+    config['velocity'] = v
+    return next_w.astype(w.dtype, copy=False), config
+
+
+def rmsprop(w, dw, config=None):
+    """
+    RMSProp: divide each step by a running root mean square of that weight's gradient.
+
+    The cache is an exponential moving average of g^2. Dividing by its square root makes
+    the step size about lr for every weight, whatever the scale of its gradient: weights
+    with steep, large gradients slow down and weights with flat, small gradients speed up.
+    epsilon avoids a division by zero for weights whose gradient is always 0:
+
+        cache  = decay_rate * cache + (1 - decay_rate) * g^2      (cache starts at 0)
+        next_w = w - lr * g / (sqrt(cache) + epsilon)
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-2).
+    - decay_rate: scalar in [0, 1), the decay of the squared-gradient average
+      (default 0.99).
+    - epsilon: small scalar for numerical stability (default 1e-8).
+    - cache: array of w's shape, the moving average of squared gradients (state).
+    """
+    config, (lr, decay_rate, epsilon) = _float_config(
+        config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
+    cache = config.get('cache', np.zeros_like(w))
+    cache = decay_rate * cache + (1 - decay_rate) * dw * dw
+    next_w = w - lr * dw / (np.sqrt(cache) + epsilon)
+    config['cache'] = cache
+    return next_w.astype(w.dtype, copy=False), config
+
+
+def adam(w, dw, config=None):
+    """
+    Adam: momentum on the gradient (first moment m) combined with RMSProp's scaling by
+    the gradient's running root mean square (second moment v).
+
+    m and v start at 0, so early on they are biased towards 0: after t steps with a
+    constant gradient g, m = (1 - beta1^t) g. Dividing by (1 - beta^t) removes this bias
+    exactly. t counts the updates and is incremented *before* use, so the first update
+    has t = 1 (this matches the current cs231n version; older versions used t = 0 first,
+    which divides by zero):
+
+        t      = t + 1                                    (t starts at 0)
+        m      = beta1 * m + (1 - beta1) * g              (m starts at 0)
+        v      = beta2 * v + (1 - beta2) * g^2            (v starts at 0)
+        m_hat  = m / (1 - beta1^t)
+        v_hat  = v / (1 - beta2^t)
+        next_w = w - lr * m_hat / (sqrt(v_hat) + epsilon)
+
+    With the bias corrected, the very first step is lr * g / (|g| + epsilon), a step of
+    about lr in every coordinate.
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-3).
+    - beta1: decay rate of the moving average of the gradient (default 0.9).
+    - beta2: decay rate of the moving average of the squared gradient (default 0.999).
+    - epsilon: small scalar for numerical stability (default 1e-8).
+    - m: array of w's shape, the moving average of the gradient (state).
+    - v: array of w's shape, the moving average of the squared gradient (state).
+    - t: int, the number of updates made so far (state).
+    """
+    config, (lr, beta1, beta2, epsilon) = _float_config(
+        config, learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8)
+    m = config.get('m', np.zeros_like(w))
+    v = config.get('v', np.zeros_like(w))
+    t = int(config.get('t', 0)) + 1
+    m = beta1 * m + (1 - beta1) * dw
+    v = beta2 * v + (1 - beta2) * dw * dw
+    m_hat = m / (1 - beta1 ** t)
+    v_hat = v / (1 - beta2 ** t)
+    next_w = w - lr * m_hat / (np.sqrt(v_hat) + epsilon)
+    config['m'], config['v'], config['t'] = m, v, t
+    return next_w.astype(w.dtype, copy=False), config

@@ -1,0 +1,30 @@
+"""Dataset loading for handgrad: MNIST and Fashion-MNIST.
+
+    from data import load_mnist, train_val_split
+    X_train, y_train, X_test, y_test = load_mnist()      # uint8, raw 0..255
+    X_train, y_train, X_val, y_val = train_val_split(X_train, y_train)  # 55000 / 5000
+    X_train = X_train.astype(np.float32) / 255.0          # normalizing is yours
+
+Files are looked up in `data_dir`, then $HANDGRAD_DATA, then this folder
+(data/mnist/, data/fashion-mnist/), then /usr/share/datasets/fashion-mnist
+(Fashion-MNIST only), and downloaded with sha256 verification if missing.
+See data/datasets.py for details.
+"""
+
+from .datasets import (
+    ChecksumError,
+    DatasetNotFoundError,
+    download_dataset,
+    find_dataset_dir,
+    load_fashion_mnist,
+    load_mnist,
+    load_mnist_npz,
+    train_val_split,
+)
+from .idx import IdxFormatError, read_idx, write_idx
+
+__all__ = [
+    'load_mnist', 'load_fashion_mnist', 'load_mnist_npz', 'train_val_split',
+    'find_dataset_dir', 'download_dataset', 'read_idx', 'write_idx',
+    'DatasetNotFoundError', 'ChecksumError', 'IdxFormatError',
+]

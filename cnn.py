@@ -3,6 +3,7 @@ import numpy as np
 
 from layers import (conv_backward, conv_forward, fc_backward, fc_forward, max_pool_backward,
                     max_pool_forward, relu_backward, relu_forward, softmax_loss)
+from softmax import init_weights
 
 
 class ConvNet:
@@ -30,7 +31,8 @@ class ConvNet:
         - filter_size: height and width k of each filter.
         - hidden_dim: number of units of the hidden fc layer.
         - num_classes: number of classes.
-        - weight_scale: standard deviation of the Gaussian initial weights; biases start at 0.
+        - weight_scale: standard deviation of the Gaussian initial weights, or None for He
+          initialization (std sqrt(2 / fan_in) per layer); biases start at 0.
         - dtype: dtype of the parameters and of the computation.
         - reg: strength of the L2 penalty 0.5 * reg * sum of squared weights W1, W2, W3.
         - seed: seed of the initial weights (None: np.random's global state, as the homework).
@@ -38,17 +40,16 @@ class ConvNet:
         C, H, W = input_dim
         _require_fits(input_dim, filter_size)
         pooled_height, pooled_width = (H - filter_size + 1) // 2, (W - filter_size + 1) // 2
-        normal = np.random.default_rng(seed).standard_normal if seed is not None else np.random.standard_normal
         self.reg = reg
         self.dtype = dtype
+        flat_dim = num_filters * pooled_height * pooled_width
         self.params = {
-            "W1": weight_scale * normal((num_filters, C, filter_size, filter_size)),
-            "W2": weight_scale * normal((num_filters * pooled_height * pooled_width, hidden_dim)),
-            "b2": np.zeros(hidden_dim),
-            "W3": weight_scale * normal((hidden_dim, num_classes)),
-            "b3": np.zeros(num_classes),
+            "W1": init_weights((num_filters, C, filter_size, filter_size), weight_scale, seed, dtype),
+            "W2": init_weights((flat_dim, hidden_dim), weight_scale, seed, dtype),
+            "b2": np.zeros(hidden_dim, dtype=dtype),
+            "W3": init_weights((hidden_dim, num_classes), weight_scale, seed, dtype),
+            "b3": np.zeros(num_classes, dtype=dtype),
         }
-        self.params = {name: value.astype(dtype) for name, value in self.params.items()}
 
     def loss(self, X, y=None):
         """

@@ -20,17 +20,17 @@ class SoftmaxClassifier:
         - input_dim: size D of one input (inputs of any shape (N, d_1, ...) are flattened).
         - hidden_dim: number H of hidden units.
         - num_classes: number C of classes.
-        - weight_scale: standard deviation of the Gaussian initial weights; biases start at 0.
+        - weight_scale: standard deviation of the Gaussian initial weights, or None for He
+          initialization (std sqrt(2 / fan_in) per layer, which suits ReLU); biases start at 0.
         - reg: strength of the L2 penalty 0.5 * reg * (|W1|^2 + |W2|^2) added to the loss.
         - dtype: dtype of the parameters (float64 for gradient checks, float32 for speed).
         - seed: seed of the initial weights (None: np.random's global state, as the homework).
         """
-        normal = np.random.default_rng(seed).standard_normal if seed is not None else np.random.standard_normal
         self.reg = reg
         self.params = {
-            "W1": (weight_scale * normal((input_dim, hidden_dim))).astype(dtype),
+            "W1": init_weights((input_dim, hidden_dim), weight_scale, seed, dtype),
             "b1": np.zeros(hidden_dim, dtype=dtype),
-            "W2": (weight_scale * normal((hidden_dim, num_classes))).astype(dtype),
+            "W2": init_weights((hidden_dim, num_classes), weight_scale, seed, dtype),
             "b2": np.zeros(num_classes, dtype=dtype),
         }
 
@@ -61,3 +61,20 @@ class SoftmaxClassifier:
                 loss += 0.5 * self.reg * np.sum(p[name] ** 2)
                 grads[name] = grads[name] + self.reg * p[name]
         return loss, grads
+
+
+def init_weights(shape, weight_scale, seed, dtype):
+    """
+    Gaussian weights of the given shape: std weight_scale, or He's sqrt(2 / fan_in) when
+    weight_scale is None, where fan_in is the number of inputs of one output unit
+    (shape[0] for fc weights (D, M), C * HH * WW for conv filters (F, C, HH, WW)).
+    The seed (or, when None, np.random's global state) makes the draw reproducible; the
+    shape is mixed into the seed so that layers of one model get different weights.
+    """
+    fan_in = shape[0] if len(shape) == 2 else int(np.prod(shape[1:]))
+    std = np.sqrt(2.0 / fan_in) if weight_scale is None else weight_scale
+    if seed is None:
+        noise = np.random.standard_normal(shape)
+    else:
+        noise = np.random.default_rng([seed, *shape]).standard_normal(shape)
+    return (std * noise).astype(dtype)

@@ -64,3 +64,13 @@ def test_convnet_gradients(reg, input_dim, filter_size):
 def test_convnet_rejects_too_large_filter():
     with pytest.raises(ValueError, match=r"filter_size 28.*input_dim \(1, 28, 28\)"):
         ConvNet(filter_size=28)
+
+
+def test_he_initialization_and_seeded_init():
+    model = ConvNet(weight_scale=None, seed=3)
+    assert model.params["W1"].std() == pytest.approx(np.sqrt(2 / 49), rel=0.1)
+    assert model.params["W2"].std() == pytest.approx(np.sqrt(2 / 3872), rel=0.02)
+    again = ConvNet(weight_scale=None, seed=3)
+    assert all(np.array_equal(again.params[k], model.params[k]) for k in model.params)
+    mlp = SoftmaxClassifier(weight_scale=None, seed=3)
+    assert mlp.params["W2"].std() == pytest.approx(np.sqrt(2 / 100), rel=0.1)

@@ -1,0 +1,527 @@
+"""A Solver trains any model of the project with minibatch gradient descent.
+
+The Solver knows nothing about the model's architecture. A model only needs:
+
+- model.params: dict mapping parameter names to arrays.
+- model.loss(X, y): returns (loss, grads), loss a scalar and grads a dict with the keys
+  of model.params (the gradient of the loss with respect to each parameter).
+- model.loss(X): returns class scores of shape (N, C); only used by the default metric
+  (classification accuracy). Models that are not classifiers, such as captioning models,
+  pass their own `metric` instead.
+
+Example (classification):
+
+    data = {'X_train': X_train, 'y_train': y_train, 'X_val': X_val, 'y_val': y_val}
+    model = SoftmaxClassifier(hidden_dim=100)
+    solver = Solver(model, data, update_rule='adam', optim_config={'learning_rate': 1e-3},
+                    lr_decay=0.95, num_epochs=10, batch_size=100, seed=0,
+                    checkpoint_name='checkpoints/softmax')
+    solver.train()
+    # model.params now holds the parameters with the best validation accuracy;
+    # solver.loss_history, solver.train_acc_history and solver.val_acc_history
+    # hold the training curves.
+
+Example (captioning, where the "accuracy" is BLEU computed from sampled captions):
+
+    def bleu(model, features, captions):
+        return corpus_bleu(captions, model.sample(features))   # higher is better
+    solver = Solver(model, {'X_train': train_features, 'y_train': train_captions,
+                            'X_val': val_features, 'y_val': val_captions},
+                    update_rule='adam', metric=bleu, num_train_samples=500)
+
+Training is organised in epochs. Each epoch is one pass over the training set in a new
+random order: ceil(N / batch_size) iterations, the last batch possibly smaller, so every
+sample is used exactly once per epoch. After each epoch the Solver
+1. multiplies every learning rate by lr_decay,
+2. measures the metric on a fixed random subset of the training set and on the
+   validation set, and remembers the parameters with the best validation value,
+3. writes a checkpoint, if checkpoint_name is set.
+At the end of train(), model.params holds the best validation parameters.
+
+A run with a seed is reproducible, and a run resumed from a checkpoint ends with exactly
+the same parameters as a run that was never interrupted:
+
+    solver = Solver(model, data, num_epochs=20, seed=0, checkpoint_name='ckpt/net', ...)
+    solver.resume('ckpt/net_latest.pkl')   # same model class, data and kwargs
+    solver.train()                         # continues with the next epoch
+"""
+import math
+import os
+import pickle
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+import optim
+
+
+class NonFiniteLossError(FloatingPointError):
+    """
+    Raised by Solver.train() when a minibatch loss is nan or inf.
+
+    Training stops at once: model.params is restored to the best validation parameters
+    found so far (the parameters from the start of train() if no epoch finished yet), and
+    no checkpoint is written, so the last checkpoint on disk is the last good state.
+
+    Attributes:
+    - epoch: the epoch in which it happened, counted from 1.
+    - iteration: the global iteration number, counted from 1 as in the progress lines.
+    - loss: the non-finite loss value.
+    """
+
+    def __init__(self, message, epoch, iteration, loss):
+        super().__init__(message)
+        self.epoch = epoch
+        self.iteration = iteration
+        self.loss = loss
+
+
+class Solver:
+    """
+    Trains a model with minibatch gradient descent; see the module docstring.
+
+    Required arguments:
+    - model: an object with `params` and `loss` as described in the module docstring.
+    - data: dict with 'X_train', 'y_train', 'X_val', 'y_val'. Row i of X_* is sample i,
+      and y_* has the same number of rows (labels (N,) or captions (N, T), ...).
+
+    Optional keyword arguments:
+    - update_rule: name of a rule in optim.py ('sgd', 'sgd_momentum', 'rmsprop', 'adam')
+      or a callable with the same interface. Default 'sgd'.
+    - optim_config: dict of hyperparameters for the update rule; every parameter gets its
+      own copy. Default {} (the rule's defaults).
+    - lr_decay: each learning rate is multiplied by this after every epoch. Default 1.0.
+    - batch_size: training minibatch size. Default 500, as in the homework.
+    - num_epochs: number of passes over the training data. Default 10.
+    - print_every: print the training loss every this many iterations. Default 1.
+    - verbose: print progress; False makes the Solver silent. Default True.
+    - metric: callable metric(model, X, y) -> float, higher is better, used for the
+      train/val histories and for choosing the best parameters. Default None, which means
+      classification accuracy of argmax(model.loss(X)).
+    - num_train_samples: size of the fixed random subset of the training set on which the
+      training metric is measured each epoch; None means all. Default 1000.
+    - num_val_samples: the same for the validation set; None means all. Default None.
+    - grad_clip: if set, gradients are scaled so that their global L2 norm (over all
+      trained parameters together) is at most grad_clip. Default None (no clipping).
+    - trainable: iterable of parameter names to update; the other parameters stay frozen
+      (they get no update and no optimizer state). Default None (all parameters).
+    - seed: seed of the one random generator behind all the Solver's randomness (the
+      order of the training samples, the training-metric subset). Default None.
+    - checkpoint_name: path prefix; if set, after every epoch k the Solver writes
+      '<checkpoint_name>_epoch_<k>.pkl' and '<checkpoint_name>_latest.pkl'. Default None.
+
+    Attributes:
+    - epoch: number of epochs completed.
+    - iteration: number of parameter updates made.
+    - best_val_acc: best validation metric so far (-inf before the first epoch ends).
+    - best_params: copies of model.params at the best validation metric (before the first
+      epoch ends: the parameters train() started from).
+    - loss_history: training loss of every iteration.
+    - train_acc_history, val_acc_history: the training and validation metric after every
+      epoch (one entry per epoch; with a custom metric these hold its values).
+    - optim_configs: dict mapping each trained parameter name to its optim config,
+      including the update rule's state.
+    """
+
+    DEFAULTS = {
+        'update_rule': 'sgd',
+        'optim_config': {},
+        'lr_decay': 1.0,
+        'batch_size': 500,
+        'num_epochs': 10,
+        'print_every': 1,
+        'verbose': True,
+        'metric': None,
+        'num_train_samples': 1000,
+        'num_val_samples': None,
+        'grad_clip': None,
+        'trainable': None,
+        'seed': None,
+        'checkpoint_name': None,
+    }
+
+    # Epochs with more iterations than this show a tqdm progress bar (when verbose).
+    PROGRESS_BAR_MIN_ITERATIONS = 50
+
+    # Kwargs that may differ between a run and its resumption without a warning.
+    _FREE_TO_CHANGE = {'num_epochs', 'print_every', 'verbose', 'checkpoint_name', 'seed'}
+
+    def __init__(self, model, data, **kwargs):
+        unknown = sorted(set(kwargs) - set(self.DEFAULTS))
+        if unknown:
+            raise ValueError(f"Unrecognized arguments {', '.join(unknown)}; "
+                             f"valid ones are {', '.join(self.DEFAULTS)}")
+        missing = [k for k in ('X_train', 'y_train', 'X_val', 'y_val') if k not in data]
+        if missing:
+            raise ValueError(f"data is missing {', '.join(missing)}")
+        self.model = model
+        self.X_train, self.y_train = data['X_train'], data['y_train']
+        self.X_val, self.y_val = data['X_val'], data['y_val']
+        for split in ('train', 'val'):
+            n_x, n_y = len(data['X_' + split]), len(data['y_' + split])
+            if n_x != n_y:
+                raise ValueError(f"X_{split} has {n_x} rows but y_{split} has {n_y}")
+        if len(self.X_train) == 0:
+            raise ValueError("X_train is empty")
+
+        options = {**self.DEFAULTS, **kwargs}
+        self.update_rule = options['update_rule']
+        self.optim_config = dict(options['optim_config'] or {})
+        self.lr_decay = options['lr_decay']
+        self.batch_size = int(options['batch_size'])
+        self.num_epochs = int(options['num_epochs'])
+        self.print_every = int(options['print_every'])
+        self.verbose = options['verbose']
+        self.metric = options['metric']
+        self.num_train_samples = options['num_train_samples']
+        self.num_val_samples = options['num_val_samples']
+        self.grad_clip = options['grad_clip']
+        self.seed = options['seed']
+        self.checkpoint_name = options['checkpoint_name']
+        self._kwargs = options
+
+        if isinstance(self.update_rule, str):
+            rule = getattr(optim, self.update_rule, None)
+            if self.update_rule.startswith('_') or not callable(rule):
+                raise ValueError(f'Invalid update_rule "{self.update_rule}"')
+            self.update_rule = rule
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.print_every < 1:
+            raise ValueError(f"print_every must be at least 1, got {self.print_every}")
+
+        names = list(model.params)
+        if options['trainable'] is None:
+            self.trainable = names
+        else:
+            self.trainable = [p for p in names if p in set(options['trainable'])]
+            extra = sorted(set(options['trainable']) - set(names))
+            if extra:
+                raise ValueError(f"trainable names {extra} are not in model.params "
+                                 f"(which has {names})")
+
+        self.rng = np.random.default_rng(self.seed)
+        self._train_sample_idx = self._choose_subset(len(self.X_train),
+                                                     self.num_train_samples)
+        self._val_sample_idx = self._choose_subset(len(self.X_val), self.num_val_samples)
+        self._reset()
+
+    def _reset(self):
+        """Set up the bookkeeping of a fresh run. Don't call this manually."""
+        self.epoch = 0
+        self.iteration = 0
+        self.best_val_acc = -np.inf
+        self.best_params = {}
+        self.loss_history = []
+        self.train_acc_history = []
+        self.val_acc_history = []
+        self.optim_configs = {p: dict(self.optim_config) for p in self.trainable}
+
+    def _choose_subset(self, n, num_samples):
+        """Sorted random indices of num_samples of n rows, or None for all rows."""
+        if num_samples is None or num_samples >= n:
+            return None
+        return np.sort(self.rng.choice(n, size=num_samples, replace=False))
+
+    def _step(self, X_batch, y_batch):
+        """Compute loss and gradients on one minibatch and update the trained params."""
+        loss, grads = self.model.loss(X_batch, y_batch)
+        loss = float(loss)
+        if not math.isfinite(loss):
+            return loss
+        if self.grad_clip is not None:
+            norm = math.sqrt(sum(float(np.sum(np.square(grads[p], dtype=np.float64)))
+                                 for p in self.trainable))
+            if norm > self.grad_clip:
+                scale = float(self.grad_clip) / norm
+                grads = {p: grads[p] * scale for p in self.trainable}
+        for p in self.trainable:
+            next_w, next_config = self.update_rule(self.model.params[p], grads[p],
+                                                   self.optim_configs[p])
+            self.model.params[p] = next_w
+            self.optim_configs[p] = next_config
+        return loss
+
+    def check_accuracy(self, X, y, num_samples=None, batch_size=100):
+        """
+        Measure the model's metric on the data (X, y): classification accuracy by
+        default, or metric(model, X, y) if the Solver was given one.
+
+        Inputs:
+        - X: array of data, shape (N, ...).
+        - y: array of labels (N,) (or targets of any shape (N, ...) for a custom metric).
+        - num_samples: if not None and less than N, measure on a random subset of this
+          many samples (drawn from the Solver's random generator).
+        - batch_size: split X into batches of this size to compute the scores, to bound
+          memory. A custom metric does its own batching and ignores this.
+
+        Returns:
+        - acc: float, the fraction of samples classified correctly (or the metric).
+        """
+        idx = self._choose_subset(len(X), num_samples)
+        if idx is not None:
+            X, y = X[idx], y[idx]
+        if self.metric is not None:
+            return float(self.metric(self.model, X, y))
+        y_pred = np.concatenate([np.argmax(self.model.loss(X[i:i + batch_size]), axis=1)
+                                 for i in range(0, len(X), batch_size)])
+        return float(np.mean(y_pred == y))
+
+    def _evaluate(self, X, y, idx):
+        if idx is not None:
+            X, y = X[idx], y[idx]
+        return self.check_accuracy(X, y, batch_size=self.batch_size)
+
+    def train(self):
+        """
+        Run epochs self.epoch + 1 .. num_epochs, then load the best parameters into
+        model.params. After resume(), this continues the interrupted run; to train longer
+        afterwards, raise self.num_epochs and call train() again.
+
+        Raises NonFiniteLossError if a minibatch loss is nan or inf.
+        """
+        num_train = len(self.X_train)
+        iterations_per_epoch = math.ceil(num_train / self.batch_size)
+        num_iterations = self.num_epochs * iterations_per_epoch
+        if not self.best_params:
+            self.best_params = self._copy_params()
+
+        while self.epoch < self.num_epochs:
+            start = time.perf_counter()
+            order = self.rng.permutation(num_train)
+            bar = self._progress_bar(iterations_per_epoch)
+            loss_sum = 0.0
+            try:
+                for i in range(iterations_per_epoch):
+                    batch = order[i * self.batch_size:(i + 1) * self.batch_size]
+                    loss = self._step(self.X_train[batch], self.y_train[batch])
+                    if not math.isfinite(loss):
+                        self._stop_non_finite(loss, i, iterations_per_epoch)
+                    self.iteration += 1
+                    self.loss_history.append(loss)
+                    loss_sum += loss * len(batch)
+                    self._report_iteration(bar, loss, num_iterations)
+            finally:
+                if bar is not None:
+                    bar.close()
+            self.epoch += 1
+
+            self._decay_learning_rates()
+            train_acc = self._evaluate(self.X_train, self.y_train, self._train_sample_idx)
+            val_acc = self._evaluate(self.X_val, self.y_val, self._val_sample_idx)
+            self.train_acc_history.append(train_acc)
+            self.val_acc_history.append(val_acc)
+            if val_acc > self.best_val_acc:
+                self.best_val_acc = val_acc
+                self.best_params = self._copy_params()
+            if self.checkpoint_name is not None:
+                self._write_checkpoints()
+            if self.verbose:
+                name = self._metric_name()
+                print(f"(Epoch {self.epoch} / {self.num_epochs}) "
+                      f"loss {loss_sum / num_train:.4f}, train {name} {train_acc:.4f}, "
+                      f"val {name} {val_acc:.4f}, {time.perf_counter() - start:.1f} s")
+
+        self._restore_best_params()
+
+    def _report_iteration(self, bar, loss, num_iterations):
+        """Print the loss every print_every iterations (in the progress bar, if any)."""
+        if bar is not None:
+            bar.update(1)
+        if not self.verbose or (self.iteration - 1) % self.print_every != 0:
+            return
+        if bar is not None:
+            bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+        else:
+            print(f"(Iteration {self.iteration} / {num_iterations}) loss: {loss:f}")
+
+    def _progress_bar(self, total):
+        """A tqdm bar for a long epoch when verbose; None otherwise or without tqdm."""
+        if not self.verbose or total <= self.PROGRESS_BAR_MIN_ITERATIONS:
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=total, desc=f"Epoch {self.epoch + 1} / {self.num_epochs}",
+                    unit="it", leave=False)
+
+    def _metric_name(self):
+        if self.metric is None:
+            return "acc"
+        name = getattr(self.metric, '__name__', '')
+        return name if name.isidentifier() else "metric"
+
+    def _decay_learning_rates(self):
+        if self.lr_decay == 1.0:
+            return
+        for p, config in self.optim_configs.items():
+            if 'learning_rate' not in config:
+                raise ValueError(f"lr_decay needs a 'learning_rate' in the optim config "
+                                 f"of {p}, but the update rule did not set one")
+            config['learning_rate'] = config['learning_rate'] * self.lr_decay
+
+    def _stop_non_finite(self, loss, batch_index, iterations_per_epoch):
+        """Restore the best params and raise NonFiniteLossError."""
+        epoch, iteration = self.epoch + 1, self.iteration + 1
+        self._restore_best_params()
+        if self.epoch > 0 and np.isfinite(self.best_val_acc):
+            restored = f"the best validation parameters (val {self._metric_name()} " \
+                       f"{self.best_val_acc:.4f})"
+        else:
+            restored = "the parameters from the start of train()"
+        checkpoint = ""
+        if self.checkpoint_name is not None and self.epoch > 0:
+            checkpoint = (f" The last good checkpoint is "
+                          f"{self.checkpoint_name}_epoch_{self.epoch}.pkl.")
+        lrs = sorted({c['learning_rate'] for c in self.optim_configs.values()
+                      if 'learning_rate' in c})
+        lr_text = f" (now {', '.join(f'{lr:g}' for lr in lrs)})" if lrs else ""
+        raise NonFiniteLossError(
+            f"The training loss is {loss} in epoch {epoch}, iteration {iteration} "
+            f"(batch {batch_index + 1} of {iterations_per_epoch} in this epoch). "
+            f"Training stopped; model.params was restored to {restored}.{checkpoint} "
+            f"Hints: lower the learning rate{lr_text}, check the inputs for nan/inf and "
+            f"a sensible scale (e.g. normalized), use a smaller weight_scale, or set "
+            f"grad_clip.", epoch=epoch, iteration=iteration, loss=loss)
+
+    def _copy_params(self):
+        return {p: w.copy() for p, w in self.model.params.items()}
+
+    def _restore_best_params(self):
+        """Load copies of best_params into model.params (keeping the same dict)."""
+        for p, w in self.best_params.items():
+            self.model.params[p] = w.copy()
+
+    # Checkpoints ------------------------------------------------------------------------
+
+    def _checkpoint(self):
+        """Everything needed to continue training bit-identically, as plain Python and
+        NumPy objects (loading needs no handgrad class)."""
+        return {
+            'format': 'handgrad-solver-checkpoint-1',
+            'epoch': self.epoch,
+            'iteration': self.iteration,
+            'params': self._copy_params(),
+            'optim_configs': pickle.loads(pickle.dumps(self.optim_configs)),
+            'best_val_acc': self.best_val_acc,
+            'best_params': {p: w.copy() for p, w in self.best_params.items()},
+            'loss_history': list(self.loss_history),
+            'train_acc_history': list(self.train_acc_history),
+            'val_acc_history': list(self.val_acc_history),
+            'rng_state': self.rng.bit_generator.state,
+            'train_sample_idx': self._train_sample_idx,
+            'val_sample_idx': self._val_sample_idx,
+            'kwargs': self._describe_kwargs(),
+        }
+
+    def _describe_kwargs(self):
+        """The Solver's kwargs, with callables replaced by their names (for pickling)."""
+        def describe(value):
+            if callable(value):
+                return f"{getattr(value, '__module__', '?')}." \
+                       f"{getattr(value, '__qualname__', repr(value))}"
+            return value
+        described = {k: describe(v) for k, v in self._kwargs.items()}
+        described['update_rule'] = describe(self.update_rule)
+        described['optim_config'] = dict(self.optim_config)
+        described['trainable'] = list(self.trainable)
+        described['seed'] = repr(self.seed)
+        return described
+
+    def save_checkpoint(self, path):
+        """Write the Solver's state to path (a pickle), atomically."""
+        _write_atomic(pickle.dumps(self._checkpoint(), protocol=pickle.HIGHEST_PROTOCOL),
+                      path)
+
+    def _write_checkpoints(self):
+        data = pickle.dumps(self._checkpoint(), protocol=pickle.HIGHEST_PROTOCOL)
+        _write_atomic(data, f"{self.checkpoint_name}_epoch_{self.epoch}.pkl")
+        _write_atomic(data, f"{self.checkpoint_name}_latest.pkl")
+
+    def resume(self, path):
+        """
+        Load a checkpoint written by this class, so that train() continues that run.
+
+        Build the Solver as for the original run (same kind of model, data and kwargs;
+        num_epochs may be larger), call resume(path), then train(). The model's
+        parameters, the optimizer state, the counters, histories, best parameters and
+        the random generator's state are all restored, so the result is identical to a
+        run that was never interrupted.
+
+        Raises ValueError if the checkpoint's parameter names or shapes, or its set of
+        trained parameters, don't match this Solver's model. Warns if other kwargs that
+        affect training differ from the checkpoint's.
+        """
+        with open(path, 'rb') as f:
+            checkpoint = pickle.load(f)
+        if not isinstance(checkpoint, dict) or 'params' not in checkpoint:
+            raise ValueError(f"{path} is not a Solver checkpoint")
+
+        ours = {p: np.shape(w) for p, w in self.model.params.items()}
+        theirs = {p: np.shape(w) for p, w in checkpoint['params'].items()}
+        if ours != theirs:
+            problems = [f"{p}: checkpoint {theirs.get(p, 'missing')}, "
+                        f"model {ours.get(p, 'missing')}"
+                        for p in sorted(set(ours) | set(theirs))
+                        if ours.get(p) != theirs.get(p)]
+            raise ValueError(f"Checkpoint {path} does not match the model's parameters: "
+                             + "; ".join(problems))
+        if set(checkpoint['optim_configs']) != set(self.trainable):
+            raise ValueError(f"Checkpoint {path} trained {sorted(checkpoint['optim_configs'])}"
+                             f" but this Solver trains {sorted(self.trainable)}")
+        saved, current = checkpoint.get('kwargs', {}), self._describe_kwargs()
+        changed = [k for k in current if k not in self._FREE_TO_CHANGE
+                   and k in saved and not _same(saved[k], current[k])]
+        if changed:
+            warnings.warn(f"Resuming from {path} with different "
+                          + ", ".join(f"{k} (checkpoint {saved[k]!r}, now {current[k]!r})"
+                                      for k in changed)
+                          + "; the run will not be identical to an uninterrupted one")
+
+        for p, w in checkpoint['params'].items():
+            self.model.params[p] = w.copy()
+        self.optim_configs = checkpoint['optim_configs']
+        self.epoch = checkpoint['epoch']
+        self.iteration = checkpoint['iteration']
+        self.best_val_acc = checkpoint['best_val_acc']
+        self.best_params = checkpoint['best_params']
+        self.loss_history = checkpoint['loss_history']
+        self.train_acc_history = checkpoint['train_acc_history']
+        self.val_acc_history = checkpoint['val_acc_history']
+        self.rng.bit_generator.state = checkpoint['rng_state']
+        self._train_sample_idx = checkpoint['train_sample_idx']
+        self._val_sample_idx = checkpoint['val_sample_idx']
+
+
+def _same(a, b):
+    try:
+        return bool(a == b)
+    except Exception:   # e.g. arrays of different shapes inside a config
+        return repr(a) == repr(b)
+
+
+def _write_atomic(data, path):
+    """
+    Write bytes to path so that path always holds either its old content or the
+    complete new one, even if the process dies mid-write: write a temporary file in the
+    same directory, flush and fsync it, then os.replace it onto path.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -96,13 +96,17 @@ class Solver:
     - batch_size: training minibatch size. Default 500, as in the homework.
     - num_epochs: number of passes over the training data. Default 10.
     - print_every: print the training loss every this many iterations. Default 1.
-    - verbose: print progress; False makes the Solver silent. Default True.
+    - verbose: print progress; False makes the Solver silent. Default True. Prints a
+      line per epoch, and the loss every print_every iterations as
+      '(Iteration 1 / 4400) loss: 2.302585'; in epochs of more than 50 iterations a
+      tqdm progress bar (on stderr) shows that loss instead, if tqdm is installed.
     - metric: callable metric(model, X, y) -> float, higher is better, used for the
       train/val histories and for choosing the best parameters. Default None, which means
       classification accuracy of argmax(model.loss(X)).
     - num_train_samples: size of the fixed random subset of the training set on which the
       training metric is measured each epoch; None means all. Default 1000.
-    - num_val_samples: the same for the validation set; None means all. Default None.
+    - num_val_samples: the same for the validation set (also chosen once); None means
+      all. Default None.
     - grad_clip: if set, gradients are scaled so that their global L2 norm (over all
       trained parameters together) is at most grad_clip. Default None (no clipping).
     - trainable: iterable of parameter names to update; the other parameters stay frozen
@@ -193,14 +197,17 @@ class Solver:
             raise ValueError(f"print_every must be at least 1, got {self.print_every}")
 
         names = list(model.params)
-        if options['trainable'] is None:
-            self.trainable = names
-        else:
-            self.trainable = [p for p in names if p in set(options['trainable'])]
-            extra = sorted(set(options['trainable']) - set(names))
-            if extra:
-                raise ValueError(f"trainable names {extra} are not in model.params "
-                                 f"(which has {names})")
+        trainable = options['trainable']
+        if trainable is None:
+            trainable = names
+        elif isinstance(trainable, str):
+            trainable = [trainable]
+        extra = sorted(set(trainable) - set(names))
+        if extra:
+            raise ValueError(f"trainable names {extra} are not in model.params "
+                             f"(which has {names})")
+        keep = set(trainable)
+        self.trainable = [p for p in names if p in keep]
 
         self.rng = np.random.default_rng(self.seed)
         self._train_sample_idx = self._choose_subset(len(self.X_train),
@@ -432,7 +439,24 @@ class Solver:
         return described
 
     def save_checkpoint(self, path):
-        """Write the Solver's state to path (a pickle), atomically."""
+        """
+        Write the Solver's state to path, atomically (see _write_atomic).
+
+        The file is a pickled dict of plain Python and NumPy objects, so it can be loaded
+        with pickle.load and nothing from handgrad:
+        - 'format': 'handgrad-solver-checkpoint-1'.
+        - 'epoch', 'iteration': epochs completed and updates made.
+        - 'params': copies of model.params.
+        - 'optim_configs': per trained parameter, the optim config with its state
+          (adam's m, v, t; the decayed learning rate; ...).
+        - 'best_val_acc', 'best_params'.
+        - 'loss_history', 'train_acc_history', 'val_acc_history'.
+        - 'rng_state': the random generator's bit_generator.state.
+        - 'train_sample_idx', 'val_sample_idx': the fixed metric subsets (None = all).
+        - 'kwargs': the Solver's kwargs (callables as 'module.name'), checked on resume.
+        State that the model keeps outside model.params (e.g. its own random generator
+        for dropout) is not included.
+        """
         _write_atomic(pickle.dumps(self._checkpoint(), protocol=pickle.HIGHEST_PROTOCOL),
                       path)
 
@@ -470,8 +494,9 @@ class Solver:
             raise ValueError(f"Checkpoint {path} does not match the model's parameters: "
                              + "; ".join(problems))
         if set(checkpoint['optim_configs']) != set(self.trainable):
-            raise ValueError(f"Checkpoint {path} trained {sorted(checkpoint['optim_configs'])}"
-                             f" but this Solver trains {sorted(self.trainable)}")
+            raise ValueError(f"Checkpoint {path} trained "
+                             f"{sorted(checkpoint['optim_configs'])} but this Solver "
+                             f"trains {sorted(self.trainable)}")
         saved, current = checkpoint.get('kwargs', {}), self._describe_kwargs()
         changed = [k for k in current if k not in self._FREE_TO_CHANGE
                    and k in saved and not _same(saved[k], current[k])]

@@ -48,6 +48,7 @@ the same parameters as a run that was never interrupted:
 import math
 import os
 import pickle
+import sys
 import tempfile
 import time
 import warnings
@@ -345,8 +346,11 @@ class Solver:
             print(f"(Iteration {self.iteration} / {num_iterations}) loss: {loss:f}")
 
     def _progress_bar(self, total):
-        """A tqdm bar for a long epoch when verbose; None otherwise or without tqdm."""
-        if not self.verbose or total <= self.PROGRESS_BAR_MIN_ITERATIONS:
+        """
+        A tqdm bar for a long epoch when verbose and stderr is a terminal; None otherwise
+        or without tqdm. In a log file a bar's redraws would bury the progress lines.
+        """
+        if not self.verbose or total <= self.PROGRESS_BAR_MIN_ITERATIONS or not sys.stderr.isatty():
             return None
         try:
             from tqdm import tqdm

@@ -1,14 +1,11 @@
 """Tests for optim.py: two hand-computed steps per rule (so the state is exercised),
 defaults, no mutation, and float32 staying float32."""
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import optim  # noqa: E402
+import optim
 
 W0 = [1.0, -2.0]
 DW1 = [0.5, -1.0]

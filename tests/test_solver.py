@@ -7,9 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import solver as solver_module  # noqa: E402
-from solver import NonFiniteLossError, Solver  # noqa: E402
+import solver as solver_module
+from solver import NonFiniteLossError, Solver
 
 
 class TwoLayerNet:
@@ -417,10 +416,19 @@ def test_verbose_output(capsys):
     assert capsys.readouterr().out == ''
 
 
-def test_long_epoch_uses_progress_bar_instead_of_iteration_lines(capsys):
+def test_long_epoch_uses_progress_bar_instead_of_iteration_lines(capsys, monkeypatch):
     pytest.importorskip('tqdm')
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
     Solver(TwoLayerNet(), make_data(N=60), batch_size=1, num_epochs=1).train()
     captured = capsys.readouterr()
     assert captured.out.splitlines()[0].startswith('(Epoch 1 / 1) loss ')
     assert '(Iteration' not in captured.out
     assert 'Epoch 1 / 1' in captured.err            # the bar, on stderr
+
+
+def test_long_epoch_in_a_log_file_prints_iteration_lines_not_a_bar(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: False)
+    Solver(TwoLayerNet(), make_data(N=60), batch_size=1, num_epochs=1, print_every=20).train()
+    captured = capsys.readouterr()
+    assert captured.out.count('(Iteration') == 3    # iterations 1, 21, 41
+    assert captured.err == ''

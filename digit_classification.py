@@ -1,0 +1,185 @@
+"""MNIST digit classification with handgrad's two-layer net and CNN.
+
+    python digit_classification.py                 # full run: sweeps, final training, test
+    python digit_classification.py --quick         # small subset, under a minute
+    python digit_classification.py --models cnn --resume
+
+For each model the script
+1. sweeps its hyperparameters (two-layer net: hidden size; CNN: filter size x hidden
+   units), training each configuration for --sweep-epochs and measuring validation
+   accuracy;
+2. trains the best configuration from scratch for --epochs, keeping the parameters of
+   the best validation epoch (checkpointed every epoch; --resume continues a stopped run);
+3. reports its test accuracy, and saves plots (training loss per iteration, train/val
+   accuracy per epoch) and a JSON of every configuration's result under --results-dir.
+
+Data: MNIST's 60,000 training images are split into the first 55,000 for training and
+the last 5,000 for validation; the 10,000 official test images are used once, at the end.
+Normalization (the script's job, not the model's): pixels are scaled to [0, 1], then
+the mean and standard deviation of all training pixels (one scalar each, computed on the
+55,000 training images only) are subtracted and divided out, for every split.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from cnn import ConvNet
+from data import load_mnist, train_val_split
+from plots import plot_accuracy, plot_loss
+from softmax import SoftmaxClassifier
+from solver import Solver
+
+MODELS = {
+    "mlp": "two-layer net (fc-relu-fc)",
+    "cnn": "CNN (conv-relu-pool-fc-relu-fc)",
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["mlp", "cnn"])
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding MNIST (else $HANDGRAD_DATA, then data/; downloaded if absent)")
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--checkpoint-dir", default="checkpoints")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each final training from its latest checkpoint, if any")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the final training")
+    parser.add_argument("--sweep-epochs", type=int, default=2, help="epochs per sweep configuration")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--lr-decay", type=float, default=0.85, help="learning-rate factor per epoch")
+    parser.add_argument("--update-rule", default="adam", choices=["sgd", "sgd_momentum", "rmsprop", "adam"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[100, 300, 1000],
+                        help="two-layer net: hidden sizes to sweep")
+    parser.add_argument("--filter-sizes", type=int, nargs="+", default=[3, 5, 7],
+                        help="CNN: filter sizes to sweep")
+    parser.add_argument("--cnn-hidden-sizes", type=int, nargs="+", default=[100, 256],
+                        help="CNN: hidden fc sizes to sweep")
+    parser.add_argument("--num-filters", type=int, default=32)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 3,000 train / 500 val / 1,000 test images, tiny sweeps, 1 epoch")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.sweep_epochs = 1, 1
+        args.hidden_sizes, args.cnn_hidden_sizes = [32, 64], [32]
+        args.filter_sizes, args.num_filters = [3, 5], 8
+    return args
+
+
+def load_data(data_dir, dtype, quick):
+    """MNIST as normalized (N, 1, 28, 28) arrays: train 55,000, val 5,000, test 10,000."""
+    X_train, y_train, X_test, y_test = load_mnist(data_dir)
+    X_train, y_train, X_val, y_val = train_val_split(X_train, y_train, num_val=5000)
+    if quick:
+        X_train, y_train, X_val, y_val = X_train[:3000], y_train[:3000], X_val[:500], y_val[:500]
+        X_test, y_test = X_test[:1000], y_test[:1000]
+    scaled = X_train / 255.0
+    mean, std = scaled.mean(), scaled.std()
+
+    def normalize(X):
+        return ((X / 255.0 - mean) / std).astype(dtype).reshape(-1, 1, 28, 28)
+
+    return {"X_train": normalize(X_train), "y_train": y_train.astype(np.int64),
+            "X_val": normalize(X_val), "y_val": y_val.astype(np.int64),
+            "X_test": normalize(X_test), "y_test": y_test.astype(np.int64)}
+
+
+def configurations(kind, args):
+    if kind == "mlp":
+        return [{"hidden_dim": h} for h in args.hidden_sizes]
+    return [{"num_filters": args.num_filters, "filter_size": k, "hidden_dim": h}
+            for k in args.filter_sizes for h in args.cnn_hidden_sizes]
+
+
+def build_model(kind, config, dtype, seed):
+    if kind == "mlp":
+        return SoftmaxClassifier(weight_scale=None, dtype=dtype, seed=seed, **config)
+    return ConvNet(weight_scale=None, dtype=dtype, seed=seed, **config)
+
+
+def train(kind, config, data, args, epochs, checkpoint_name=None, verbose=False):
+    """Train one configuration; returns (model, solver, seconds per epoch)."""
+    model = build_model(kind, config, np.dtype(args.dtype), args.seed)
+    train_data = {key: data[key] for key in ("X_train", "y_train", "X_val", "y_val")}
+    solver = Solver(model, train_data, update_rule=args.update_rule,
+                    optim_config={"learning_rate": args.learning_rate}, lr_decay=args.lr_decay,
+                    batch_size=args.batch_size, num_epochs=epochs, print_every=100,
+                    verbose=verbose, seed=args.seed, checkpoint_name=checkpoint_name)
+    latest = f"{checkpoint_name}_latest.pkl" if checkpoint_name else None
+    if args.resume and latest and os.path.exists(latest):
+        solver.resume(latest)
+        print(f"  resumed from {latest} after epoch {solver.epoch}")
+    start_epoch, start = solver.epoch, time.perf_counter()
+    solver.train()
+    seconds_per_epoch = (time.perf_counter() - start) / max(1, solver.epoch - start_epoch)
+    return model, solver, seconds_per_epoch
+
+
+def describe(config):
+    return ", ".join(f"{key}={value}" for key, value in config.items())
+
+
+def run_model(kind, data, args):
+    print(f"\n=== {MODELS[kind]}: sweep of {len(configurations(kind, args))} configurations, "
+          f"{args.sweep_epochs} epoch(s) each ===")
+    sweep = []
+    for config in configurations(kind, args):
+        _, solver, seconds = train(kind, config, data, args, args.sweep_epochs)
+        sweep.append({"config": config, "val_acc": solver.best_val_acc, "seconds_per_epoch": seconds})
+        print(f"  {describe(config):<50} val acc {solver.best_val_acc:.4f}  ({seconds:.1f} s/epoch)")
+    best = max(sweep, key=lambda entry: entry["val_acc"])["config"]
+
+    print(f"--- final training of {describe(best)} for {args.epochs} epochs ---")
+    os.makedirs(args.checkpoint_dir, exist_ok=True)
+    checkpoint_name = os.path.join(args.checkpoint_dir, f"digit_{kind}")
+    model, solver, seconds = train(kind, best, data, args, args.epochs, checkpoint_name, verbose=True)
+    test_acc = solver.check_accuracy(data["X_test"], data["y_test"])
+
+    name = os.path.join(args.results_dir, f"digit_{kind}")
+    iterations_per_epoch = int(np.ceil(len(data["y_train"]) / args.batch_size))
+    plots = [
+        plot_loss(solver.loss_history, f"{name}_loss.png",
+                  f"MNIST {MODELS[kind]}, {describe(best)}: training loss", iterations_per_epoch),
+        plot_accuracy({"train (1,000-image subset)": solver.train_acc_history,
+                       "validation": solver.val_acc_history}, f"{name}_accuracy.png",
+                      f"MNIST {MODELS[kind]}, {describe(best)}: accuracy per epoch"),
+    ]
+    return {"model": MODELS[kind], "sweep": sweep, "chosen": best,
+            "best_val_acc": solver.best_val_acc, "test_acc": test_acc,
+            "epochs": solver.epoch, "seconds_per_epoch": seconds, "plots": plots}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+    data = load_data(args.data_dir, np.dtype(args.dtype), args.quick)
+    print(f"MNIST: {len(data['y_train'])} train, {len(data['y_val'])} val, "
+          f"{len(data['y_test'])} test images ({args.dtype})")
+    results = {kind: run_model(kind, data, args) for kind in args.models}
+    wall_time = time.perf_counter() - start
+
+    os.makedirs(args.results_dir, exist_ok=True)
+    summary_path = os.path.join(args.results_dir, "digit_classification.json")
+    with open(summary_path, "w") as f:
+        json.dump({"args": vars(args), "wall_time_seconds": wall_time, "results": results}, f, indent=2)
+
+    print(f"\n{'model':<34} {'chosen configuration':<46} {'val acc':>8} {'test acc':>9} {'s/epoch':>8}")
+    for result in results.values():
+        print(f"{result['model']:<34} {describe(result['chosen']):<46} "
+              f"{result['best_val_acc']:8.4f} {result['test_acc']:9.4f} {result['seconds_per_epoch']:8.1f}")
+    print(f"\nwall time {wall_time:.0f} s; results in {summary_path}")
+    for result in results.values():
+        for path in result["plots"]:
+            print(f"plot: {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

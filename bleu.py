@@ -18,8 +18,8 @@ Definition
 For hypothesis h_i (i = 1..N) with references R_i = {r_i1, r_i2, ...}, and n-gram order n:
 
   Clipped (modified) n-gram counts. count_h(g) is the number of times the n-gram g
-  occurs in h_i; each count is clipped at the most times g occurs in any ONE reference
-  (the maximum over references, not the sum):
+  occurs in h; each hypothesis count is clipped at the largest number of times g occurs
+  in a single reference (the maximum over references, not the sum):
 
       match_n = sum_i sum_{g in h_i} min(count_{h_i}(g), max_{r in R_i} count_r(g))
       total_n = sum_i (number of n-grams in h_i) = sum_i max(0, |h_i| - n + 1)
@@ -33,7 +33,8 @@ For hypothesis h_i (i = 1..N) with references R_i = {r_i1, r_i2, ...}, and n-gra
   hypotheses, of the reference length closest to that hypothesis's length (on a tie the
   shorter reference, as NLTK):
 
-      c = sum_i |h_i|,   r = sum_i argmin_{L in {|r| : r in R_i}} (|L - |h_i||, L)
+      c = sum_i |h_i|,   r = sum_i L_i,   L_i = the length |r|, r in R_i, that
+                                             minimizes |L_i - |h_i||; the smaller on a tie
 
       BP = 1                if c > r
            exp(1 - r / c)   if 0 < c <= r
@@ -55,19 +56,19 @@ Zero counts and smoothing:
         p_n = epsilon / max(total_n, 1)
 
     (NLTK's method1 computes (0 + epsilon) / total_n; the max(., 1) only matters when no
-    hypothesis has n words, where NLTK's per-sentence denominator is also at least 1).
+    hypothesis has n or more words, so total_n = 0; NLTK's denominator is 1 there too).
     The other p_n are left unchanged. If there is no matching unigram at all
     (match_1 = 0), BLEU is 0 even with smoothing, as in NLTK.
 
 Tokens are compared with ==, so they can be words (str) or word indices (int); a
 hypothesis must be a sequence of tokens, not a string.
 
-Differences from NLTK's corpus_bleu (3.x), all in cases where NLTK is arguably off:
+Differences from NLTK's corpus_bleu (3.x), both in corner cases:
   - NLTK counts a hypothesis with fewer than n words as having 1 n-gram (its per-sentence
     denominator is max(1, number of n-grams)); here it has 0, as in Papineni et al. and
     sacrebleu. Results agree whenever every hypothesis has at least N words.
-  - Without smoothing NLTK returns a tiny positive number (about 1e-77 for BLEU-4) and
-    warns when some match_n = 0; here the result is exactly 0.0.
+  - Without smoothing, when some match_n = 0 (n > 1), NLTK warns and returns a tiny
+    positive number (about 1e-77 for BLEU-4 with one such n); here the result is 0.0.
 
 Captions from a model arrive as int arrays (N, T). decode_captions turns them into token
 lists: `<NULL>` and `<START>` are dropped and everything from `<END>` on is cut.
@@ -112,7 +113,7 @@ def decode_caption(caption, idx_to_word):
         raise ValueError(f"caption has word indices in [{caption.min()}, {caption.max()}], "
                          f"expected them in [0, {V}) for a vocabulary of {V} words")
     words = []
-    for index in caption:
+    for index in caption.tolist():
         word = idx_to_word[index]
         if word == END_TOKEN:
             break

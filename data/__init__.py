@@ -28,3 +28,7 @@ __all__ = [
     'find_dataset_dir', 'download_dataset', 'read_idx', 'write_idx',
     'DatasetNotFoundError', 'ChecksumError', 'IdxFormatError',
 ]
+
+# COCO captioning in the course's format (the .h5 files need the optional h5py): coco.py
+from .coco import find_coco_dir, load_coco_data  # noqa: E402
+__all__ += ['load_coco_data', 'find_coco_dir']

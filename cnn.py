@@ -1,8 +1,16 @@
-"""Convolutional classifier: conv - relu - 2x2 max pool - fc - relu - fc - softmax."""
+"""Convolutional classifiers.
+
+- ConvNet: the contract's fixed conv - relu - 2x2 max pool - fc - relu - fc - softmax.
+- Sequential: any stack of layer descriptions (Conv, ReLU, MaxPool, Affine, Dropout,
+  Flatten, LogSoftmax), with a summary table of output shapes and parameter counts.
+"""
 import numpy as np
 
-from layers import (conv_backward, conv_forward, fc_backward, fc_forward, max_pool_backward,
-                    max_pool_forward, relu_backward, relu_forward, softmax_loss)
+from layers import (conv2d_backward, conv2d_forward, conv_backward, conv_forward,
+                    dropout_backward, dropout_forward, fc_backward, fc_forward,
+                    flatten_backward, flatten_forward, log_softmax_backward,
+                    log_softmax_forward, max_pool_backward, max_pool_forward, nll_loss,
+                    relu_backward, relu_forward, softmax_loss)
 from softmax import init_weights
 
 
@@ -92,3 +100,428 @@ def _require_fits(input_dim, filter_size):
     if filter_size > H or filter_size > W or (H - filter_size + 1) < 2 or (W - filter_size + 1) < 2:
         raise ValueError(f"filter_size {filter_size} leaves no 2x2 pooling window in an input of "
                          f"input_dim {tuple(input_dim)}: need filter_size <= {min(H, W) - 1}")
+
+
+# ============================================================================= Sequential
+#
+# A configurable network: a list of layer descriptions, run in order. Each description
+# knows four things about its layer:
+#   output_shape(input_shape)  the shape of one sample after the layer (batch axis N left
+#                              out); raises ValueError when the input doesn't fit
+#   init_params(...)           its parameters, e.g. {'W': ..., 'b': ...} (none for most)
+#   forward(x, params, ...)    -> (out, cache), calling the functions of layers.py
+#   backward(dout, cache)      -> (dx, grads), grads with the keys of its params
+# Sequential names the layers by kind and position (conv1, relu1, pool1, conv2, ...,
+# fc1, fc2, ...) and keeps all parameters in ONE flat dict, model.params, under
+# '<layer name>_<param>' keys ('conv1_W', 'conv1_b', 'fc1_W', ...), which is what the
+# Solver updates.
+
+def _pair(value, name):
+    """An int k or a pair (h, w) -> (h, w) of positive ints."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
+        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _positive_int(value, name):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _shape_text(shape):
+    return " x ".join(str(d) for d in shape)
+
+
+class Layer:
+    """Base of the layer descriptions: a layer without parameters that keeps the shape."""
+
+    kind = "layer"   # the name prefix in the model: conv, relu, pool, fc, ...
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def init_params(self, input_shape, weight_scale, seed, dtype):
+        return {}
+
+    def forward(self, x, params, train=False, seed=None):
+        raise NotImplementedError
+
+    def backward(self, dout, cache, need_dx=True):
+        raise NotImplementedError
+
+    def describe(self):
+        return self.kind
+
+
+class Conv(Layer):
+    """
+    Convolution (filtering) with `filters` kernels of size kernel_size x kernel_size
+    (or a pair (kh, kw)) over all input channels, a bias per filter (bias=False: none, as
+    in the contract's ConvNet), stride and zero padding. pad='same' pads (k - 1) / 2 so
+    that, with stride 1 and an odd k, the output keeps the input's height and width.
+
+    Input (C, H, W) -> output (filters, 1 + (H + 2 pad - kh) // stride, 1 + (W + 2 pad - kw) // stride).
+    Parameters: W (filters, C, kh, kw) and b (filters,): filters * (C * kh * kw + 1) numbers.
+    """
+
+    kind = "conv"
+
+    def __init__(self, filters, kernel_size, stride=1, pad=0, bias=True):
+        self.filters = _positive_int(filters, "Conv filters")
+        self.kernel = _pair(kernel_size, "Conv kernel_size")
+        self.stride = _positive_int(stride, "Conv stride")
+        if pad == "same":
+            if self.stride != 1 or self.kernel[0] != self.kernel[1] or self.kernel[0] % 2 == 0:
+                raise ValueError(f"Conv pad='same' needs stride 1 and a square kernel of odd "
+                                 f"size, got kernel {self.kernel}, stride {self.stride}")
+            pad = (self.kernel[0] - 1) // 2
+        if not isinstance(pad, (int, np.integer)) or pad < 0:
+            raise ValueError(f"Conv pad must be a non-negative int or 'same', got {pad!r}")
+        self.pad = int(pad)
+        self.bias = bool(bias)
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"needs an input of shape (C, H, W), got ({_shape_text(input_shape)})")
+        C, H, W = input_shape
+        kh, kw = self.kernel
+        if kh > H + 2 * self.pad or kw > W + 2 * self.pad:
+            raise ValueError(f"its {kh}x{kw} kernel does not fit its input of shape "
+                             f"{_shape_text(input_shape)} padded by {self.pad}")
+        return (self.filters, 1 + (H + 2 * self.pad - kh) // self.stride,
+                1 + (W + 2 * self.pad - kw) // self.stride)
+
+    def init_params(self, input_shape, weight_scale, seed, dtype):
+        shape = (self.filters, input_shape[0], *self.kernel)
+        params = {"W": init_weights(shape, weight_scale, seed, dtype)}
+        if self.bias:
+            params["b"] = np.zeros(self.filters, dtype=dtype)
+        return params
+
+    def forward(self, x, params, train=False, seed=None):
+        return conv2d_forward(x, params["W"], params.get("b"), self.stride, self.pad)
+
+    def backward(self, dout, cache, need_dx=True):
+        dx, dw, db = conv2d_backward(dout, cache, need_dx=need_dx)
+        return dx, ({"W": dw, "b": db} if self.bias else {"W": dw})
+
+    def describe(self):
+        return (f"conv {self.filters} x {self.kernel[0]}x{self.kernel[1]}, stride {self.stride}, "
+                f"pad {self.pad}" + ("" if self.bias else ", no bias"))
+
+
+class ReLU(Layer):
+    """max(x, 0), elementwise; keeps the shape."""
+
+    kind = "relu"
+
+    def forward(self, x, params, train=False, seed=None):
+        return relu_forward(x)
+
+    def backward(self, dout, cache, need_dx=True):
+        return relu_backward(dout, cache), {}
+
+
+class MaxPool(Layer):
+    """
+    Max pooling over pool_size x pool_size windows (or a pair (ph, pw)) every `stride`
+    pixels (default: stride = pool height, i.e. non-overlapping windows for square pools).
+    Input (C, H, W) -> output (C, 1 + (H - ph) // stride, 1 + (W - pw) // stride).
+    """
+
+    kind = "pool"
+
+    def __init__(self, pool_size, stride=None):
+        height, width = _pair(pool_size, "MaxPool pool_size")
+        self.stride = height if stride is None else _positive_int(stride, "MaxPool stride")
+        self.pool_param = {"pool_height": height, "pool_width": width, "stride": self.stride}
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"needs an input of shape (C, H, W), got ({_shape_text(input_shape)})")
+        C, H, W = input_shape
+        ph, pw = self.pool_param["pool_height"], self.pool_param["pool_width"]
+        if ph > H or pw > W:
+            raise ValueError(f"its {ph}x{pw} window does not fit its input of shape "
+                             f"{_shape_text(input_shape)}")
+        return C, 1 + (H - ph) // self.stride, 1 + (W - pw) // self.stride
+
+    def forward(self, x, params, train=False, seed=None):
+        return max_pool_forward(x, self.pool_param)
+
+    def backward(self, dout, cache, need_dx=True):
+        return max_pool_backward(dout, cache), {}
+
+    def describe(self):
+        p = self.pool_param
+        return f"max pool {p['pool_height']}x{p['pool_width']}, stride {p['stride']}"
+
+
+class Affine(Layer):
+    """
+    Fully connected layer to `units` outputs; it flattens its input, as fc_forward does.
+    Input of any shape with D numbers -> output (units,).
+    Parameters: W (D, units) and b (units,): (D + 1) * units numbers.
+    """
+
+    kind = "fc"
+
+    def __init__(self, units):
+        self.units = _positive_int(units, "Affine units")
+
+    def output_shape(self, input_shape):
+        return (self.units,)
+
+    def init_params(self, input_shape, weight_scale, seed, dtype):
+        fan_in = int(np.prod(input_shape))
+        return {"W": init_weights((fan_in, self.units), weight_scale, seed, dtype),
+                "b": np.zeros(self.units, dtype=dtype)}
+
+    def forward(self, x, params, train=False, seed=None):
+        return fc_forward(x, params["W"], params["b"])
+
+    def backward(self, dout, cache, need_dx=True):
+        dx, dw, db = fc_backward(dout, cache)
+        return dx, {"W": dw, "b": db}
+
+    def describe(self):
+        return f"affine {self.units}"
+
+
+class Dropout(Layer):
+    """
+    Inverted dropout; keep is the probability of KEEPING a unit (layers.dropout_forward's
+    p). A PyTorch-style drop probability d corresponds to keep = 1 - d: nn.Dropout(0.25)
+    is Dropout(keep=0.75). Active only in training (model.loss(X, y)); the identity in
+    inference (model.loss(X)).
+    """
+
+    kind = "dropout"
+
+    def __init__(self, keep):
+        if not isinstance(keep, (int, float)) or not 0 < keep <= 1:
+            raise ValueError(f"Dropout keep (the probability of keeping a unit) must be "
+                             f"in (0, 1], got {keep!r}")
+        self.keep = float(keep)
+
+    def forward(self, x, params, train=False, seed=None):
+        mode = "train" if train else "test"
+        return dropout_forward(x, {"p": self.keep, "mode": mode, "seed": seed})
+
+    def backward(self, dout, cache, need_dx=True):
+        return dropout_backward(dout, cache), {}
+
+    def describe(self):
+        return f"dropout, keep p={self.keep:g} (drop {1 - self.keep:g})"
+
+
+class Flatten(Layer):
+    """(d_1, ..., d_k) -> (d_1 * ... * d_k,). Optional before Affine, which flattens anyway."""
+
+    kind = "flatten"
+
+    def output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, params, train=False, seed=None):
+        return flatten_forward(x)
+
+    def backward(self, dout, cache, need_dx=True):
+        return flatten_backward(dout, cache), {}
+
+
+class LogSoftmax(Layer):
+    """
+    Output layer: class scores (C,) -> log-probabilities (C,). Only allowed last; the
+    model's loss is then the NLL of these log-probabilities (nll_loss). Together they are
+    the softmax cross-entropy loss, so this is the "softmax" layer of a description.
+    """
+
+    kind = "logsoftmax"
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"needs class scores of shape (C,), got ({_shape_text(input_shape)}); "
+                             f"put an Affine layer before it")
+        return tuple(input_shape)
+
+    def forward(self, x, params, train=False, seed=None):
+        return log_softmax_forward(x)
+
+    def backward(self, dout, cache, need_dx=True):
+        return log_softmax_backward(dout, cache), {}
+
+    def describe(self):
+        return "log-softmax"
+
+
+class Sequential:
+    """
+    A network given as a list of layers, applied in order to inputs (N, *input_shape):
+
+        model = Sequential((1, 28, 28), [
+            Conv(16, 3, pad="same"), ReLU(), MaxPool(2),
+            Conv(32, 3), ReLU(), MaxPool(2),
+            Affine(600), ReLU(), Dropout(keep=0.75), Affine(120), ReLU(), Affine(10),
+            LogSoftmax()], seed=0)
+        model.summary(print_table=True)
+        loss, grads = model.loss(X_batch, y_batch)   # training: dropout active
+        log_probs = model.loss(X_test)               # inference: dropout off
+
+    Layers are named by kind and position among their kind (conv1, conv2, relu1, pool1,
+    fc1, dropout1, logsoftmax1, ...), and parameters are stored in the flat dict
+    model.params as '<layer>_<param>': 'conv1_W', 'conv1_b', 'fc1_W', 'fc1_b', ...
+
+    The loss is the negative log-likelihood of the labels, averaged over the batch: if the
+    last layer is LogSoftmax its outputs are log-probabilities and nll_loss is applied;
+    otherwise the last layer's outputs are class scores and softmax_loss is applied (the
+    same loss, computed in one step, as in the contract's ConvNet). Either way the last
+    layer must output a vector (C,) per sample.
+
+    Dropout randomness: training call number k (k = model.training_steps, counted from 0)
+    draws its dropout masks from np.random.default_rng([model.seed, k]), so a seeded run is
+    reproducible. After Solver.resume(...), set model.training_steps = solver.iteration to
+    continue with exactly the masks of an uninterrupted run.
+    """
+
+    def __init__(self, input_shape, layers, weight_scale=None, dtype=np.float32, seed=None):
+        """
+        Inputs:
+        - input_shape: shape of one sample, e.g. (C, H, W) for images or (D,).
+        - layers: list of layer descriptions (Conv, ReLU, MaxPool, Affine, Dropout,
+          Flatten, LogSoftmax).
+        - weight_scale: std of the Gaussian initial weights, or None for He
+          initialization (std sqrt(2 / fan_in) per layer); biases start at 0.
+        - dtype: dtype of the parameters and of the computation.
+        - seed: seed of the initial weights and of the dropout masks (None: random).
+
+        Raises ValueError, naming the layer, if a layer does not fit its input (e.g. a
+        kernel larger than the image), if LogSoftmax is not last, or if the network does
+        not end in a vector of class scores.
+        """
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.layers = list(layers)
+        self.dtype = np.dtype(dtype)
+        self.seed = np.random.SeedSequence().entropy if seed is None else seed
+        self.training_steps = 0
+        if not self.layers:
+            raise ValueError("layers is empty: a Sequential model needs at least one layer")
+
+        self.names, self.output_shapes, self.params = [], [], {}
+        counts = {}
+        shape = self.input_shape
+        for index, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(f"layer {index} is {layer!r}, not a layer description "
+                                 f"(Conv, ReLU, MaxPool, Affine, Dropout, Flatten, LogSoftmax)")
+            counts[layer.kind] = counts.get(layer.kind, 0) + 1
+            name = f"{layer.kind}{counts[layer.kind]}"
+            if isinstance(layer, LogSoftmax) and index != len(self.layers) - 1:
+                raise ValueError(f"{name} (layer {index}): LogSoftmax must be the last layer")
+            try:
+                next_shape = layer.output_shape(shape)
+            except ValueError as error:
+                source = "the input" if index == 0 else self.names[-1]
+                raise ValueError(f"{name} (layer {index}, {layer.describe()}) cannot take the "
+                                 f"output of {source}: {error}") from None
+            # One seed per layer: init_weights only mixes in the shape, so two layers of
+            # the same shape would otherwise start with identical weights.
+            layer_seed = None if seed is None else int(
+                np.random.SeedSequence([seed, index]).generate_state(1)[0])
+            for key, value in layer.init_params(shape, weight_scale, layer_seed, self.dtype).items():
+                self.params[f"{name}_{key}"] = value
+            self.names.append(name)
+            self.output_shapes.append(next_shape)
+            shape = next_shape
+        if len(shape) != 1:
+            raise ValueError(f"the last layer, {self.names[-1]}, outputs shape "
+                             f"({_shape_text(shape)}) per sample, but a classifier must end "
+                             f"in class scores (C,): add an Affine layer")
+
+    def _layer_params(self, name):
+        prefix = name + "_"
+        return {key[len(prefix):]: value for key, value in self.params.items()
+                if key.startswith(prefix)}
+
+    def loss(self, X, y=None):
+        """
+        Inputs:
+        - X: inputs of shape (N, *input_shape).
+        - y: integer labels of shape (N,), or None.
+
+        Returns:
+        - if y is None (inference, dropout off): the last layer's outputs (N, C), i.e.
+          log-probabilities if the network ends in LogSoftmax, else class scores.
+        - else (training, dropout on): a tuple (loss, grads), grads a dict with the keys
+          of self.params.
+        """
+        X = np.asarray(X).astype(self.dtype, copy=False)
+        if X.shape[1:] != self.input_shape:
+            raise ValueError(f"X has shape {X.shape}, expected (N, {_shape_text(self.input_shape)})")
+        train = y is not None
+        if train:
+            rng = np.random.default_rng([self.seed, self.training_steps])
+            self.training_steps += 1
+
+        out, caches = X, []
+        for layer, name in zip(self.layers, self.names):
+            seed = int(rng.integers(2**63)) if train and isinstance(layer, Dropout) else None
+            out, cache = layer.forward(out, self._layer_params(name), train, seed)
+            caches.append(cache)
+        if not train:
+            return out
+
+        if isinstance(self.layers[-1], LogSoftmax):
+            loss, dout = nll_loss(out, y)
+        else:
+            loss, dout = softmax_loss(out, y)
+
+        # Backward, last layer first. Below the first layer with parameters nothing needs
+        # a gradient, and that layer itself needs no gradient for its input (the data).
+        grads = {}
+        first = min((i for i, name in enumerate(self.names) if self._layer_params(name)),
+                    default=len(self.layers))
+        for index in range(len(self.layers) - 1, first - 1, -1):
+            layer, name = self.layers[index], self.names[index]
+            dout, layer_grads = layer.backward(dout, caches[index], need_dx=index > first)
+            for key, value in layer_grads.items():
+                grads[f"{name}_{key}"] = value
+        return loss, grads
+
+    def summary_rows(self):
+        """
+        One row per layer: (name, description, output shape of one sample, number of
+        parameters).
+        """
+        return [(name, layer.describe(), shape,
+                 sum(value.size for value in self._layer_params(name).values()))
+                for name, layer, shape in zip(self.names, self.layers, self.output_shapes)]
+
+    def num_params(self):
+        """Total number of parameters (numbers in model.params)."""
+        return sum(value.size for value in self.params.values())
+
+    def summary(self, print_table=False):
+        """
+        The model as a table: one row per layer with its name, what it is, its output
+        shape (of one sample, without the batch axis N) and its number of parameters, then
+        the total. Returns the table as a string, and prints it if print_table is True.
+        """
+        header = ("layer", "type", "output shape", "params")
+        rows = [("input", "", _shape_text(self.input_shape), "")]
+        rows += [(name, description, _shape_text(shape), f"{count:,}")
+                 for name, description, shape, count in self.summary_rows()]
+        rows.append(("total", "", "", f"{self.num_params():,}"))
+        widths = [max(len(row[i]) for row in [header] + rows) for i in range(4)]
+
+        def line(row):
+            return "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]),
+                              row[2].ljust(widths[2]), row[3].rjust(widths[3])]).rstrip()
+
+        rule = "-" * len(line(header))
+        table = "\n".join([line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])])
+        if print_table:
+            print(table)
+        return table

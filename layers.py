@@ -197,8 +197,9 @@ def _conv_forward(x, w, b, stride, pad):
     return out
 
 
-def _conv_backward(dout, x, w, stride, pad):
-    """Gradients dx, dw of the filtering computed by _conv_forward (derivation in conv_backward)."""
+def _conv_backward(dout, x, w, stride, pad, need_dx=True):
+    """Gradients dx, dw of the filtering computed by _conv_forward (derivation in conv_backward).
+    With need_dx=False, dx is None and not computed."""
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     out_height = (H + 2 * pad - KH) // stride + 1
@@ -209,6 +210,8 @@ def _conv_backward(dout, x, w, stride, pad):
     # dW[f, c, k, l] = sum_{n,i,j} X[n, c, s*i + k, s*j + l] dY[n, f, i, j]
     columns = _columns(_pad(x, pad), KH, KW, stride)
     dw = (dout_rows @ columns.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    if not need_dx:
+        return None, dw
 
     # dX[n, c, s*i + k, s*j + l] += sum_f W[f, c, k, l] dY[n, f, i, j], one (k, l) at a time
     dcolumns = (w.reshape(F, -1).T @ dout_rows).reshape(N, C, KH, KW, out_height, out_width)
@@ -294,7 +297,7 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0):
     return _conv_forward(x, w, b, stride, pad), (x, w, b, stride, pad)
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, need_dx=True):
     """
     Backward pass of conv2d_forward; see conv_backward for the derivation. With stride s
     the window of output (i, j) starts at (s*i, s*j), so dX gathers
@@ -304,14 +307,16 @@ def conv2d_backward(dout, cache):
     Inputs:
     - dout: upstream gradient of shape (N, F, H', W').
     - cache: (x, w, b, stride, pad) from conv2d_forward.
+    - need_dx: False skips computing dx (e.g. for a network's first layer, whose input
+      is the data); dx is then None.
 
     Returns a tuple of:
-    - dx: gradient with respect to x, of shape (N, C, H, W).
+    - dx: gradient with respect to x, of shape (N, C, H, W); None if need_dx is False.
     - dw: gradient with respect to w, of shape (F, C, HH, WW).
     - db: gradient with respect to b, of shape (F,); None if b was None.
     """
     x, w, b, stride, pad = cache
-    dx, dw = _conv_backward(dout, x, w, stride, pad)
+    dx, dw = _conv_backward(dout, x, w, stride, pad, need_dx)
     db = None if b is None else dout.sum(axis=(0, 2, 3))
     return dx, dw, db
 

@@ -10,6 +10,9 @@ For each model the script
    accuracy;
 2. trains the best configuration from scratch for --epochs, keeping the parameters of
    the best validation epoch (checkpointed every epoch; --resume continues a stopped run);
+   Training images are randomly shifted by up to --max-shift pixels in each direction
+   (zero fill), a fresh shift per image per epoch: MNIST digits are roughly centred, so
+   small translations are plausible new samples and curb overfitting.
 3. reports its test accuracy, and saves plots (training loss per iteration, train/val
    accuracy per epoch) and a JSON of every configuration's result under --results-dir.
 
@@ -25,6 +28,7 @@ import os
 import time
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from cnn import ConvNet
 from data import load_mnist, train_val_split
@@ -56,6 +60,8 @@ def parse_args(argv=None):
     parser.add_argument("--update-rule", default="adam", choices=["sgd", "sgd_momentum", "rmsprop", "adam"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-shift", type=int, default=2,
+                        help="random translation of training images, in pixels (0: none)")
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[100, 300, 1000],
                         help="two-layer net: hidden sizes to sweep")
     parser.add_argument("--filter-sizes", type=int, nargs="+", default=[3, 5, 7],
@@ -91,6 +97,21 @@ def load_data(data_dir, dtype, quick):
             "X_test": normalize(X_test), "y_test": y_test.astype(np.int64)}
 
 
+def random_shift(X, rng, max_shift):
+    """
+    Translate each image of X (N, C, H, W) by its own random (dy, dx) in
+    [-max_shift, max_shift], filling with the batch minimum (the background: black
+    pixels after normalization).
+    Vectorized: every shifted copy is a window of the padded batch, picked per image.
+    """
+    N, _, H, W = X.shape
+    padded = np.pad(X, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)),
+                    constant_values=X.min())
+    windows = sliding_window_view(padded, (H, W), axis=(2, 3))  # (N, C, 2s+1, 2s+1, H, W)
+    dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, N))
+    return windows[np.arange(N), :, dy, dx]
+
+
 def configurations(kind, args):
     if kind == "mlp":
         return [{"hidden_dim": h} for h in args.hidden_sizes]
@@ -108,7 +129,11 @@ def train(kind, config, data, args, epochs, checkpoint_name=None, verbose=False)
     """Train one configuration; returns (model, solver, seconds per epoch)."""
     model = build_model(kind, config, np.dtype(args.dtype), args.seed)
     train_data = {key: data[key] for key in ("X_train", "y_train", "X_val", "y_val")}
-    solver = Solver(model, train_data, update_rule=args.update_rule,
+    augment = None
+    if args.max_shift > 0:
+        def augment(X, rng):
+            return random_shift(X, rng, args.max_shift)
+    solver = Solver(model, train_data, update_rule=args.update_rule, augment=augment,
                     optim_config={"learning_rate": args.learning_rate}, lr_decay=args.lr_decay,
                     batch_size=args.batch_size, num_epochs=epochs, print_every=100,
                     verbose=verbose, seed=args.seed, checkpoint_name=checkpoint_name)

@@ -112,8 +112,12 @@ class Solver:
       trained parameters together) is at most grad_clip. Default None (no clipping).
     - trainable: iterable of parameter names to update; the other parameters stay frozen
       (they get no update and no optimizer state). Default None (all parameters).
+    - augment: callable augment(X_batch, rng) -> X_batch applied to every training
+      minibatch (not to the metric's data), e.g. random shifts of images; rng is the
+      Solver's generator, so seeded and resumed runs stay reproducible. Default None.
     - seed: seed of the one random generator behind all the Solver's randomness (the
-      order of the training samples, the training-metric subset). Default None.
+      order of the training samples, the training-metric subset, augment's draws).
+      Default None.
     - checkpoint_name: path prefix; if set, after every epoch k the Solver writes
       '<checkpoint_name>_epoch_<k>.pkl' and '<checkpoint_name>_latest.pkl'. Default None.
 
@@ -143,6 +147,7 @@ class Solver:
         'num_val_samples': None,
         'grad_clip': None,
         'trainable': None,
+        'augment': None,
         'seed': None,
         'checkpoint_name': None,
     }
@@ -183,6 +188,7 @@ class Solver:
         self.num_train_samples = options['num_train_samples']
         self.num_val_samples = options['num_val_samples']
         self.grad_clip = options['grad_clip']
+        self.augment = options['augment']
         self.seed = options['seed']
         self.checkpoint_name = options['checkpoint_name']
         self._kwargs = options
@@ -304,7 +310,10 @@ class Solver:
             try:
                 for i in range(iterations_per_epoch):
                     batch = order[i * self.batch_size:(i + 1) * self.batch_size]
-                    loss = self._step(self.X_train[batch], self.y_train[batch])
+                    X_batch = self.X_train[batch]
+                    if self.augment is not None:
+                        X_batch = self.augment(X_batch, self.rng)
+                    loss = self._step(X_batch, self.y_train[batch])
                     if not math.isfinite(loss):
                         self._stop_non_finite(loss, i, iterations_per_epoch)
                     self.iteration += 1

@@ -74,3 +74,31 @@ def test_he_initialization_and_seeded_init():
     assert all(np.array_equal(again.params[k], model.params[k]) for k in model.params)
     mlp = SoftmaxClassifier(weight_scale=None, seed=3)
     assert mlp.params["W2"].std() == pytest.approx(np.sqrt(2 / 100), rel=0.1)
+
+
+def test_convnet_equals_literal_conv_relu_pool_order():
+    """ConvNet pools before its ReLU and skips the data's dX; loss and every gradient
+    must equal the contract's literal order conv - relu - pool, with ties after ReLU."""
+    import layers
+    rng = np.random.default_rng(4)
+    model = ConvNet(input_dim=(2, 10, 10), num_filters=4, filter_size=3, hidden_dim=7,
+                    num_classes=5, weight_scale=0.3, dtype=np.float64, seed=0)
+    X, y = rng.standard_normal((3, 2, 10, 10)), np.array([0, 4, 2])
+    loss, grads = model.loss(X, y)
+
+    p, pool = model.params, ConvNet.pool_param
+    a, conv_cache = layers.conv_forward(X, p["W1"])
+    r, relu_cache = layers.relu_forward(a)
+    m, pool_cache = layers.max_pool_forward(r, pool)
+    h, fc2_cache = layers.fc_forward(m, p["W2"], p["b2"])
+    hr, relu2_cache = layers.relu_forward(h)
+    scores, fc3_cache = layers.fc_forward(hr, p["W3"], p["b3"])
+    expected_loss, d = layers.softmax_loss(scores, y)
+    d, dW3, db3 = layers.fc_backward(d, fc3_cache)
+    d, dW2, db2 = layers.fc_backward(layers.relu_backward(d, relu2_cache), fc2_cache)
+    d = layers.relu_backward(layers.max_pool_backward(d, pool_cache), relu_cache)
+    _, dW1 = layers.conv_backward(d, conv_cache)
+    assert (r == 0).mean() > 0.3  # many exact ties at 0 inside pool windows
+    assert loss == expected_loss
+    for name, expected in {"W1": dW1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}.items():
+        np.testing.assert_array_equal(grads[name], expected)

@@ -240,6 +240,30 @@ def test_resume_is_bit_identical_to_uninterrupted_run(tmp_path):
                                   resumed_solver.optim_configs['W2']['m'])
 
 
+def add_noise(X, rng):
+    return X + 0.1 * rng.standard_normal(X.shape)
+
+
+def test_augment_changes_training_batches_and_resume_stays_identical(tmp_path):
+    data = make_data(N=40)
+    kwargs = dict(update_rule='adam', batch_size=16, num_train_samples=20, seed=3,
+                  verbose=False, augment=add_noise)
+    plain = TwoLayerNet(seed=0)
+    Solver(plain, data, num_epochs=3, **{**kwargs, 'augment': None}).train()
+    full = TwoLayerNet(seed=0)
+    Solver(full, data, num_epochs=3, **kwargs).train()
+    assert not np.array_equal(plain.params['W1'], full.params['W1'])
+
+    prefix = str(tmp_path / 'aug')
+    Solver(TwoLayerNet(seed=0), data, num_epochs=1, checkpoint_name=prefix, **kwargs).train()
+    resumed = TwoLayerNet(seed=5)
+    solver = Solver(resumed, data, num_epochs=3, **kwargs)
+    solver.resume(prefix + '_latest.pkl')
+    solver.train()
+    for p in full.params:
+        assert np.array_equal(full.params[p], resumed.params[p]), p
+
+
 def test_resume_without_seed_restores_generator_and_subsample(tmp_path):
     data = make_data(N=50)
     kwargs = dict(update_rule='adam', batch_size=16, num_train_samples=20, verbose=False)

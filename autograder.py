@@ -1,6 +1,7 @@
 """
-handgrad autograder: checks every layer function of layers.py (and rnn_layers.py)
-against the contract in API.md.
+handgrad autograder: checks every layer function of layers.py and rnn_layers.py against
+the contract in API.md (Part 1, and for our additions - conv2d, dropout, log-softmax,
+NLL, flatten, LSTM, attention - the signatures documented in those files).
 
 Usage:
     python autograder.py                      # grade our modules, next to this file
@@ -11,10 +12,11 @@ Usage:
 
 For each layer the grader checks:
 - forward values on small examples whose expected outputs were worked out by hand and
-  are written below as literals (and, for convolution and pooling, against simple loop
-  references on random shapes);
+  are written below as literals (and, for convolution, pooling, LSTM and attention,
+  against simple loop references on random shapes);
 - backward against numeric gradients, in float64, on several random shapes: every
-  relative error must be <= 1e-7 (inputs keep away from ReLU kinks and max-pool ties);
+  relative error must be <= 1e-7 (inputs keep away from ReLU kinks and max-pool ties;
+  see check_gradients for how the check stays far from round-off);
 - inputs (and dout) are never modified; float32 in -> float32 out and gradients;
   the documented cache; bad shapes and labels raise ValueError naming the argument.
 
@@ -56,6 +58,7 @@ __all__ = ['rel_error', 'eval_numerical_gradient', 'eval_numerical_gradient_arra
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 THRESHOLD = 1e-7   # largest relative error accepted between two computations of a value
+STEP = 1e-3        # step h of the numeric gradients (see numeric_gradient)
 TIME_LIMIT = 10    # seconds per test (and per module import), where signals allow it
 
 
@@ -114,6 +117,9 @@ class LayerSpec:
       (for a loss, the one argument its dx belongs to).
     - cache: None, or function (args, out) -> the documented cache: an array, or a dict
       of the cache tuple's entries by name.
+    - adapt: None, or function (forward, backward) -> the same pair in the standard form
+      forward(*args) -> (out, cache), backward(dout, cache) -> gradients, for layers
+      with several outputs (out and dout are then tuples of arrays).
     """
     module: str
     forward: str
@@ -121,15 +127,16 @@ class LayerSpec:
     cases: object
     wrt: tuple
     cache: object = None
+    adapt: object = None
 
 
-def layer(module, forward, backward, cases, wrt, cache=None, points=3):
+def layer(module, forward, backward, cases, wrt, cache=None, adapt=None, points=3):
     """
     Register the standard checks of a layer: <name>_gradients (worth `points`),
     <name>_no_mutation, <name>_float32 and, when a cache is documented, <name>_cache.
     <name> is the forward's name without '_forward' (a loss keeps its name).
     """
-    spec = LayerSpec(module, forward, backward, cases, wrt, cache)
+    spec = LayerSpec(module, forward, backward, cases, wrt, cache, adapt)
     name = forward[:-len('_forward')] if forward.endswith('_forward') else forward
     functions = (forward, backward) if backward else (forward,)
     checks = [('gradients', check_gradients, points), ('no_mutation', check_no_mutation, 1),
@@ -188,15 +195,15 @@ def expect_value_error(what, call, *names):
 
 
 def pair(name, result):
-    """Check that `name` returned a 2-tuple, e.g. (out, cache) or (loss, dx)."""
-    if not (isinstance(result, tuple) and len(result) == 2):
+    """Check that `name` returned a pair, e.g. (out, cache) or (loss, dx)."""
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
         fail(f"{name} must return a pair (out, cache) or (loss, dx), got {type(result).__name__}")
     return result
 
 
 def grads_tuple(spec, result):
     """The gradients `spec.backward` returned, as a tuple matching spec.wrt."""
-    result = result if isinstance(result, tuple) else (result,)
+    result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
     if len(result) != len(spec.wrt):
         names = ', '.join('d' + a for a in spec.wrt)
         fail(f"{spec.backward} returned {len(result)} values, expected {len(spec.wrt)} ({names})")
@@ -207,19 +214,66 @@ def randn(rng, *shape):
     return rng.standard_normal(shape)
 
 
+def numeric_gradient(f, x, df=None):
+    """
+    Numeric gradient of f at x: gradient_check's centered differences, refined by
+    Richardson extrapolation. A centered difference with step h has error c h^2 + O(h^4),
+    so (4 g(h) - g(2h)) / 3 cancels the h^2 term; that allows h = STEP = 1e-3, where
+    round-off is 100x smaller than at the usual 1e-5, and errors drop to ~1e-12.
+
+    Inputs:
+    - f: function of x; a scalar if df is None, else an array of df's shape.
+    - x: array, perturbed in place (by up to 2 * STEP) and restored.
+    - df: None, or the upstream gradient: then the gradient is that of sum(f(x) * df).
+    """
+    if df is None:
+        centered = lambda h: eval_numerical_gradient(f, x, verbose=False, h=h)
+    else:
+        centered = lambda h: eval_numerical_gradient_array(f, x, df, h=h)
+    return (4 * centered(STEP) - centered(2 * STEP)) / 3
+
+
 def positive(rng, *shape):
     """Values in [0.5, 1.5): sums of products of them stay far from zero (see check_gradients)."""
     return rng.uniform(0.5, 1.5, shape)
 
 
 def distinct(rng, *shape):
-    """Values spaced 0.1 apart in random order: no ties, no near-ties."""
+    """Values spaced 0.1 apart in random order: no ties, none within reach of a numeric step."""
     return (rng.permutation(int(np.prod(shape))) - np.prod(shape) / 2).reshape(shape) * 0.1
 
 
 def away_from_zero(rng, *shape):
-    """Values with |x| >= 0.1: far from the ReLU kink."""
+    """Values with |x| >= 0.1: far from 0 (the ReLU kink), relative to a numeric step."""
     return rng.choice([-1.0, 1.0], size=shape) * (0.1 + np.abs(randn(rng, *shape)))
+
+
+def like(out, draw):
+    """Draw an array of out's shape, or a tuple of them if out is a tuple of outputs."""
+    if isinstance(out, tuple):
+        return tuple(draw(*np.shape(o)) for o in out)
+    return draw(*np.shape(out))
+
+
+def flat(out):
+    """An output, or a tuple of outputs, as one vector."""
+    return np.concatenate([np.ravel(o) for o in (out if isinstance(out, tuple) else (out,))])
+
+
+def same(a, b):
+    """Exact equality of arrays, tuples, dicts and scalars (NaN equals NaN)."""
+    if isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+    if isinstance(b, dict):
+        return isinstance(a, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in b)
+    if isinstance(b, tuple):
+        return isinstance(a, tuple) and len(a) == len(b) and all(map(same, a, b))
+    return a == b
+
+
+def standard(spec, forward, backward):
+    """The layer's functions in the standard form (see LayerSpec.adapt)."""
+    return spec.adapt(forward, backward) if spec.adapt else (forward, backward)
 
 
 def as_float32(value):
@@ -233,13 +287,15 @@ def as_float32(value):
 
 def check_gradients(spec, forward, backward=None):
     """
-    Compare the analytic gradients with centered-difference ones, in float64, on every case.
+    Compare the analytic gradients with numeric ones, in float64, on every case.
 
     rel_error is elementwise, so a gradient entry that is ~0 by chance would turn harmless
-    round-off (~1e-10) into a large relative error. Hence dout is positive, and so are the
-    inputs of the layers that sum products (fc, conv, rnn, ...): no entry can cancel to ~0.
+    round-off into a large relative error. Hence the numeric gradients are accurate to
+    ~1e-12 (numeric_gradient), dout is positive, and so are the inputs of the layers that
+    sum products (fc, conv, rnn, ...): none of their entries can cancel to ~0.
     Every call gets fresh copies of the inputs: mutation is checked separately.
     """
+    forward, backward = standard(spec, forward, backward)
     rng = np.random.default_rng(0)
     failures, worst = [], 0.0
     for label, args in spec.cases(rng):
@@ -249,8 +305,8 @@ def check_gradients(spec, forward, backward=None):
         if backward is None:   # a loss: (loss, dx)
             dout, grads = None, (cache,)
         else:
-            dout = positive(rng, *np.shape(out))
-            grads = grads_tuple(spec, backward(dout.copy(), cache))
+            dout = like(out, partial(positive, rng))
+            grads = grads_tuple(spec, backward(copy.deepcopy(dout), cache))
         for name, grad in zip(spec.wrt, grads):
             what = f"{spec.backward or spec.forward} d{name} [{label}]"
             if args[name] is None:
@@ -258,9 +314,9 @@ def check_gradients(spec, forward, backward=None):
                     failures.append(f"{what}: expected None ({name} was None)")
                 continue
             if dout is None:
-                numeric = eval_numerical_gradient(f, args[name], verbose=False)
+                numeric = numeric_gradient(f, args[name])
             else:
-                numeric = eval_numerical_gradient_array(f, args[name], dout)
+                numeric = numeric_gradient(lambda x: flat(f(x)), args[name], flat(dout))
             try:
                 worst = max(worst, expect_close(what, grad, numeric))
             except GradeFailure as e:
@@ -272,25 +328,21 @@ def check_gradients(spec, forward, backward=None):
 
 def expect_unchanged(what, now, before):
     for name in before:
-        if isinstance(before[name], np.ndarray):
-            same = np.shape(now[name]) == before[name].shape and np.array_equal(
-                now[name], before[name], equal_nan=True)
-        else:
-            same = now[name] == before[name]
-        if not same:
+        if not same(now[name], before[name]):
             fail(f"{what}: modified its input {name}")
 
 
 def check_no_mutation(spec, forward, backward=None):
     """Forward must leave its inputs unchanged; backward its dout and the cached inputs."""
+    forward, backward = standard(spec, forward, backward)
     rng = np.random.default_rng(0)
     for label, args in spec.cases(rng):
         before = copy.deepcopy(args)
         out, cache = pair(spec.forward, forward(*args.values()))
         expect_unchanged(f"{spec.forward} [{label}]", args, before)
         if backward is not None:
-            dout = randn(rng, *np.shape(out))
-            dout_before = dout.copy()
+            dout = like(out, partial(randn, rng))
+            dout_before = copy.deepcopy(dout)
             backward(dout, cache)
             expect_unchanged(f"{spec.backward} [{label}]", dict(args, dout=dout),
                              dict(before, dout=dout_before))
@@ -298,6 +350,7 @@ def check_no_mutation(spec, forward, backward=None):
 
 def check_float32(spec, forward, backward=None):
     """float32 inputs give float32 outputs and gradients (no silent upcast to float64)."""
+    forward, backward = standard(spec, forward, backward)
     rng = np.random.default_rng(0)
     for label, args in spec.cases(rng):
         args = {name: as_float32(value) for name, value in args.items()}
@@ -305,9 +358,11 @@ def check_float32(spec, forward, backward=None):
         if backward is None:   # a loss: (loss, dx)
             arrays = {f"{spec.forward} d{spec.wrt[0]}": cache}
         else:
-            dout = randn(rng, *np.shape(out)).astype(np.float32)
+            dout = like(out, lambda *shape: randn(rng, *shape).astype(np.float32))
             grads = grads_tuple(spec, backward(dout, cache))
-            arrays = {f"{spec.forward} out": out}
+            outs = out if isinstance(out, tuple) else (out,)
+            arrays = {f"{spec.forward} out{f'[{k}]' if len(outs) > 1 else ''}": o
+                      for k, o in enumerate(outs)}
             arrays.update({f"{spec.backward} d{name}": g for name, g in zip(spec.wrt, grads)
                            if args[name] is not None})
         for what, array in arrays.items():
@@ -724,9 +779,7 @@ def log_softmax_values(log_softmax_forward, log_softmax_backward):
 
 
 def log_softmax_cases(rng):
-    # dx = dout - softmax * sum(dout) can be ~0 by chance, where round-off would dominate
-    # rel_error: these shapes and seed keep every entry far from 0 (worst rel error ~1e-10).
-    return [(f"N={N} C={C}", dict(x=randn(rng, N, C))) for N, C in [(1, 2), (3, 4), (2, 3)]]
+    return [(f"N={N} C={C}", dict(x=randn(rng, N, C))) for N, C in [(1, 2), (3, 5), (2, 10)]]
 
 
 layer('layers', 'log_softmax_forward', 'log_softmax_backward', log_softmax_cases, wrt=('x',))
@@ -926,6 +979,177 @@ def temporal_softmax_cases(rng):
 layer('rnn_layers', 'temporal_softmax_loss', None, temporal_softmax_cases, wrt=('x',))
 
 
+# ---- LSTM (Part 2; signatures as in rnn_layers.py, the cs231n ones, time-major) ------
+
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def lstm_step_reference(x, prev_h, prev_c, Wx, Wh, b):
+    """a = x Wx + prev_h Wh + b; gates i, f, o, g = its four blocks of H columns, in order."""
+    H = prev_h.shape[1]
+    a = x @ Wx + prev_h @ Wh + b
+    i, f, o, g = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H]), np.tanh(a[:, 3 * H:])
+    next_c = f * prev_c + i * g
+    return o * np.tanh(next_c), next_c
+
+
+@graded('rnn_layers', points=2)
+def lstm_step_forward_values(lstm_step_forward):
+    # Zero weights, so a = b: i = sigmoid(0) = 1/2, f = o = sigmoid(log 3) = 3/4,
+    # g = tanh(log(3)/2) = 1/2. With prev_c = (2 log(3) - 1)/3: next_c = 3/4 prev_c + 1/4
+    # = log(3)/2 and next_h = 3/4 tanh(log(3)/2) = 3/8.
+    b = np.array([0., np.log(3), np.log(3), np.log(3) / 2])
+    next_h, next_c, _ = lstm_step_forward(np.ones((1, 1)), np.zeros((1, 1)),
+                                          np.array([[(2 * np.log(3) - 1) / 3]]),
+                                          np.zeros((1, 4)), np.zeros((1, 4)), b)
+    expect_close("lstm_step_forward next_c", next_c, [[np.log(3) / 2]])
+    expect_close("lstm_step_forward next_h", next_h, [[3 / 8]])
+
+
+def lstm_step_cases(rng, draw=positive):
+    return [(f"N={N} D={D} H={H}",
+             dict(x=draw(rng, N, D), prev_h=draw(rng, N, H) / 2, prev_c=draw(rng, N, H) / 2,
+                  Wx=draw(rng, D, 4 * H) / (2 * D), Wh=draw(rng, H, 4 * H) / (2 * H),
+                  b=draw(rng, 4 * H) / 4))
+            for N, D, H in [(1, 3, 2), (3, 4, 5), (2, 1, 3)]]
+
+
+@graded('rnn_layers', points=2)
+def lstm_step_forward_reference(lstm_step_forward):
+    for label, a in lstm_step_cases(np.random.default_rng(1), randn):
+        next_h, next_c, _ = lstm_step_forward(*a.values())
+        expected_h, expected_c = lstm_step_reference(*a.values())
+        expect_close(f"lstm_step_forward next_h [{label}]", next_h, expected_h)
+        expect_close(f"lstm_step_forward next_c [{label}]", next_c, expected_c)
+
+
+@graded('rnn_layers')
+def lstm_step_bad_shapes(lstm_step_forward):
+    x, h, Wx, Wh, b = np.zeros((2, 3)), np.zeros((2, 4)), np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16)
+    expect_value_error("lstm_step_forward with prev_h (2, 4), prev_c (2, 5)",
+                       lambda: lstm_step_forward(x, h, np.zeros((2, 5)), Wx, Wh, b), 'prev_c')
+    expect_value_error("lstm_step_forward with H=4 and Wx (3, 12)",
+                       lambda: lstm_step_forward(x, h, h, np.zeros((3, 12)), Wh, b), 'Wx')
+
+
+def lstm_step_as_pair(forward, backward):
+    """lstm_step in the standard form: out = (next_h, next_c), dout = (dnext_h, dnext_c)."""
+    def pair_forward(*args):
+        next_h, next_c, cache = forward(*args)
+        return (next_h, next_c), cache
+    return pair_forward, lambda dout, cache: backward(*dout, cache)
+
+
+layer('rnn_layers', 'lstm_step_forward', 'lstm_step_backward', lstm_step_cases,
+      wrt=('x', 'prev_h', 'prev_c', 'Wx', 'Wh', 'b'), adapt=lstm_step_as_pair)
+
+
+def lstm_cases(rng, draw=positive):
+    return [(f"T={T} N={N} D={D} H={H}",
+             dict(x=draw(rng, T, N, D), h0=draw(rng, N, H) / 2, Wx=draw(rng, D, 4 * H) / (2 * D),
+                  Wh=draw(rng, H, 4 * H) / (2 * H), b=draw(rng, 4 * H) / 4))
+            for T, N, D, H in [(1, 1, 2, 3), (3, 2, 4, 5), (4, 3, 2, 2)]]
+
+
+@graded('rnn_layers', points=2)
+def lstm_forward_reference(lstm_forward):
+    # Time-major x (T, N, D); h[t] = the step on x[t], from (h0, c0 = 0).
+    for label, a in lstm_cases(np.random.default_rng(1), randn):
+        h, c, expected = a['h0'], np.zeros_like(a['h0']), []
+        for x_t in a['x']:
+            h, c = lstm_step_reference(x_t, h, c, a['Wx'], a['Wh'], a['b'])
+            expected.append(h)
+        expect_close(f"lstm_forward h [{label}]", lstm_forward(*a.values())[0], np.array(expected))
+
+
+layer('rnn_layers', 'lstm_forward', 'lstm_backward', lstm_cases,
+      wrt=('x', 'h0', 'Wx', 'Wh', 'b'))
+
+
+# ---- additive (Bahdanau) attention (Part 2; signatures as in rnn_layers.py) -----------
+
+def attention_reference(h, A, A_proj, W_h, v):
+    """e[n, i] = v . tanh(h[n] W_h + A_proj[n, i]); alpha[n] = softmax(e[n]); context[n] = alpha[n] A[n]."""
+    N, L, D = A.shape
+    context, alpha = np.zeros((N, D)), np.zeros((N, L))
+    for n in range(N):
+        e = np.array([v @ np.tanh(h[n] @ W_h + A_proj[n, i]) for i in range(L)])
+        alpha[n] = np.exp(e) / np.sum(np.exp(e))
+        context[n] = alpha[n] @ A[n]
+    return context, alpha
+
+
+@graded('rnn_layers')
+def attention_values(attention_forward):
+    # v = 0: every position scores 0, so alpha is uniform and context is the mean of A.
+    A = np.array([[[1., 2.], [3., 6.]]])
+    (context, alpha), _ = attention_forward(np.ones((1, 1)), A, np.array([[1., -1.]]),
+                                            np.eye(2), np.zeros(2))
+    expect_close("attention_forward alpha [v=0]", alpha, [[0.5, 0.5]])
+    expect_close("attention_forward context [v=0]", context, [[2., 4.]])
+
+
+ATTENTION_SHAPES = [(1, 3, 2, 1, 2, True), (2, 4, 3, 2, 5, False), (3, 2, 2, 4, 3, True)]   # N, L, D, H, K, bias
+
+
+def attention_cases(rng):
+    # Each column k of dA_proj is proportional to v[k]: keep v's entries away from 0.
+    return [(f"N={N} L={L} D={D} H={H} K={K}{'' if bias else ' b=None'}",
+             dict(h=randn(rng, N, H), A=randn(rng, N, L, D), W_h=randn(rng, H, K) / np.sqrt(H),
+                  W_a=randn(rng, D, K) / np.sqrt(D), v=away_from_zero(rng, K) / np.sqrt(K),
+                  b=randn(rng, K) if bias else None))
+            for N, L, D, H, K, bias in ATTENTION_SHAPES]
+
+
+@graded('rnn_layers', points=2)
+def attention_forward_reference(attention_forward):
+    for label, a in attention_cases(np.random.default_rng(1)):
+        (context, alpha), _ = attention_forward(*a.values())
+        A_proj = a['A'] @ a['W_a'] + (0 if a['b'] is None else a['b'])
+        expected_context, expected_alpha = attention_reference(a['h'], a['A'], A_proj, a['W_h'], a['v'])
+        expect_close(f"attention_forward alpha [{label}]", alpha, expected_alpha)
+        expect_close(f"attention_forward context [{label}]", context, expected_context)
+
+
+@graded('rnn_layers')
+def attention_bad_shapes(attention_forward):
+    h, A, W_h, v = np.zeros((2, 3)), np.zeros((2, 4, 5)), np.zeros((3, 6)), np.zeros(6)
+    expect_value_error("attention_forward with A (2, 4, 5), W_a (4, 6)",
+                       lambda: attention_forward(h, A, W_h, np.zeros((4, 6)), v), 'W_a', 'A')
+    expect_value_error("attention_forward with h (2, 3), W_h (2, 6)",
+                       lambda: attention_forward(h, A, np.zeros((2, 6)), np.zeros((5, 6)), v), 'W_h', 'h')
+
+
+def attention_as_pair(forward, backward):
+    """attention in the standard form: dout = (dcontext, dalpha) -> backward(dcontext, cache, dalpha)."""
+    return forward, lambda dout, cache: backward(dout[0], cache, dout[1])
+
+
+layer('rnn_layers', 'attention_forward', 'attention_backward', attention_cases,
+      wrt=('h', 'A', 'W_h', 'W_a', 'v', 'b'), adapt=attention_as_pair)
+
+
+def attention_step_cases(rng):
+    # A_proj as a decoder computes it once per sequence: A W_a + b.
+    return [(label, dict(h=a['h'], A=a['A'], A_proj=a['A'] @ a['W_a'] + (0 if a['b'] is None else a['b']),
+                         W_h=a['W_h'], v=a['v']))
+            for label, a in attention_cases(rng)]
+
+
+@graded('rnn_layers', points=2)
+def attention_step_forward_reference(attention_step_forward):
+    for label, a in attention_step_cases(np.random.default_rng(1)):
+        (context, alpha), _ = attention_step_forward(*a.values())
+        expected_context, expected_alpha = attention_reference(*a.values())
+        expect_close(f"attention_step_forward alpha [{label}]", alpha, expected_alpha)
+        expect_close(f"attention_step_forward context [{label}]", context, expected_context)
+
+
+layer('rnn_layers', 'attention_step_forward', 'attention_step_backward', attention_step_cases,
+      wrt=('h', 'A', 'A_proj', 'W_h', 'v'), adapt=attention_as_pair)
+
+
 # ====================================================================================
 # Running the tests
 # ====================================================================================
@@ -979,19 +1203,18 @@ def load_modules(directory):
     - {module name: the module, None if there is no such file, or an error message}
     """
     directory = os.path.abspath(directory)
+    present = {name: os.path.exists(os.path.join(directory, name + '.py')) for name in MODULES}
     shadowed = set(MODULES) | {f[:-3] for f in os.listdir(directory) if f.endswith('.py')}
     saved_modules = {n: sys.modules.pop(n) for n in shadowed if n in sys.modules}
     saved_path, saved_bytecode = sys.path[:], sys.dont_write_bytecode
     sys.path.insert(0, directory)
     sys.dont_write_bytecode = True   # leave no __pycache__ in a student's directory
-    for name in MODULES:
-        if not os.path.exists(os.path.join(directory, name + '.py')):
-            sys.modules[name] = None
+    sys.modules.update({name: None for name in MODULES if not present[name]})   # blocked
     importlib.invalidate_caches()
     loaded = {}
     try:
         for name in MODULES:
-            if sys.modules.get(name, False) is None:
+            if not present[name]:
                 loaded[name] = None
                 continue
             try:
@@ -1121,9 +1344,9 @@ def main(argv=None):
     if not select(args.only):
         parser.error(f"no test or function name contains any of {args.only}")
 
+    print(f"Grading {os.path.abspath(args.target)}")
     start = time.perf_counter()
     results = grade(args.target, args.only, args.verbose)
-    print(f"Grading {os.path.abspath(args.target)}")
     print('\n'.join(report(results, args.verbose)))
     if args.json:
         with open(args.json, 'w') as f:

@@ -14,23 +14,23 @@ import autograder
 
 ROOT = Path(autograder.__file__).resolve().parent
 
-# A student's layers.py that starts as a copy of ours (loaded by path under another module
-# name) and then overrides some functions.
-PREAMBLE = f'''
+# A student's module that starts as a copy of ours (loaded by path under another name)
+# and then overrides some functions.
+PREAMBLE = '''
 import importlib.util
 import numpy as np
-_spec = importlib.util.spec_from_file_location("handgrad_layers_original", {str(ROOT / "layers.py")!r})
+_spec = importlib.util.spec_from_file_location("handgrad_original_{module}", {path!r})
 _ours = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_ours)
 globals().update({{k: v for k, v in vars(_ours).items() if not k.startswith("__")}})
 '''
+HAVE_RNN_LAYERS = (ROOT / 'rnn_layers.py').exists()
 
 
-def student(directory, overrides='', **modules):
-    """Write layers.py = ours + `overrides`, plus any other modules given as name=source."""
-    (directory / 'layers.py').write_text(PREAMBLE + textwrap.dedent(overrides))
-    for name, source in modules.items():
-        (directory / f'{name}.py').write_text(textwrap.dedent(source))
+def student(directory, overrides='', module='layers'):
+    """Write directory/<module>.py = ours + `overrides`; return the directory."""
+    preamble = PREAMBLE.format(module=module, path=str(ROOT / f'{module}.py'))
+    (directory / f'{module}.py').write_text(preamble + textwrap.dedent(overrides))
     return str(directory)
 
 
@@ -177,6 +177,17 @@ def test_float64_upcasting_fc_fails_the_dtype_test(tmp_path):
     results = autograder.grade(target)
     assert failed(results) == {'fc_float32'}
     assert 'dtype float64, expected float32' in next(r.output for r in results if r.status == 'failed')
+
+
+@pytest.mark.skipif(not HAVE_RNN_LAYERS, reason="no rnn_layers.py in the repo yet")
+def test_attention_backward_ignoring_dalpha_fails_its_gradient_check(tmp_path):
+    target = student(tmp_path, '''
+        def attention_backward(dcontext, cache, dalpha=None):
+            return _ours.attention_backward(dcontext, cache)
+    ''', module='rnn_layers')
+    results = autograder.grade(target)
+    assert failed(results) == {'attention_gradients'}
+    assert {r.test.module for r in results if r.status == 'skipped'} == {'layers'}
 
 
 def test_hanging_function_times_out(tmp_path, monkeypatch):

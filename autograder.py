@@ -398,7 +398,7 @@ def check_cache(spec, forward, backward=None):
 # ------------------------------------------------------------------------------------
 
 def filter2d(a, k):
-    """Filtering (cross-correlation) of 2-D arrays, valid part: out[i, j] = sum(a[i:i+kh, j:j+kw] * k)."""
+    """Filtering (cross-correlation), valid part: out[i, j] = sum(a[i:i+kh, j:j+kw] * k)."""
     kh, kw = k.shape
     out = np.zeros((a.shape[0] - kh + 1, a.shape[1] - kw + 1))
     for i, j in np.ndindex(*out.shape):
@@ -989,7 +989,8 @@ def lstm_step_reference(x, prev_h, prev_c, Wx, Wh, b):
     """a = x Wx + prev_h Wh + b; gates i, f, o, g = its four blocks of H columns, in order."""
     H = prev_h.shape[1]
     a = x @ Wx + prev_h @ Wh + b
-    i, f, o, g = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H]), np.tanh(a[:, 3 * H:])
+    i, f, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H])
+    g = np.tanh(a[:, 3 * H:])
     next_c = f * prev_c + i * g
     return o * np.tanh(next_c), next_c
 
@@ -1026,7 +1027,8 @@ def lstm_step_forward_reference(lstm_step_forward):
 
 @graded('rnn_layers')
 def lstm_step_bad_shapes(lstm_step_forward):
-    x, h, Wx, Wh, b = np.zeros((2, 3)), np.zeros((2, 4)), np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16)
+    x, h = np.zeros((2, 3)), np.zeros((2, 4))
+    Wx, Wh, b = np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16)
     expect_value_error("lstm_step_forward with prev_h (2, 4), prev_c (2, 5)",
                        lambda: lstm_step_forward(x, h, np.zeros((2, 5)), Wx, Wh, b), 'prev_c')
     expect_value_error("lstm_step_forward with H=4 and Wx (3, 12)",
@@ -1070,7 +1072,10 @@ layer('rnn_layers', 'lstm_forward', 'lstm_backward', lstm_cases,
 # ---- additive (Bahdanau) attention (Part 2; signatures as in rnn_layers.py) -----------
 
 def attention_reference(h, A, A_proj, W_h, v):
-    """e[n, i] = v . tanh(h[n] W_h + A_proj[n, i]); alpha[n] = softmax(e[n]); context[n] = alpha[n] A[n]."""
+    """
+    e[n, i] = v . tanh(h[n] W_h + A_proj[n, i]);  alpha[n] = softmax(e[n]);
+    context[n] = alpha[n] A[n].
+    """
     N, L, D = A.shape
     context, alpha = np.zeros((N, D)), np.zeros((N, L))
     for n in range(N):
@@ -1090,7 +1095,8 @@ def attention_values(attention_forward):
     expect_close("attention_forward context [v=0]", context, [[2., 4.]])
 
 
-ATTENTION_SHAPES = [(1, 3, 2, 1, 2, True), (2, 4, 3, 2, 5, False), (3, 2, 2, 4, 3, True)]   # N, L, D, H, K, bias
+ATTENTION_SHAPES = [(1, 3, 2, 1, 2, True), (2, 4, 3, 2, 5, False),
+                    (3, 2, 2, 4, 3, True)]   # N, L, D, H, K, bias
 
 
 def attention_cases(rng):
@@ -1118,7 +1124,8 @@ def attention_bad_shapes(attention_forward):
     expect_value_error("attention_forward with A (2, 4, 5), W_a (4, 6)",
                        lambda: attention_forward(h, A, W_h, np.zeros((4, 6)), v), 'W_a', 'A')
     expect_value_error("attention_forward with h (2, 3), W_h (2, 6)",
-                       lambda: attention_forward(h, A, np.zeros((2, 6)), np.zeros((5, 6)), v), 'W_h', 'h')
+                       lambda: attention_forward(h, A, np.zeros((2, 6)), np.zeros((5, 6)), v),
+                       'W_h', 'h')
 
 
 def attention_as_pair(forward, backward):
@@ -1132,7 +1139,8 @@ layer('rnn_layers', 'attention_forward', 'attention_backward', attention_cases,
 
 def attention_step_cases(rng):
     # A_proj as a decoder computes it once per sequence: A W_a + b.
-    return [(label, dict(h=a['h'], A=a['A'], A_proj=a['A'] @ a['W_a'] + (0 if a['b'] is None else a['b']),
+    return [(label, dict(h=a['h'], A=a['A'],
+                         A_proj=a['A'] @ a['W_a'] + (0 if a['b'] is None else a['b']),
                          W_h=a['W_h'], v=a['v']))
             for label, a in attention_cases(rng)]
 

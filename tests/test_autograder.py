@@ -151,7 +151,8 @@ def test_max_pool_routing_gradient_to_every_tied_max_fails_the_tie_test(tmp_path
             dx = np.zeros_like(x)
             for n, c, i, j in np.ndindex(*dout.shape):
                 window = x[n, c, i * s:i * s + ph, j * s:j * s + pw]
-                dx[n, c, i * s:i * s + ph, j * s:j * s + pw] += (window == window.max()) * dout[n, c, i, j]
+                ties = window == window.max()
+                dx[n, c, i * s:i * s + ph, j * s:j * s + pw] += ties * dout[n, c, i, j]
             return dx
     ''')
     assert failed(autograder.grade(target)) == {'max_pool_ties'}

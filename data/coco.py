@@ -78,20 +78,6 @@ def required_files(pca_features=True):
 
 # ----------------------------------------------------------------------------- finding
 
-def _candidate_dirs(data_dir=None):
-    """Directories that may hold the COCO files, in lookup order.
-
-    The same order as datasets._candidate_dirs (which only knows the datasets in
-    datasets.DATASETS, so it cannot be called for this one).
-    """
-    dirs = []
-    for root in (data_dir, os.environ.get(datasets.DATA_ENV)):
-        if root:
-            dirs += [os.path.join(root, DIR_NAME), root]
-    dirs.append(os.path.join(datasets.REPO_DATA_DIR, DIR_NAME))
-    return [os.path.abspath(d) for d in dirs]
-
-
 def _missing_files(directory, pca_features):
     return [f for f in required_files(pca_features)
             if not os.path.isfile(os.path.join(directory, f))]
@@ -114,7 +100,7 @@ def find_coco_dir(data_dir=None, pca_features=True):
     Raises DatasetNotFoundError (a FileNotFoundError) listing each directory looked in
     with the files missing from it, and how to get the data.
     """
-    candidates = _candidate_dirs(data_dir)
+    candidates = datasets.candidate_dirs(DIR_NAME, data_dir)
     for directory in candidates:
         if os.path.isdir(directory) and not _missing_files(directory, pca_features):
             return directory

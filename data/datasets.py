@@ -125,15 +125,24 @@ def _dataset(name):
     return DATASETS[name]
 
 
-def _candidate_dirs(name, data_dir=None):
-    """Directories that may hold the files of dataset `name`, in lookup order."""
+def candidate_dirs(subdir, data_dir=None, system_dirs=()):
+    """
+    Directories that may hold a dataset's files, in lookup order: `<data_dir>/<subdir>`,
+    `<data_dir>`, `$HANDGRAD_DATA/<subdir>`, `$HANDGRAD_DATA`, the repo's `data/<subdir>`,
+    then `system_dirs`. Every loader of the project finds its files this way.
+    """
     dirs = []
     for root in (data_dir, os.environ.get(DATA_ENV)):
         if root:
-            dirs += [os.path.join(root, name), root]
-    dirs.append(os.path.join(REPO_DATA_DIR, name))
-    dirs += _dataset(name)['system_dirs']
+            dirs += [os.path.join(root, subdir), root]
+    dirs.append(os.path.join(REPO_DATA_DIR, subdir))
+    dirs += list(system_dirs)
     return [os.path.abspath(d) for d in dirs]
+
+
+def _candidate_dirs(name, data_dir=None):
+    """Directories that may hold the files of dataset `name`, in lookup order."""
+    return candidate_dirs(name, data_dir, _dataset(name)['system_dirs'])
 
 
 def _download_dirs(name, data_dir=None):

@@ -6,6 +6,7 @@ NLL, flatten, LSTM, attention - the signatures documented in those files).
 Usage:
     python autograder.py                      # grade our modules, next to this file
     python autograder.py --target DIR         # grade another implementation (a student's)
+    python autograder.py --contract           # only the homework's Part-1 functions of API.md
     python autograder.py --only conv,relu     # a subset: substrings of test/function names
     python autograder.py --json results.json  # also write a Gradescope results.json
     python -m pytest autograder.py            # every graded test as a pytest test

@@ -51,12 +51,18 @@ import json
 import os
 import time
 
-import numpy as np
+# One BLAS thread unless the caller chose otherwise (read when NumPy loads, so set before
+# importing it). The matrices of this network are small: on the 2-core machine, with other
+# processes running, two OpenBLAS threads took 82 s per epoch and one thread 20 s, since
+# OpenBLAS threads spin waiting for a core that is busy elsewhere.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from cnn import Affine, Conv, Dropout, LogSoftmax, MaxPool, ReLU, Sequential
-from data import load_fashion_mnist, train_val_split
-from plots import plot_accuracy, save_figure
-from solver import NonFiniteLossError, Solver
+import numpy as np  # noqa: E402
+
+from cnn import Affine, Conv, Dropout, LogSoftmax, MaxPool, ReLU, Sequential  # noqa: E402
+from data import load_fashion_mnist, train_val_split  # noqa: E402
+from plots import plot_accuracy, save_figure  # noqa: E402
+from solver import NonFiniteLossError, Solver  # noqa: E402
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -2,9 +2,14 @@
 
 - ConvNet: the contract's fixed conv - relu - 2x2 max pool - fc - relu - fc - softmax.
 - Sequential: any stack of layer descriptions (Conv, ReLU, MaxPool, Affine, Dropout,
-  Flatten, LogSoftmax), with a summary table of output shapes and parameter counts.
+  Flatten, LogSoftmax), with a summary table of output shapes and parameter counts,
+  frozen parameters (freeze/unfreeze) and a replaceable last layer (replace_head).
+- save_params / load_params: any model's params to and from .npz, shapes checked.
 """
+import io
 import numbers
+import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -387,6 +392,18 @@ class Sequential:
     same loss, computed in one step, as in the contract's ConvNet). Either way the last
     layer must output a vector (C,) per sample.
 
+    Transfer learning (see transfer_learning.py):
+
+        load_params(model, 'source.npz')   # pretrained weights, shapes checked
+        model.replace_head(2, seed=0)      # new last Affine layer for 2 classes
+        model.freeze()                     # freeze every parameter ...
+        model.unfreeze('fc3')              # ... except the new head's
+        Solver(model, data).train()        # trains model.trainable_params() only
+
+    Frozen parameters (the set model.frozen) get no gradient: loss() leaves them out of
+    grads, and backpropagation stops at the lowest layer that has a trainable
+    parameter, so a frozen bottom of the network costs only its forward pass.
+
     Dropout randomness: training call number k (k = model.training_steps, counted from 0)
     draws its dropout masks from np.random.default_rng([model.seed, k]), so a seeded run is
     reproducible. After Solver.resume(...), set model.training_steps = solver.iteration to
@@ -412,7 +429,9 @@ class Sequential:
         self.layers = list(layers)
         self.dtype = np.dtype(dtype)
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
+        self.weight_scale = weight_scale
         self.training_steps = 0
+        self.frozen = set()   # names of parameters that get no gradient (see freeze)
         if not self.layers:
             raise ValueError("layers is empty: a Sequential model needs at least one layer")
 
@@ -485,26 +504,104 @@ class Sequential:
         else:
             loss, dout = softmax_loss(out, y)
 
-        # Backward, last layer first. Below the first layer with parameters nothing needs
-        # a gradient, and that layer itself needs no gradient for its input (the data).
+        # Backward, last layer first. Below the first (lowest) layer with a trainable
+        # parameter nothing needs a gradient, and that layer itself needs no gradient for
+        # its input. A frozen layer above it still passes dout down; its own parameter
+        # gradients are computed by the layer function but not kept.
         grads = {}
-        first = min((i for i, name in enumerate(self.names) if self._layer_params(name)),
+        first = min((i for i, name in enumerate(self.names)
+                     if any(key not in self.frozen for key in self._param_names_of(name))),
                     default=len(self.layers))
         for index in range(len(self.layers) - 1, first - 1, -1):
             layer, name = self.layers[index], self.names[index]
             dout, layer_grads = layer.backward(dout, caches[index], need_dx=index > first)
             for key, value in layer_grads.items():
-                grads[f"{name}_{key}"] = value
+                if f"{name}_{key}" not in self.frozen:
+                    grads[f"{name}_{key}"] = value
         return loss, grads
+
+    # ------------------------------------------------------------------ transfer learning
+
+    def _param_names_of(self, layer_name):
+        return [key for key in self.params if key.startswith(layer_name + "_")]
+
+    def _resolve(self, names):
+        """Parameter names for names of parameters ('conv1_W') or layers ('conv1');
+        no names: all parameters."""
+        if not names:
+            return list(self.params)
+        resolved = []
+        for name in names:
+            if name in self.params:
+                resolved.append(name)
+            elif name in self.names:
+                resolved += self._param_names_of(name)
+            else:
+                raise ValueError(f"{name!r} is neither a parameter ({', '.join(self.params)}) "
+                                 f"nor a layer ({', '.join(self.names)}) of this model")
+        return resolved
+
+    def freeze(self, *names):
+        """
+        Freeze parameters, given by name ('conv1_W') or by layer ('conv1': all of its
+        parameters); no names: every parameter. Frozen parameters get no gradient (see
+        loss) and so no update: the Solver trains model.trainable_params() by default.
+        """
+        self.frozen.update(self._resolve(names))
+
+    def unfreeze(self, *names):
+        """Make parameters trainable again (names as in freeze; no names: all)."""
+        self.frozen.difference_update(self._resolve(names))
+
+    def trainable_params(self):
+        """Names of the parameters that are not frozen, in the order of model.params."""
+        return [key for key in self.params if key not in self.frozen]
+
+    def replace_head(self, num_classes, seed=None):
+        """
+        Replace the last Affine layer (the classifier's "head") by a new Affine layer
+        with num_classes outputs and fresh weights, e.g. to reuse a trained network for
+        a new task with another number of classes.
+
+        The layer keeps its name (say fc3), so its parameters keep their keys: fc3_W
+        becomes (D, num_classes) and fc3_b (num_classes,), initialized as the model was
+        (weight_scale, or He when None; biases 0) from seed (None: np.random's global
+        state). They are trainable (removed from model.frozen). The layers after it
+        (e.g. LogSoftmax) must keep their input's shape. Returns the layer's name.
+        """
+        num_classes = _positive_int(num_classes, "num_classes")
+        index = max((i for i, layer in enumerate(self.layers) if isinstance(layer, Affine)),
+                    default=None)
+        if index is None:
+            raise ValueError("replace_head: the model has no Affine layer to replace")
+        name, head = self.names[index], Affine(num_classes)
+        input_shape = self.input_shape if index == 0 else self.output_shapes[index - 1]
+        shapes = [head.output_shape(input_shape)]
+        for layer in self.layers[index + 1:]:
+            shapes.append(layer.output_shape(shapes[-1]))
+        if len(shapes[-1]) != 1:
+            raise ValueError(f"replace_head: the network would end in shape "
+                             f"({_shape_text(shapes[-1])}), not class scores")
+        self.layers[index] = head
+        self.output_shapes[index:] = shapes
+        for key, value in head.init_params(input_shape, self.weight_scale, seed,
+                                           self.dtype).items():
+            self.params[f"{name}_{key}"] = value
+            self.frozen.discard(f"{name}_{key}")
+        return name
 
     def summary_rows(self):
         """
         One row per layer: (name, description, output shape of one sample, number of
         parameters).
         """
-        return [(name, layer.describe(), shape,
-                 sum(value.size for value in self._layer_params(name).values()))
-                for name, layer, shape in zip(self.names, self.layers, self.output_shapes)]
+        rows = []
+        for name, layer, shape in zip(self.names, self.layers, self.output_shapes):
+            keys = self._param_names_of(name)
+            frozen = keys and all(key in self.frozen for key in keys)
+            rows.append((name, layer.describe() + (" (frozen)" if frozen else ""), shape,
+                         sum(self.params[key].size for key in keys)))
+        return rows
 
     def num_params(self):
         """Total number of parameters (numbers in model.params)."""
@@ -521,6 +618,9 @@ class Sequential:
         rows += [(name, description, _shape_text(shape), f"{count:,}")
                  for name, description, shape, count in self.summary_rows()]
         rows.append(("total", "", "", f"{self.num_params():,}"))
+        if self.frozen:
+            trainable = sum(self.params[key].size for key in self.trainable_params())
+            rows.append(("trainable", "", "", f"{trainable:,}"))
         widths = [max(len(row[i]) for row in [header] + rows) for i in range(4)]
 
         def line(row):
@@ -528,7 +628,62 @@ class Sequential:
                               row[2].ljust(widths[2]), row[3].rjust(widths[3])]).rstrip()
 
         rule = "-" * len(line(header))
-        table = "\n".join([line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])])
+        body, totals = (rows[:-2], rows[-2:]) if self.frozen else (rows[:-1], rows[-1:])
+        table = "\n".join([line(header), rule, *map(line, body), rule, *map(line, totals)])
         if print_table:
             print(table)
         return table
+
+
+# ============================================================================= saving
+#
+# Any model of the project keeps its parameters in the dict model.params (ConvNet,
+# Sequential, softmax.SoftmaxClassifier), so one .npz file with one array per key
+# holds a trained model: np.load(path) gives the same names and arrays.
+
+def save_params(model, path):
+    """
+    Write model.params to the .npz file path (one array per parameter name), atomically:
+    path holds either its old content or the complete new file. Returns path.
+    """
+    from solver import _write_atomic   # the project's one atomic file writer
+    buffer = io.BytesIO()
+    np.savez(buffer, **model.params)
+    _write_atomic(buffer.getvalue(), path)
+    return path
+
+
+def load_params(model, source):
+    """
+    Load parameters into model.params from source: the path of an .npz file written by
+    save_params (or np.savez(path, **model.params)), or a dict of arrays (e.g. one
+    adapted from such a file). They must fit:
+    - there must be exactly the names of model.params;
+    - each array must have the shape of the model's parameter of that name.
+    Otherwise ValueError names every missing and extra parameter and every shape
+    mismatch with both shapes, and model.params is left unchanged. Arrays are cast to
+    the dtype of the model's parameter. Returns model.
+    """
+    if isinstance(source, Mapping):
+        loaded = {name: np.asarray(value) for name, value in source.items()}
+        where = "The given parameters"
+    else:
+        with np.load(source, allow_pickle=False) as npz:
+            loaded = {name: npz[name] for name in npz.files}
+        where = f"The parameters in {os.fspath(source)}"
+    problems = []
+    missing = [name for name in model.params if name not in loaded]
+    extra = [name for name in loaded if name not in model.params]
+    if missing:
+        problems.append(f"missing {', '.join(missing)}")
+    if extra:
+        problems.append(f"extra {', '.join(extra)} (not parameters of the model)")
+    for name, value in loaded.items():
+        if name in model.params and value.shape != model.params[name].shape:
+            problems.append(f"{name} has shape {value.shape} there but "
+                            f"{model.params[name].shape} in the model")
+    if problems:
+        raise ValueError(f"{where} do not fit the model's parameters: " + "; ".join(problems))
+    for name, value in loaded.items():
+        model.params[name] = value.astype(model.params[name].dtype)
+    return model

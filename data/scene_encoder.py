@@ -1,0 +1,354 @@
+"""The image encoder of the MNIST scenes (data/mnist_scenes.py): a small CNN trained by
+handgrad, whose hidden layers give the captioning features.
+
+Architecture (cnn.Sequential; input one 64 x 64 canvas scaled to [0, 1]):
+
+    trunk   conv1  16 filters 5x5, stride 2, pad 2, ReLU         16 x 32 x 32
+            conv2  32 filters 3x3, pad 1, ReLU, max pool 2       32 x 16 x 16
+            conv3  64 filters 3x3, pad 1, ReLU, max pool 2       64 x 8 x 8  -> spatial features
+    reader  fc1    256, ReLU                                     256         -> pooled features
+            fc2    128 scores (8 slots, below)
+
+It is trained in two stages, each by the Solver (Adam) on the train scenes only, keeping
+the epoch with the best accuracy on the val scenes; deterministic for a seed.
+
+1. Detection, for the trunk. On top of conv3's 8 x 8 grid, a 3x3 conv with 21 filters
+   (dropped afterwards) classifies every grid cell (8 x 8 canvas pixels): the digit whose
+   ink-box centre lies in that cell, with its size, as digit * 2 + size (size 0 small, 1
+   large), or 20 = no digit centred here (if two centres share a cell, which is rare, the
+   right one is the target). Loss: the 64 cells' softmax cross-entropies, summed.
+   This is a local task, so the conv layers learn it quickly, and their grid then says
+   what is where.
+2. Reading, for fc1 and fc2, on the frozen trunk's 8 x 8 x 64 output: 8 softmax
+   classifications ("slots") of the 128 fc2 scores:
+       slots 1-4 (21 classes): the 1st..4th digit from left to right, as digit * 2 + size,
+                               or 20 = no such digit;
+       slots 5-8 (11 classes): the 1st..4th digit from top to bottom, or 10 = none.
+   To solve it, the fc1 vector must hold which digits there are, how large, and their
+   order along x and along y: what the captions talk about, though the encoder never sees
+   a caption. (Trained end to end from the start, this task learns far more slowly.)
+
+Hyperparameters: Adam, learning rate 1e-3 (detection) and 5e-4 (reading), decay 0.9 per
+epoch, batches of 100.
+"""
+
+import numpy as np
+
+from cnn import Affine, Conv, Flatten, MaxPool, ReLU, Sequential
+from layers import softmax_loss
+from solver import Solver
+
+CANVAS_SIZE = 64
+GRID = 8                       # the trunk's output is GRID x GRID cells of CELL px
+CELL = CANVAS_SIZE // GRID
+CHANNELS = 64                  # channels of the trunk's output
+READER_CHANNELS = 32           # the reader's conv, before its 2x2 pool
+HIDDEN = 256                   # the reader's hidden layer: the pooled feature vector
+NUM_SLOTS = 4                  # digits per scene at most
+SIZED_CLASSES = 21             # digit * 2 + size, or 20 = none (cells, left-to-right slots)
+DIGIT_CLASSES = 11             # digit, or 10 = none (top-to-bottom slots)
+POOLED_LAYER = 'relu2'         # the reader's layer whose output is the pooled vector
+TRUNK_LAYERS = 8               # conv1 .. pool2 of the detector network
+
+
+def cell_targets(labels, sizes, boxes):
+    """
+    Detection targets of scenes (stage 1).
+
+    Inputs (as stored by mnist_scenes.generate_scenes, left to right, -1 padding):
+    - labels: int array (N, 4), digit classes; sizes: int array (N, 4), 0 small / 1 large;
+      boxes: int array (N, 4, 4), (x0, y0, x1, y1).
+
+    Returns:
+    - targets: int64 array (N, 64): for cell l = row * 8 + col (canvas pixels
+      [8 row, 8 row + 8) x [8 col, 8 col + 8)), digit * 2 + size of the digit whose
+      core (its ink box shrunk to half its width and height around the same centre)
+      reaches into the cell, else 20.
+    """
+    labels, sizes, boxes = (np.asarray(a, dtype=np.int64) for a in (labels, sizes, boxes))
+    N = len(labels)
+    targets = np.full((N, GRID, GRID), SIZED_CLASSES - 1, dtype=np.int64)
+    cells = np.arange(GRID) * CELL                 # first pixel of each cell row / column
+    for j in range(labels.shape[1]):               # left to right: the right one wins a tie
+        x0, y0, x1, y1 = (boxes[:, j, k, None] for k in range(4))
+        # core [x0 + w/4, x1 - w/4), in units of 1/4 px to stay in integers
+        core_x0, core_x1 = 3 * x0 + x1, x0 + 3 * x1
+        core_y0, core_y1 = 3 * y0 + y1, y0 + 3 * y1
+        in_x = (4 * (cells + CELL) > core_x0) & (4 * cells < core_x1)      # (N, GRID)
+        in_y = (4 * (cells + CELL) > core_y0) & (4 * cells < core_y1)
+        hit = in_y[:, :, None] & in_x[:, None, :] & (labels[:, j, None, None] >= 0)
+        targets[hit] = np.broadcast_to((labels[:, j] * 2 + sizes[:, j])[:, None, None],
+                                       hit.shape)[hit]
+    return targets.reshape(N, GRID * GRID)
+
+
+def reading_targets(labels, sizes, boxes):
+    """
+    Reading targets of scenes (stage 2); inputs as for cell_targets.
+
+    Returns:
+    - targets: int64 array (N, 8): columns 0-3 left to right (digit * 2 + size, or 20),
+      columns 4-7 top to bottom (digit, or 10).
+    """
+    labels, sizes, boxes = (np.asarray(a, dtype=np.int64) for a in (labels, sizes, boxes))
+    present = labels >= 0
+    left_to_right = np.where(present, labels * 2 + sizes, SIZED_CLASSES - 1)
+    # top to bottom: sort by twice the box centre's y, absent digits last
+    centre_y = np.where(present, boxes[:, :, 1] + boxes[:, :, 3], np.iinfo(np.int64).max)
+    order = np.argsort(centre_y, axis=1, kind='stable')
+    top_to_bottom = np.where(np.take_along_axis(present, order, 1),
+                             np.take_along_axis(labels, order, 1), DIGIT_CLASSES - 1)
+    return np.concatenate([left_to_right, top_to_bottom], axis=1)
+
+
+def to_input(images):
+    """uint8 canvases (N, 64, 64) -> float32 network input (N, 1, 64, 64) in [0, 1]."""
+    return (np.asarray(images, dtype=np.float32) / 255.0)[:, None]
+
+
+class SlotClassifier:
+    """
+    A cnn.Sequential whose output vector holds several independent softmax
+    classifications ("slots"), with the summed cross-entropy loss; the interface the
+    Solver expects.
+
+    - groups: list of (num_slots, num_classes, channels_first). The network's output is
+      cut into consecutive blocks, one per group, of num_slots * num_classes scores: laid
+      out (num_classes, num_slots) if channels_first (a flattened conv map: class maps
+      over grid cells), else (num_slots, num_classes).
+    - loss(X, y=None): y (N, total slots) integer targets. Returns scores (N, M) if y is
+      None, else (loss, grads): the sum over slots of the softmax cross-entropy, averaged
+      over the batch, and the gradients of every parameter of the network.
+    - predict(X): the argmax class of every slot, (N, total slots).
+    """
+
+    def __init__(self, net, groups):
+        self.net = net
+        self.params = net.params
+        self.groups = [(int(s), int(c), bool(first)) for s, c, first in groups]
+        if sum(s * c for s, c, _ in self.groups) != net.output_shapes[-1][0]:
+            raise ValueError(f"groups {groups} do not add up to the network's "
+                             f"{net.output_shapes[-1][0]} outputs")
+
+    def _layer_params(self, name):
+        prefix = name + '_'
+        return {key[len(prefix):]: value for key, value in self.params.items()
+                if key.startswith(prefix)}
+
+    def forward(self, X, stop_after=None):
+        """Run the layers in order, up to and including the layer named `stop_after`
+        (default: all); returns (outputs, caches), dicts keyed by layer name."""
+        out = np.asarray(X).astype(self.net.dtype, copy=False)
+        outputs, caches = {}, {}
+        for layer, name in zip(self.net.layers, self.net.names):
+            out, caches[name] = layer.forward(out, self._layer_params(name))
+            outputs[name] = out
+            if name == stop_after:
+                break
+        return outputs, caches
+
+    def _slot_scores(self, scores):
+        """(N, M) -> list of per-group score arrays (N, num_slots, num_classes)."""
+        N, blocks, start = scores.shape[0], [], 0
+        for slots, classes, channels_first in self.groups:
+            block = scores[:, start:start + slots * classes]
+            start += slots * classes
+            blocks.append(block.reshape(N, classes, slots).transpose(0, 2, 1)
+                          if channels_first else block.reshape(N, slots, classes))
+        return blocks
+
+    def loss(self, X, y=None):
+        outputs, caches = self.forward(X)
+        scores = outputs[self.net.names[-1]]
+        if y is None:
+            return scores
+        y = np.asarray(y)
+        N, loss, dblocks, first_slot = scores.shape[0], 0.0, [], 0
+        for (slots, classes, channels_first), block in zip(self.groups,
+                                                          self._slot_scores(scores)):
+            targets = y[:, first_slot:first_slot + slots].reshape(-1)
+            first_slot += slots
+            # softmax_loss averages over its N * slots rows; times slots: summed over
+            # slots, averaged over N
+            group_loss, dblock = softmax_loss(block.reshape(N * slots, classes), targets)
+            loss += slots * group_loss
+            dblock = slots * dblock.reshape(N, slots, classes)
+            dblocks.append((dblock.transpose(0, 2, 1) if channels_first else dblock)
+                           .reshape(N, -1))
+        dout = np.concatenate(dblocks, axis=1)
+
+        grads = {}
+        for index in range(len(self.net.layers) - 1, -1, -1):
+            layer, name = self.net.layers[index], self.net.names[index]
+            dout, layer_grads = layer.backward(dout, caches[name], need_dx=index > 0)
+            for key, value in layer_grads.items():
+                grads[f'{name}_{key}'] = value
+        return loss, grads
+
+    def predict(self, X, batch_size=500):
+        predictions = []
+        for i in range(0, len(X), batch_size):
+            blocks = self._slot_scores(self.loss(X[i:i + batch_size]))
+            predictions.append(np.concatenate([b.argmax(2) for b in blocks], axis=1))
+        return np.concatenate(predictions)
+
+
+def build_detector(seed=0, dtype=np.float32):
+    """Stage 1 network: the trunk, a 3x3 conv to 21 class maps, flattened (1344,)."""
+    net = Sequential((1, CANVAS_SIZE, CANVAS_SIZE), [
+        Conv(16, 5, stride=2, pad=2), ReLU(),
+        Conv(32, 3, pad='same'), ReLU(), MaxPool(2),
+        Conv(CHANNELS, 3, pad='same'), ReLU(), MaxPool(2),
+        Conv(SIZED_CLASSES, 3, pad='same'), Flatten()], dtype=dtype, seed=seed)
+    return SlotClassifier(net, [(GRID * GRID, SIZED_CLASSES, True)])
+
+
+def build_reader(seed=0, dtype=np.float32):
+    """Stage 2 network on the trunk's output (64, 8, 8): fc1 256, ReLU, fc2 128."""
+    net = Sequential((CHANNELS, GRID, GRID), [
+        Conv(READER_CHANNELS, 3, pad='same'), ReLU(), MaxPool(2),
+        Affine(HIDDEN), ReLU(), Affine(NUM_SLOTS * (SIZED_CLASSES + DIGIT_CLASSES))],
+        dtype=dtype, seed=seed)
+    return SlotClassifier(net, [(NUM_SLOTS, SIZED_CLASSES, False),
+                                (NUM_SLOTS, DIGIT_CLASSES, False)])
+
+
+def slot_accuracy(model, X, y):
+    """The Solver's metric: fraction of slots predicted right."""
+    return float((model.predict(X) == np.asarray(y)).mean())
+
+
+def _train(model, X_train, y_train, X_val, y_val, epochs, learning_rate, seed, verbose):
+    solver = Solver(model, {'X_train': X_train, 'y_train': y_train,
+                            'X_val': X_val, 'y_val': y_val},
+                    update_rule='adam', optim_config={'learning_rate': learning_rate},
+                    lr_decay=0.9, batch_size=100, num_epochs=epochs, metric=slot_accuracy,
+                    num_train_samples=1000, print_every=10 ** 9, verbose=verbose, seed=seed)
+    solver.train()
+    return solver
+
+
+class SceneEncoder:
+    """
+    The trained encoder: trunk (the detector's conv1..pool2) and reader (fc1, relu, fc2).
+
+    - params: dict of all parameters, keys 'trunk_<layer>_<param>' (conv1_W, ...) and
+      'reader_<layer>_<param>' (fc1_W, ...).
+    - features(images): (pooled (N, 256), spatial (N, 64, 64)).
+    - detector, reader: the two SlotClassifiers (the detector keeps its stage-1 head).
+    """
+
+    def __init__(self, seed=0, params=None):
+        self.detector = build_detector(seed)
+        self.reader = build_reader(seed)
+        self.grid_scale = 1.0     # the trunk's output is divided by it (its train RMS)
+        if params is not None:
+            self.grid_scale = float(params.get('grid_scale', 1.0))
+            for prefix, model in (('trunk_', self.detector), ('reader_', self.reader)):
+                for key in model.params:
+                    if prefix + key in params:
+                        model.params[key][...] = params[prefix + key]
+
+    @property
+    def params(self):
+        trunk = self.detector.net.names[:TRUNK_LAYERS]
+        out = {'trunk_' + key: value for key, value in self.detector.params.items()
+               if key.split('_')[0] in trunk}
+        out.update({'reader_' + key: value for key, value in self.reader.params.items()})
+        out['grid_scale'] = np.array(self.grid_scale, dtype=np.float32)
+        return out
+
+    def summary(self):
+        return ('trunk (stage 1 detector; its last conv is the detection head, not used '
+                'for features):\n' + self.detector.net.summary()
+                + '\n\nreader (stage 2, on the trunk output):\n' + self.reader.net.summary())
+
+    def trunk_output(self, X, batch_size=500):
+        """The trunk's output divided by grid_scale, (N, 64, 8, 8), for network inputs
+        X (N, 1, 64, 64)."""
+        last = self.detector.net.names[TRUNK_LAYERS - 1]
+        grid = np.concatenate([self.detector.forward(X[i:i + batch_size], last)[0][last]
+                               for i in range(0, len(X), batch_size)])
+        return grid / np.float32(self.grid_scale)
+
+    def features(self, images, batch_size=500):
+        """
+        Features of uint8 canvases (N, 64, 64), computed in batches.
+
+        Returns a tuple of:
+        - pooled: float32 (N, 256), the reader's fc1 output after its ReLU.
+        - spatial: float32 (N, 64, 64) = (N, L, C): the trunk's 8 x 8 grid of 64 channels,
+          position l = row * 8 + col.
+        """
+        grid = self.trunk_output(to_input(images), batch_size)
+        outputs, _ = self.reader.forward(grid, stop_after=POOLED_LAYER)
+        N = len(grid)
+        spatial = grid.reshape(N, CHANNELS, GRID * GRID).transpose(0, 2, 1)
+        return (outputs[POOLED_LAYER].astype(np.float32),
+                np.ascontiguousarray(spatial, dtype=np.float32))
+
+    def accuracy(self, scenes):
+        """
+        Proxy-task accuracies on scenes (a dict of images, labels, sizes, boxes):
+        - 'cells': fraction of the 64 cells whose detection class is right;
+        - 'digit_cells': the same over the cells where a digit is centred only;
+        - 'reading_slots': fraction of the 8 reading slots right;
+        - 'left_to_right', 'top_to_bottom': fraction of scenes whose 4 slots of that
+          order are all right (digits, sizes, count);
+        - 'digits_left_to_right': the same as left_to_right, ignoring sizes.
+        """
+        X = to_input(scenes['images'])
+        cells = cell_targets(scenes['labels'], scenes['sizes'], scenes['boxes'])
+        reading = reading_targets(scenes['labels'], scenes['sizes'], scenes['boxes'])
+        cells_hat = self.detector.predict(X)
+        reading_hat = self.reader.predict(self.trunk_output(X))
+        right = reading_hat == reading
+        digit_cells = cells != SIZED_CLASSES - 1
+
+        def digits(t):
+            return np.where(t == SIZED_CLASSES - 1, -1, t // 2)
+
+        return {
+            'cells': float((cells_hat == cells).mean()),
+            'digit_cells': float((cells_hat == cells)[digit_cells].mean()),
+            'reading_slots': float(right.mean()),
+            'left_to_right': float(right[:, :NUM_SLOTS].all(1).mean()),
+            'top_to_bottom': float(right[:, NUM_SLOTS:].all(1).mean()),
+            'digits_left_to_right': float((digits(reading_hat[:, :NUM_SLOTS])
+                                           == digits(reading[:, :NUM_SLOTS])).all(1).mean()),
+        }
+
+
+def train_encoder(train_scenes, val_scenes, epochs=(4, 10), seed=0, verbose=False,
+                  learning_rates=(2e-3, 1e-3)):
+    """
+    Train a SceneEncoder in the two stages of the module docstring.
+
+    Inputs:
+    - train_scenes, val_scenes: dicts with images, labels, sizes, boxes (as returned by
+      mnist_scenes.generate_scenes).
+    - epochs: (detection epochs, reading epochs).
+    - seed: seed of the initial weights and of the Solvers (sample order).
+    - verbose: print the Solvers' progress.
+
+    Returns a tuple (encoder, history): history holds each stage's val accuracy per epoch.
+    """
+    encoder = SceneEncoder(seed)
+    X_train, X_val = to_input(train_scenes['images']), to_input(val_scenes['images'])
+
+    def targets(kind, scenes):
+        return kind(scenes['labels'], scenes['sizes'], scenes['boxes'])
+
+    detection = _train(encoder.detector, X_train, targets(cell_targets, train_scenes),
+                       X_val, targets(cell_targets, val_scenes), epochs[0], learning_rates[0], seed,
+                       verbose)
+    grid_train = encoder.trunk_output(X_train)
+    encoder.grid_scale = float(np.sqrt(np.mean(grid_train.astype(np.float64) ** 2)))
+    grid_train /= np.float32(encoder.grid_scale)
+    grid_val = encoder.trunk_output(X_val)
+    reading = _train(encoder.reader, grid_train, targets(reading_targets, train_scenes),
+                     grid_val, targets(reading_targets, val_scenes), epochs[1], learning_rates[1], seed,
+                     verbose)
+    history = {'detection_val_cells': detection.val_acc_history,
+               'reading_val_slots': reading.val_acc_history}
+    return encoder, history

@@ -406,9 +406,11 @@ class Sequential:
 
     Dropout randomness: training call number k (k = model.training_steps, counted from 0)
     draws its dropout masks from np.random.default_rng([model.seed, k]), so a seeded run is
-    reproducible. After Solver.resume(...), set model.training_steps = solver.iteration to
-    continue with exactly the masks of an uninterrupted run.
+    reproducible. The counter is listed in checkpoint_state, so Solver checkpoints save it
+    and Solver.resume(...) continues with exactly the masks of an uninterrupted run.
     """
+
+    checkpoint_state = ("training_steps",)  # saved and restored by Solver checkpoints
 
     def __init__(self, input_shape, layers, weight_scale=None, dtype=np.float32, seed=None):
         """

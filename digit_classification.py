@@ -57,10 +57,10 @@ def parse_args(argv=None):
                         help="reuse finished sweep results and continue each final training "
                              "from its latest checkpoint, if any")
     parser.add_argument("--epochs", type=int, default=15, help="epochs of the final training")
-    parser.add_argument("--sweep-epochs", type=int, default=2, help="epochs per sweep configuration")
+    parser.add_argument("--sweep-epochs", type=int, default=3, help="epochs per sweep configuration")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--lr-decay", type=float, default=0.85, help="learning-rate factor per epoch")
+    parser.add_argument("--lr-decay", type=float, default=0.9, help="learning-rate factor per epoch")
     parser.add_argument("--update-rule", default="adam", choices=["sgd", "sgd_momentum", "rmsprop", "adam"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--seed", type=int, default=0)
@@ -68,7 +68,7 @@ def parse_args(argv=None):
                         help="random translation of training images, in pixels (0: none)")
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[100, 300, 1000],
                         help="two-layer net: hidden sizes to sweep")
-    parser.add_argument("--filter-sizes", type=int, nargs="+", default=[3, 5, 7],
+    parser.add_argument("--filter-sizes", type=int, nargs="+", default=[5, 7],
                         help="CNN: filter sizes to sweep")
     parser.add_argument("--cnn-hidden-sizes", type=int, nargs="+", default=[100, 256],
                         help="CNN: hidden fc sizes to sweep")

@@ -155,7 +155,6 @@ def train(lr, data, args):
     latest = f"{checkpoint_name}_latest.pkl"
     if args.resume and os.path.exists(latest):
         solver.resume(latest)
-        model.training_steps = solver.iteration   # same dropout masks as an uninterrupted run
         print(f"  resumed from {latest} after epoch {solver.epoch}")
     start_epoch, start = solver.epoch, time.perf_counter()
     diverged = None

@@ -46,6 +46,7 @@ the same parameters as a run that was never interrupted:
     solver.resume('ckpt/net_latest.pkl')   # same model class, data and kwargs
     solver.train()                         # continues with the next epoch
 """
+import copy
 import math
 import os
 import pickle
@@ -443,6 +444,8 @@ class Solver:
             'train_sample_idx': self._train_sample_idx,
             'val_sample_idx': self._val_sample_idx,
             'kwargs': self._describe_kwargs(),
+            'model_state': {name: copy.deepcopy(getattr(self.model, name))
+                            for name in getattr(self.model, 'checkpoint_state', ())},
         }
 
     def _describe_kwargs(self):
@@ -475,8 +478,9 @@ class Solver:
         - 'rng_state': the random generator's bit_generator.state.
         - 'train_sample_idx', 'val_sample_idx': the fixed metric subsets (None = all).
         - 'kwargs': the Solver's kwargs (callables as 'module.name'), checked on resume.
-        State that the model keeps outside model.params (e.g. its own random generator
-        for dropout) is not included.
+        - 'model_state': the model's attributes named in its optional
+          `checkpoint_state` tuple (state outside model.params, e.g. a counter that
+          seeds dropout masks), restored by resume().
         """
         _write_atomic(pickle.dumps(self._checkpoint(), protocol=pickle.HIGHEST_PROTOCOL),
                       path)
@@ -540,6 +544,8 @@ class Solver:
         self.rng.bit_generator.state = checkpoint['rng_state']
         self._train_sample_idx = checkpoint['train_sample_idx']
         self._val_sample_idx = checkpoint['val_sample_idx']
+        for name, value in checkpoint.get('model_state', {}).items():
+            setattr(self.model, name, copy.deepcopy(value))
 
 
 def _same(a, b):

@@ -291,7 +291,6 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
     latest = f"{checkpoint_name}_latest.pkl" if checkpoint_name else None
     if resume and latest and os.path.exists(latest):
         solver.resume(latest)
-        model.training_steps = solver.iteration   # the dropout masks of an uninterrupted run
         if os.path.exists(losses_file):   # written before the checkpoint: may be ahead
             with open(losses_file) as f:
                 saved = json.load(f)
@@ -392,7 +391,7 @@ def visualize_model(model, X, y, images, class_names, path, num_images=12, seed=
         ax.set_title(f"pred: {class_names[guess]}\ntrue: {class_names[y[index]]}",
                      fontsize=8, color="green" if right else "red")
     correct = int(np.sum(predicted == y[pick]))
-    fig.suptitle(f"{title}\n{correct} of {len(pick)} shown are right (green)", fontsize=9)
+    fig.suptitle(f"{title}\n{correct} of {len(pick)} shown are right (green)", fontsize=9, y=1.03)
     return save_figure(fig, path)
 
 

@@ -246,7 +246,7 @@ def test_solver_trains_it_and_resume_is_exact(tmp_path):
     resumed = small_dropout_model(seed=1)
     solver = Solver(resumed, data, num_epochs=4, **kwargs)
     solver.resume(name + "_latest.pkl")
-    resumed.training_steps = solver.iteration   # as the docstring says
+    assert resumed.training_steps == solver.iteration   # restored from the checkpoint
     solver.train()
     assert solver.best_val_acc > 0.75   # chance: about 0.5
     for key in straight.params:

@@ -1,0 +1,592 @@
+"""Image captioning with a vanilla RNN, an LSTM and an LSTM with attention, compared by BLEU.
+
+    python image_captioning.py                        # full run: rnn, lstm, attention on MNIST scenes
+    python image_captioning.py --quick                # smoke run on the small scenes, under a minute
+    python image_captioning.py --models lstm attention --images 7 42 99
+    python image_captioning.py --dataset coco --data-dir PATH     # the course's COCO files
+
+The three decoders (rnn.py) read the same image features and the same captions:
+
+    rnn        CaptioningRNN(cell_type='rnn'):  h0 from the pooled feature vector, vanilla RNN
+    lstm       CaptioningRNN(cell_type='lstm'): the same with an LSTM cell
+    attention  AttentionCaptioningRNN: an LSTM that, before every word, looks at the 8 x 8
+               grid of feature vectors with additive attention and reads a weighted mean
+
+Each is trained by the Solver (Adam, the same hyperparameters for all three) to predict
+every next word of the training captions; after each epoch it captions the validation
+images greedily (model.sample) and scores them by corpus BLEU-4 against all of each
+image's reference captions. The parameters of the epoch with the best validation BLEU-4
+are kept and captioned the test images once, at the end: BLEU-1..4 are reported.
+
+Data (--dataset):
+  mnist-scenes (default): the built-in set of data/mnist_scenes.py, scenes of 2 to 4 MNIST
+      digits on a 64 x 64 canvas with 4 reference captions each (10,000 train / 1,000 val /
+      1,000 test scenes; --quick: 1,000 / 200 / 200). Needs MNIST (--data-dir,
+      $HANDGRAD_DATA or data/mnist/); the first run generates the scenes and trains their
+      feature encoder (a few minutes), later runs load its cache.
+  coco: the course's COCO files (data/coco.py, needs h5py). COCO has a train and a val
+      split only, so the val images are halved: the first half (by index) validates, the
+      second half is the test set. Its features are one VGG-16 fc7 vector per image, with
+      no spatial grid, so the attention model is not available on it: it is left out of
+      the default --models, and asking for it is an error. There are no pixels either, so
+      the caption figure shows the image URLs and there are no attention heatmaps.
+
+How captions go through the Solver: a training sample is one caption (y) and the id of
+the image it describes (X); ImageIdCaptioner looks up the image's features by id. The ids
+stand for the features so that each image's features are stored once, not once per
+caption: the attention features of the default set are 64 x 64 floats per image, and one
+copy per caption would be 40,000 x 64 x 64 x 4 bytes = 655 MB; by id they take
+11,000 x 64 x 64 x 4 bytes = 180 MB (train and val images). The Solver's metric,
+bleu4(captioner, image_ids, _), captions the distinct images among image_ids and scores
+them against all of their references, so the per-epoch "train" and "val" values are
+BLEU-4 on a fixed subset of training images and on all validation images.
+
+Written under --results-dir (default results/), each path printed at the end:
+    captioning_loss.png            mean training loss per epoch, one line per model
+    captioning_bleu4.png           validation BLEU-4 per epoch (dashed: training subset)
+    captioning_examples.png        test images with every model's caption and a reference
+    captioning_attention.png       attention model: a heatmap over the image for each word
+    captions_<model>.json          the generated caption of every test image, keyed by id
+    image_captioning.json          every number of the run
+Checkpoints go to --checkpoint-dir, one series per model and dataset; --resume continues
+a stopped run and skips finished ones.
+
+Speed: the matrices here are small. On a busy 2-core machine several OpenBLAS threads
+can be many times slower than one; run with OPENBLAS_NUM_THREADS=1 in that case.
+"""
+import argparse
+import json
+import os
+import textwrap
+import time
+
+import numpy as np
+
+from bleu import bleu_scores, corpus_bleu, decode_caption, decode_captions, group_references
+from plots import plot_accuracy, save_figure
+from rnn import AttentionCaptioningRNN, CaptioningRNN
+from solver import NonFiniteLossError, Solver
+
+MODELS = {
+    "rnn": "vanilla RNN decoder on the pooled feature vector",
+    "lstm": "LSTM decoder on the pooled feature vector",
+    "attention": "LSTM decoder with additive attention over the spatial feature grid",
+}
+DATASETS = ("mnist-scenes", "coco")
+NUM_EXAMPLE_IMAGES = 6        # caption figure, when --images is not given
+NUM_ATTENTION_IMAGES = 3      # attention heatmaps, when --images is not given
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None,
+                        help="decoders to train (default: all three; on COCO rnn and lstm)")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist-scenes")
+    parser.add_argument("--data-dir", default=None,
+                        help="mnist-scenes: folder holding MNIST (else $HANDGRAD_DATA, data/); "
+                             "coco: the coco_captioning folder or its parent")
+    parser.add_argument("--cache-dir", default=None,
+                        help="mnist-scenes: folder of the generated scenes' cache (default: "
+                             "<data-dir>/cache, $HANDGRAD_DATA/cache, data/cache)")
+    parser.add_argument("--max-train", type=int, default=None,
+                        help="coco: use a random subset of this many training captions")
+    parser.add_argument("--raw-features", action="store_true",
+                        help="coco: the 4096-d fc7 features instead of the 512-d PCA ones")
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--checkpoint-dir", default="checkpoints")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each model's run from its latest checkpoint, if any")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's step size")
+    parser.add_argument("--lr-decay", type=float, default=0.9, help="learning-rate factor per epoch")
+    parser.add_argument("--grad-clip", type=float, default=5.0,
+                        help="largest global gradient norm (0: no clipping)")
+    parser.add_argument("--wordvec-dim", type=int, default=128)
+    parser.add_argument("--hidden-dim", type=int, default=256)
+    parser.add_argument("--attention-dim", type=int, default=128)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images", type=int, nargs="+", default=None, metavar="ID",
+                        help="test image ids to show in the caption figure and the attention "
+                             f"heatmaps (default: the first {NUM_EXAMPLE_IMAGES}, heatmaps for "
+                             f"the first {NUM_ATTENTION_IMAGES})")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: the small scenes (1,000 train images), 2 epochs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs = 2
+    return args
+
+
+# ----------------------------------------------------------------------------- data
+
+def load_data(args):
+    """
+    The chosen dataset in one layout for both sources.
+
+    Returns a dict with:
+    - 'name': str, e.g. 'mnist-scenes' or 'mnist-scenes-small'.
+    - 'word_to_idx', 'idx_to_word': the vocabulary.
+    - 'grid': (rows, cols) of the spatial features, or None.
+    - 'train', 'val', 'test': dicts with, for the N images of the split,
+        'features' (N, D) pooled vectors; 'spatial_features' (N, L, D') or None;
+        'captions' (N_c, T) int, 'image_idxs' (N_c,) the image of each caption;
+        'references': list of N lists of word lists (all captions of each image);
+        'ids': (N,) int, the image ids in the dataset's own numbering (JSON keys);
+        'images': (N, h, w) uint8 pixels or None; 'urls': (N,) str or None.
+    """
+    if args.dataset == "mnist-scenes":
+        return _load_mnist_scenes(args)
+    return _load_coco(args)
+
+
+def _load_mnist_scenes(args):
+    from data import load_mnist_scenes
+    size = "small" if args.quick else "default"
+    scenes = load_mnist_scenes(args.data_dir, seed=args.seed, size=size, cache_dir=args.cache_dir)
+    data = {"name": "mnist-scenes" + ("-small" if args.quick else ""),
+            "word_to_idx": scenes["word_to_idx"], "idx_to_word": scenes["idx_to_word"],
+            "grid": tuple(scenes["info"]["grid"])}
+    for split in ("train", "val", "test"):
+        data[split] = {
+            "features": scenes[f"{split}_features"],
+            "spatial_features": scenes[f"{split}_spatial_features"],
+            "captions": scenes[f"{split}_captions"],
+            "image_idxs": scenes[f"{split}_image_idxs"],
+            "references": scenes[f"{split}_references"],
+            "ids": np.arange(len(scenes[f"{split}_images"])),
+            "images": scenes[f"{split}_images"],
+            "urls": None,
+        }
+    return data
+
+
+def _load_coco(args):
+    from data import load_coco_data
+    coco = load_coco_data(args.data_dir, max_train=args.max_train,
+                          pca_features=not args.raw_features, seed=args.seed)
+    idx_to_word = coco["idx_to_word"]
+    data = {"name": "coco" + ("-raw" if args.raw_features else ""),
+            "word_to_idx": coco["word_to_idx"], "idx_to_word": idx_to_word, "grid": None}
+
+    def split_data(features, captions, image_idxs, urls, ids):
+        """Images `ids` of a COCO split, renumbered 0..len(ids)-1, with their captions."""
+        keep = np.isin(image_idxs, ids)
+        new_index = np.full(len(features), -1)
+        new_index[ids] = np.arange(len(ids))
+        captions, image_idxs = captions[keep], new_index[image_idxs[keep]]
+        references = [[] for _ in ids]
+        images, refs = group_references(captions, image_idxs, idx_to_word)
+        for image, image_refs in zip(images, refs):
+            references[image] = image_refs
+        features = features[ids]
+        return {"features": features if features.ndim == 2 else features.mean(axis=1),
+                "spatial_features": features if features.ndim == 3 else None,
+                "captions": captions, "image_idxs": image_idxs, "references": references,
+                "ids": ids, "images": None, "urls": urls[ids]}
+
+    num_train, num_val = len(coco["train_features"]), len(coco["val_features"])
+    half = num_val // 2
+    data["train"] = split_data(coco["train_features"], coco["train_captions"],
+                               coco["train_image_idxs"], coco["train_urls"], np.arange(num_train))
+    for split, ids in (("val", np.arange(half)), ("test", np.arange(half, num_val))):
+        data[split] = split_data(coco["val_features"], coco["val_captions"],
+                                 coco["val_image_idxs"], coco["val_urls"], ids)
+    return data
+
+
+def choose_models(args, data):
+    """--models, or all models the data supports; attention needs (N, L, D) features."""
+    has_grid = data["train"]["spatial_features"] is not None
+    if args.models is None:
+        return [name for name in MODELS if has_grid or name != "attention"]
+    if "attention" in args.models and not has_grid:
+        raise SystemExit(f"--models attention: the {data['name']} features are one vector per "
+                         f"image (no spatial grid of shape (N, L, D)), so there is nothing to "
+                         f"attend over; choose from rnn and lstm")
+    return list(dict.fromkeys(args.models))
+
+
+# ----------------------------------------------------------------------------- Solver glue
+
+class ImageIdCaptioner:
+    """
+    A captioning model whose inputs are image ids instead of image features.
+
+    The Solver treats row i of X and y as one sample. Here a sample is a caption y[i] and
+    the id X[i] of the image it describes; loss() looks up that image's features. So every
+    image's features are stored once, however many captions it has.
+
+    Ids number the images of all the splits the Solver sees in one table: features[id]
+    and references[id] belong to image id (train images first, then val images).
+
+    - model: CaptioningRNN or AttentionCaptioningRNN.
+    - params: the model's params dict itself, so the Solver's updates change the model.
+    """
+
+    def __init__(self, model, features, references, idx_to_word, max_length):
+        """
+        Inputs:
+        - model: a captioning model with params, loss(features, captions), sample(features, T).
+        - features: array (N_ids, D) or (N_ids, L, D), the features of image id in row id.
+        - references: list of N_ids lists, all reference captions (word lists) of each image.
+        - idx_to_word: list of V words, to decode sampled captions.
+        - max_length: number of words sample() generates.
+        """
+        self.model = model
+        self.params = model.params
+        self.features = features
+        self.references = references
+        self.idx_to_word = idx_to_word
+        self.max_length = max_length
+
+    def loss(self, image_ids, captions):
+        return self.model.loss(self.features[image_ids], captions)
+
+    def sample(self, image_ids):
+        return self.model.sample(self.features[image_ids], self.max_length)
+
+
+def bleu4(captioner, image_ids, _captions=None):
+    """
+    The Solver's metric (higher is better): corpus BLEU-4 of the greedy captions of the
+    distinct images among image_ids, each against all of its reference captions.
+
+    Inputs:
+    - captioner: an ImageIdCaptioner.
+    - image_ids: int array (N,), ids into the captioner's table; repeats count once (the
+      training samples are captions, and an image has several).
+    - _captions: the samples' own captions, unused: an image is scored against all of its
+      references, not only the one caption that happens to be in the sample.
+    """
+    image_ids = np.unique(image_ids)
+    hypotheses = captioner.sample(image_ids)
+    references = [captioner.references[i] for i in image_ids]
+    return corpus_bleu(references, hypotheses, idx_to_word=captioner.idx_to_word)
+
+
+# ----------------------------------------------------------------------------- training
+
+def build_model(name, data, args):
+    """A fresh decoder for the data's vocabulary and feature sizes."""
+    dtype = np.dtype(args.dtype)
+    if name == "attention":
+        _, L, D = data["train"]["spatial_features"].shape
+        return AttentionCaptioningRNN(data["word_to_idx"], feature_dim=D,
+                                      num_positions=data["grid"] or L,
+                                      wordvec_dim=args.wordvec_dim, hidden_dim=args.hidden_dim,
+                                      attention_dim=args.attention_dim, dtype=dtype,
+                                      seed=args.seed)
+    return CaptioningRNN(data["word_to_idx"], input_dim=data["train"]["features"].shape[1],
+                         wordvec_dim=args.wordvec_dim, hidden_dim=args.hidden_dim,
+                         cell_type=name, dtype=dtype, seed=args.seed)
+
+
+def feature_key(name):
+    return "spatial_features" if name == "attention" else "features"
+
+
+def epoch_means(loss_history, num_train, batch_size):
+    """Mean training loss of each epoch (weighted by batch size: the last batch may be smaller)."""
+    per_epoch = int(np.ceil(num_train / batch_size))
+    sizes = np.full(per_epoch, batch_size, dtype=np.float64)
+    sizes[-1] = num_train - batch_size * (per_epoch - 1)
+    losses = np.asarray(loss_history, dtype=np.float64)
+    return [float(np.dot(losses[e * per_epoch:(e + 1) * per_epoch], sizes) / num_train)
+            for e in range(len(losses) // per_epoch)]
+
+
+def train(name, data, args):
+    """
+    Train one decoder; returns (model, record). model holds the parameters of the epoch
+    with the best validation BLEU-4.
+    """
+    model = build_model(name, data, args)
+    train_split, val_split = data["train"], data["val"]
+    key = feature_key(name)
+    num_train_images = len(train_split[key])
+    # One table of train and val images; val image k has id num_train_images + k.
+    features = np.concatenate([train_split[key], val_split[key]]).astype(args.dtype, copy=False)
+    captioner = ImageIdCaptioner(model, features,
+                                 train_split["references"] + val_split["references"],
+                                 data["idx_to_word"], train_split["captions"].shape[1] - 1)
+    val_ids = num_train_images + np.arange(len(val_split[key]))
+    solver_data = {"X_train": train_split["image_idxs"], "y_train": train_split["captions"],
+                   "X_val": val_ids, "y_val": val_ids}
+
+    os.makedirs(args.checkpoint_dir, exist_ok=True)
+    checkpoint_name = os.path.join(args.checkpoint_dir, f"captioning_{data['name']}_{name}")
+    solver = Solver(captioner, solver_data, update_rule="adam",
+                    optim_config={"learning_rate": args.learning_rate}, lr_decay=args.lr_decay,
+                    batch_size=args.batch_size, num_epochs=args.epochs,
+                    grad_clip=args.grad_clip or None, metric=bleu4, num_train_samples=1000,
+                    print_every=100, seed=args.seed, checkpoint_name=checkpoint_name)
+    latest = f"{checkpoint_name}_latest.pkl"
+    if args.resume and os.path.exists(latest):
+        solver.resume(latest)
+        print(f"  resumed from {latest} after epoch {solver.epoch}")
+    start_epoch, start = solver.epoch, time.perf_counter()
+    diverged = None
+    try:
+        solver.train()
+    except NonFiniteLossError as error:   # report it and go on with the other models
+        diverged = str(error)
+        print(f"  {name} diverged: {error}")
+    epochs_run = solver.epoch - start_epoch
+    history = solver.val_acc_history
+    record = {
+        "model": name,
+        "description": MODELS[name],
+        "num_params": int(sum(p.size for p in model.params.values())),
+        "val_bleu4_history": history,
+        "train_bleu4_history": solver.train_acc_history,
+        "epoch_losses": epoch_means(solver.loss_history, len(train_split["captions"]),
+                                    args.batch_size),
+        "best_val_bleu4": solver.best_val_acc if history else None,
+        "best_epoch": int(np.argmax(history)) + 1 if history else None,
+        "seconds_per_epoch": (time.perf_counter() - start) / epochs_run if epochs_run else None,
+        "diverged": diverged,
+        "checkpoint": latest,
+    }
+    return model, record
+
+
+def caption_test_images(name, model, data):
+    """Greedy captions of all test images: (int captions (N, T), attention (N, T, L) or None)."""
+    test = data["test"]
+    max_length = data["train"]["captions"].shape[1] - 1
+    features = test[feature_key(name)]
+    if name == "attention":
+        return model.sample(features, max_length, return_attention=True)
+    return model.sample(features, max_length), None
+
+
+# ----------------------------------------------------------------------------- figures
+
+def caption_text(words):
+    return " ".join(words) if words else "(empty caption)"
+
+
+def plot_examples(data, ids, captions_by_model, path):
+    """
+    One row per test image: the image (or its URL), then each model's caption and the
+    image's first reference caption. A caption that equals one of the image's references
+    word for word is drawn in green.
+
+    Inputs:
+    - data: the dict of load_data.
+    - ids: test image positions (rows of data['test'] arrays) to show.
+    - captions_by_model: dict model name -> list of word lists, one per test image.
+    - path: PNG file to write.
+    """
+    import matplotlib.pyplot as plt
+    test = data["test"]
+    images = test["images"]
+    rows = len(ids)
+    lines = len(captions_by_model) + 1
+    fig = plt.figure(figsize=(10, rows * max(1.5, 0.32 * lines + 0.3)))
+    grid = fig.add_gridspec(rows, 2, width_ratios=[1, 5.5], hspace=0.35, wspace=0.05,
+                            top=1 - 0.6 / fig.get_figheight())
+    for row, i in enumerate(ids):
+        ax_image, ax_text = fig.add_subplot(grid[row, 0]), fig.add_subplot(grid[row, 1])
+        if images is not None:
+            ax_image.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax_image.text(0.5, 0.5, "\n".join(textwrap.wrap(str(test["urls"][i]), 22)),
+                          ha="center", va="center", fontsize=6)
+        ax_image.set_title(f"test image {test['ids'][i]}", fontsize=8)
+        references = [caption_text(ref) for ref in test["references"][i]]
+        entries = [(f"{name}: {caption_text(captions[i])}",
+                    "tab:green" if caption_text(captions[i]) in references else "black")
+                   for name, captions in captions_by_model.items()]
+        entries.append((f"reference: {references[0]}", "0.4"))
+        for line, (text, color) in enumerate(entries):
+            ax_text.text(0, 1 - (line + 0.5) / lines, text, color=color, fontsize=9,
+                         va="center")
+        for ax in (ax_image, ax_text):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for spine in ax_text.spines.values():
+            spine.set_visible(False)
+    fig.suptitle(f"{data['name']}: greedy captions of test images "
+                 f"(green: equal to one of the image's {len(test['references'][ids[0]])} "
+                 f"references)", fontsize=10, y=1 - 0.15 / fig.get_figheight())
+    return save_figure(fig, path)
+
+
+def upsample_attention(weights, grid, canvas_shape):
+    """
+    Spread attention weights over the canvas: grid cell (r, c) covers the canvas pixels
+    [r * cell_h, (r + 1) * cell_h) x [c * cell_w, (c + 1) * cell_w) and each of them gets
+    the cell's weight.
+
+    Inputs:
+    - weights: array (L,), L = rows * cols, position l = r * cols + c.
+    - grid: (rows, cols).
+    - canvas_shape: (height, width), multiples of rows and cols.
+
+    Returns:
+    - array (height, width).
+    """
+    rows, cols = grid
+    cell_h, cell_w = canvas_shape[0] // rows, canvas_shape[1] // cols
+    return np.kron(np.reshape(weights, grid), np.ones((cell_h, cell_w)))
+
+
+def plot_attention(data, ids, captions, alphas, path):
+    """
+    Attention heatmaps: one row per test image, one panel per generated word (up to and
+    including <END>), each showing where the model looked before it said that word.
+
+    Inputs:
+    - data: the dict of load_data (needs test images and a grid).
+    - ids: test image positions to show.
+    - captions: int array (N_test, T), the attention model's test captions.
+    - alphas: array (N_test, T, L), the attention weights of every word.
+    - path: PNG file to write.
+
+    Each panel is scaled to its own largest weight (bright = the most attended cell of
+    that step); the weights of a step sum to 1 over the L cells.
+    """
+    import matplotlib.pyplot as plt
+    test, idx_to_word = data["test"], data["idx_to_word"]
+    end = data["word_to_idx"]["<END>"]
+    panels = []
+    for i in ids:
+        words = [idx_to_word[w] for w in captions[i]]
+        length = words.index("<END>") + 1 if end in captions[i] else len(words)
+        panels.append(words[:length])
+    columns = max(len(words) for words in panels) + 1
+    fig, axes = plt.subplots(len(ids), columns, figsize=(1.25 * columns, 1.55 * len(ids)),
+                             squeeze=False)
+    for row, (i, words) in enumerate(zip(ids, panels)):
+        image = test["images"][i]
+        axes[row, 0].imshow(image, cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_title(f"test image {test['ids'][i]}", fontsize=7)
+        for t, word in enumerate(words):
+            ax = axes[row, t + 1]
+            heat = upsample_attention(alphas[i, t], data["grid"], image.shape)
+            ax.imshow(heat, cmap="viridis", vmin=0, vmax=heat.max())
+            # the digits on top, white where there is ink, see-through elsewhere
+            ax.imshow(np.ones_like(image), cmap="gray", vmin=0, vmax=1,
+                      alpha=0.75 * image / 255.0)
+            ax.set_title(word, fontsize=9)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in axes[row, len(words) + 1:]:
+            ax.axis("off")
+    rows, cols = data["grid"]
+    fig.suptitle(f"Attention before each word ({rows} x {cols} grid upsampled to the "
+                 f"canvas; each panel scaled to its own maximum)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_curves(records, data, results_dir):
+    """Mean training loss and validation BLEU-4 per epoch, one line per model."""
+    loss_path = plot_accuracy(
+        {r["model"]: r["epoch_losses"] for r in records},
+        os.path.join(results_dir, "captioning_loss.png"),
+        f"{data['name']}: training loss", ylabel="mean training loss per epoch "
+                                                 "(cross-entropy summed over words)")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in records:
+        epochs = np.arange(1, len(r["val_bleu4_history"]) + 1)
+        line, = ax.plot(epochs, r["val_bleu4_history"], marker="o", label=f"{r['model']} val")
+        ax.plot(epochs, r["train_bleu4_history"], ls="--", color=line.get_color(), alpha=0.6,
+                label=f"{r['model']} train subset")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("BLEU-4 (greedy captions)")
+    ax.set_title(f"{data['name']}: BLEU-4 per epoch")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    bleu_path = save_figure(fig, os.path.join(results_dir, "captioning_bleu4.png"))
+    return loss_path, bleu_path
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+    data = load_data(args)
+    models = choose_models(args, data)
+    num_test = len(data["test"]["features"])
+    if args.images is not None:
+        bad = [i for i in args.images if not 0 <= i < num_test]
+        if bad:
+            raise SystemExit(f"--images {' '.join(map(str, bad))}: the test set has images "
+                             f"0..{num_test - 1}")
+    example_ids = args.images or list(range(min(NUM_EXAMPLE_IMAGES, num_test)))
+    attention_ids = args.images or example_ids[:NUM_ATTENTION_IMAGES]
+
+    print(f"{data['name']}: " + ", ".join(
+        f"{len(data[s]['features'])} {s} images ({len(data[s]['captions'])} captions)"
+        for s in ("train", "val", "test")) + f"; {len(data['idx_to_word'])} words")
+    print(f"Adam lr {args.learning_rate:g} (x{args.lr_decay:g} per epoch), batch {args.batch_size}, "
+          f"{args.epochs} epochs, grad clip {args.grad_clip:g}; word vectors {args.wordvec_dim}, "
+          f"hidden {args.hidden_dim}, attention {args.attention_dim}; {args.dtype}")
+
+    records, test_captions, attention = [], {}, None
+    for name in models:
+        print(f"\n=== {name}: {MODELS[name]} ===")
+        model, record = train(name, data, args)
+        records.append(record)
+        if record["best_val_bleu4"] is None:
+            print(f"  {name}: no finished epoch, nothing to test")
+            continue
+        captions, alphas = caption_test_images(name, model, data)
+        if alphas is not None:
+            attention = (captions, alphas)
+        record["test_bleu"] = bleu_scores(data["test"]["references"], captions,
+                                          idx_to_word=data["idx_to_word"])
+        test_captions[name] = decode_captions(captions, data["idx_to_word"])
+
+    os.makedirs(args.results_dir, exist_ok=True)
+    files = {}
+    files["loss_plot"], files["bleu4_plot"] = plot_curves(records, data, args.results_dir)
+    for name, captions in test_captions.items():
+        files[f"captions_{name}"] = os.path.join(args.results_dir, f"captions_{name}.json")
+        with open(files[f"captions_{name}"], "w") as f:
+            json.dump({str(image_id): caption_text(words)
+                       for image_id, words in zip(data["test"]["ids"].tolist(), captions)},
+                      f, indent=1)
+    if test_captions:
+        files["examples"] = plot_examples(data, example_ids, test_captions,
+                                          os.path.join(args.results_dir, "captioning_examples.png"))
+    if attention is not None and data["test"]["images"] is not None:
+        files["attention"] = plot_attention(data, attention_ids, *attention,
+                                            os.path.join(args.results_dir, "captioning_attention.png"))
+    wall_time = time.perf_counter() - start
+    files["json"] = os.path.join(args.results_dir, "image_captioning.json")
+    results = {"args": vars(args), "dataset": data["name"],
+               "num_images": {s: len(data[s]["features"]) for s in ("train", "val", "test")},
+               "models": records, "wall_time_seconds": wall_time, "files": files}
+    with open(files["json"], "w") as f:
+        json.dump(results, f, indent=2)
+
+    print(f"\ntest BLEU on {num_test} {data['name']} test images (greedy captions, "
+          f"parameters of the best validation epoch):")
+    print(f"{'model':>10} {'BLEU-1':>7} {'BLEU-2':>7} {'BLEU-3':>7} {'BLEU-4':>7} "
+          f"{'best val BLEU-4':>16} {'s/epoch':>8}")
+    for r in records:
+        if "test_bleu" not in r:
+            print(f"{r['model']:>10} {'(no finished epoch)':>30}")
+            continue
+        b = r["test_bleu"]
+        print(f"{r['model']:>10} {b['bleu1']:>7.4f} {b['bleu2']:>7.4f} {b['bleu3']:>7.4f} "
+              f"{b['bleu4']:>7.4f} {r['best_val_bleu4']:>8.4f} (ep {r['best_epoch']:>2}) "
+              f"{r['seconds_per_epoch'] or float('nan'):>8.1f}"
+              + ("  (diverged)" if r["diverged"] else ""))
+    print(f"\nwall time {wall_time:.0f} s")
+    for key, path in files.items():
+        print(f"{key.replace('_', ' ')}: {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

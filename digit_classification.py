@@ -34,7 +34,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cnn import ConvNet
-from data import load_mnist, train_val_split
+from data import load_mnist, standardized_splits
 from plots import plot_accuracy, plot_loss
 from softmax import SoftmaxClassifier
 from solver import Solver
@@ -84,21 +84,10 @@ def parse_args(argv=None):
 
 
 def load_data(data_dir, dtype, quick):
-    """MNIST as normalized (N, 1, 28, 28) arrays: train 55,000, val 5,000, test 10,000."""
-    X_train, y_train, X_test, y_test = load_mnist(data_dir)
-    X_train, y_train, X_val, y_val = train_val_split(X_train, y_train, num_val=5000)
-    if quick:
-        X_train, y_train, X_val, y_val = X_train[:3000], y_train[:3000], X_val[:500], y_val[:500]
-        X_test, y_test = X_test[:1000], y_test[:1000]
-    scaled = X_train / 255.0
-    mean, std = scaled.mean(), scaled.std()
-
-    def normalize(X):
-        return ((X / 255.0 - mean) / std).astype(dtype).reshape(-1, 1, 28, 28)
-
-    return {"X_train": normalize(X_train), "y_train": y_train.astype(np.int64),
-            "X_val": normalize(X_val), "y_val": y_val.astype(np.int64),
-            "X_test": normalize(X_test), "y_test": y_test.astype(np.int64)}
+    """MNIST as standardized (N, 1, 28, 28) arrays: train 55,000, val 5,000, test 10,000."""
+    limits = (3000, 500, 1000) if quick else None
+    data, _ = standardized_splits(*load_mnist(data_dir), num_val=5000, dtype=dtype, limits=limits)
+    return data
 
 
 def random_shift(X, rng, max_shift):

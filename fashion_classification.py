@@ -60,7 +60,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from cnn import Affine, Conv, Dropout, LogSoftmax, MaxPool, ReLU, Sequential  # noqa: E402
-from data import load_fashion_mnist, train_val_split  # noqa: E402
+from data import load_fashion_mnist, standardized_splits  # noqa: E402
 from plots import plot_accuracy, save_figure  # noqa: E402
 from solver import NonFiniteLossError, Solver  # noqa: E402
 
@@ -97,22 +97,10 @@ def parse_args(argv=None):
 
 
 def load_data(data_dir, dtype, quick):
-    """Fashion-MNIST as normalized (N, 1, 28, 28) arrays: train 55,000, val 5,000, test 10,000."""
-    X_train, y_train, X_test, y_test = load_fashion_mnist(data_dir)
-    X_train, y_train, X_val, y_val = train_val_split(X_train, y_train, num_val=5000)
-    if quick:
-        X_train, y_train, X_val, y_val = X_train[:2000], y_train[:2000], X_val[:500], y_val[:500]
-        X_test, y_test = X_test[:1000], y_test[:1000]
-    scaled = X_train / 255.0
-    mean, std = float(scaled.mean()), float(scaled.std())
-
-    def normalize(X):
-        return ((X / 255.0 - mean) / std).astype(dtype).reshape(-1, 1, 28, 28)
-
-    data = {"X_train": normalize(X_train), "y_train": y_train.astype(np.int64),
-            "X_val": normalize(X_val), "y_val": y_val.astype(np.int64),
-            "X_test": normalize(X_test), "y_test": y_test.astype(np.int64)}
-    return data, {"pixel_mean": mean, "pixel_std": std}
+    """Fashion-MNIST as standardized (N, 1, 28, 28) arrays: train 55,000, val 5,000, test 10,000."""
+    limits = (2000, 500, 1000) if quick else None
+    return standardized_splits(*load_fashion_mnist(data_dir), num_val=5000, dtype=dtype,
+                               limits=limits)
 
 
 def fashion_layers(keep_prob=0.75, num_classes=10):

@@ -19,12 +19,14 @@ from .datasets import (
     load_fashion_mnist,
     load_mnist,
     load_mnist_npz,
+    standardized_splits,
     train_val_split,
 )
 from .idx import IdxFormatError, read_idx, write_idx
 
 __all__ = [
     'load_mnist', 'load_fashion_mnist', 'load_mnist_npz', 'train_val_split',
+    'standardized_splits',
     'find_dataset_dir', 'download_dataset', 'read_idx', 'write_idx',
     'DatasetNotFoundError', 'ChecksumError', 'IdxFormatError',
 ]

@@ -492,3 +492,21 @@ def test_real_fashion_mnist_from_debian_package(monkeypatch):
     assert X_train.dtype == np.uint8 and y_train.dtype == np.uint8
     assert np.bincount(y_train).tolist() == [6000] * 10
     assert np.bincount(y_test).tolist() == [1000] * 10
+
+
+def test_standardized_splits_uses_training_pixels_only():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (20, 4, 4), dtype=np.uint8)
+    X[15:] = 255                                   # the validation images: all white
+    X_test = np.zeros((6, 4, 4), dtype=np.uint8)
+    y, y_test = np.arange(20) % 10, np.arange(6)
+    data_, stats = data.standardized_splits(X, y, X_test, y_test, num_val=5, dtype=np.float32)
+    assert data_["X_train"].shape == (15, 1, 4, 4) and data_["X_val"].shape == (5, 1, 4, 4)
+    assert data_["X_train"].dtype == np.float32 and data_["y_val"].dtype == np.int64
+    assert stats["pixel_mean"] == pytest.approx((X[:15] / 255.0).mean())
+    np.testing.assert_allclose(data_["X_train"].mean(), 0, atol=1e-6)
+    np.testing.assert_allclose(data_["X_train"].std(), 1, atol=1e-5)
+    np.testing.assert_allclose(data_["X_test"], -stats["pixel_mean"] / stats["pixel_std"], rtol=1e-6)
+    small, _ = data.standardized_splits(X, y, X_test, y_test, num_val=5, limits=(3, 2, 1))
+    assert [len(small[k]) for k in ("X_train", "X_val", "X_test")] == [3, 2, 1]
+    np.testing.assert_array_equal(small["y_train"], y[:3])

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from data import DatasetNotFoundError, load_mnist
+from data import DatasetNotFoundError, find_dataset_dir
 from digit_classification import random_shift
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def mnist_available():
     try:
-        load_mnist(download=False, verify=False)
+        find_dataset_dir("mnist")
         return True
     except DatasetNotFoundError:
         return False

@@ -3,33 +3,37 @@ handgrad, whose hidden layers give the captioning features.
 
 Architecture (cnn.Sequential; input one 64 x 64 canvas scaled to [0, 1]):
 
-    trunk   conv1  16 filters 5x5, stride 2, pad 2, ReLU         16 x 32 x 32
-            conv2  32 filters 3x3, pad 1, ReLU, max pool 2       32 x 16 x 16
-            conv3  64 filters 3x3, pad 1, ReLU, max pool 2       64 x 8 x 8  -> spatial features
-    reader  fc1    256, ReLU                                     256         -> pooled features
+    trunk   conv1  16 filters 5x5, stride 2, pad 2, ReLU        16 x 32 x 32
+            conv2  32 filters 3x3, pad 1, ReLU, max pool 2      32 x 16 x 16
+            conv3  64 filters 3x3, pad 1, ReLU, max pool 2      64 x 8 x 8  -> spatial features
+    reader  conv   32 filters 3x3, pad 1, ReLU, max pool 2      32 x 4 x 4
+            fc1    256, ReLU                                    256         -> pooled features
             fc2    128 scores (8 slots, below)
 
-It is trained in two stages, each by the Solver (Adam) on the train scenes only, keeping
-the epoch with the best accuracy on the val scenes; deterministic for a seed.
+It is trained in two stages, each by the Solver on the train scenes only (Adam, learning
+rate 2e-3 decayed by 0.9 per epoch, batches of 50), keeping the epoch with the best
+accuracy on the val scenes; deterministic for a seed.
 
-1. Detection, for the trunk. On top of conv3's 8 x 8 grid, a 3x3 conv with 21 filters
-   (dropped afterwards) classifies every grid cell (8 x 8 canvas pixels): the digit whose
-   ink-box centre lies in that cell, with its size, as digit * 2 + size (size 0 small, 1
-   large), or 20 = no digit centred here (if two centres share a cell, which is rare, the
-   right one is the target). Loss: the 64 cells' softmax cross-entropies, summed.
-   This is a local task, so the conv layers learn it quickly, and their grid then says
-   what is where.
-2. Reading, for fc1 and fc2, on the frozen trunk's 8 x 8 x 64 output: 8 softmax
-   classifications ("slots") of the 128 fc2 scores:
+1. Detection, for the trunk (6 epochs by default). On top of conv3's 8 x 8 grid, a 3x3
+   conv with 21 filters (a head used only for this stage) classifies every grid cell
+   (8 x 8 canvas pixels): digit * 2 + size (size 0 small, 1 large) of the digit whose
+   core reaches into the cell, or 20 = none. A digit's core is its ink box shrunk to half
+   its width and height around the same centre, so a digit marks 1 to 9 cells around its
+   centre (if two cores reach one cell, which is rare, the digit further right wins).
+   Loss: the 64 cells' softmax cross-entropies, summed. A local task: the conv layers
+   learn it quickly, and their grid then says what is where.
+2. Reading, for the reader (15 epochs by default), on the frozen trunk's output divided
+   by its RMS over the train scenes: 8 softmax classifications ("slots") of the 128
+   fc2 scores:
        slots 1-4 (21 classes): the 1st..4th digit from left to right, as digit * 2 + size,
                                or 20 = no such digit;
        slots 5-8 (11 classes): the 1st..4th digit from top to bottom, or 10 = none.
    To solve it, the fc1 vector must hold which digits there are, how large, and their
    order along x and along y: what the captions talk about, though the encoder never sees
-   a caption. (Trained end to end from the start, this task learns far more slowly.)
+   a caption. (Trained end to end from the start, this task learned far more slowly: 53%
+   of the slots right after 6 epochs, against about 74% this way.)
 
-Hyperparameters: Adam, learning rate 1e-3 (detection) and 5e-4 (reading), decay 0.9 per
-epoch, batches of 100.
+SceneEncoder.accuracy reports both tasks; data['encoder_accuracy'] holds it per split.
 """
 
 import numpy as np
@@ -48,6 +52,9 @@ NUM_SLOTS = 4                  # digits per scene at most
 SIZED_CLASSES = 21             # digit * 2 + size, or 20 = none (cells, left-to-right slots)
 DIGIT_CLASSES = 11             # digit, or 10 = none (top-to-bottom slots)
 POOLED_LAYER = 'relu2'         # the reader's layer whose output is the pooled vector
+LEARNING_RATE = 2e-3           # Adam, both stages
+LR_DECAY = 0.9                 # per epoch
+BATCH_SIZE = 50
 TRUNK_LAYERS = 8               # conv1 .. pool2 of the detector network
 
 
@@ -147,8 +154,8 @@ class SlotClassifier:
                 break
         return outputs, caches
 
-    def _slot_scores(self, scores):
-        """(N, M) -> list of per-group score arrays (N, num_slots, num_classes)."""
+    def slot_scores(self, scores):
+        """Network outputs (N, M) -> list of per-group scores (N, num_slots, num_classes)."""
         N, blocks, start = scores.shape[0], [], 0
         for slots, classes, channels_first in self.groups:
             block = scores[:, start:start + slots * classes]
@@ -165,7 +172,7 @@ class SlotClassifier:
         y = np.asarray(y)
         N, loss, dblocks, first_slot = scores.shape[0], 0.0, [], 0
         for (slots, classes, channels_first), block in zip(self.groups,
-                                                          self._slot_scores(scores)):
+                                                          self.slot_scores(scores)):
             targets = y[:, first_slot:first_slot + slots].reshape(-1)
             first_slot += slots
             # softmax_loss averages over its N * slots rows; times slots: summed over
@@ -188,7 +195,7 @@ class SlotClassifier:
     def predict(self, X, batch_size=500):
         predictions = []
         for i in range(0, len(X), batch_size):
-            blocks = self._slot_scores(self.loss(X[i:i + batch_size]))
+            blocks = self.slot_scores(self.loss(X[i:i + batch_size]))
             predictions.append(np.concatenate([b.argmax(2) for b in blocks], axis=1))
         return np.concatenate(predictions)
 
@@ -218,12 +225,13 @@ def slot_accuracy(model, X, y):
     return float((model.predict(X) == np.asarray(y)).mean())
 
 
-def _train(model, X_train, y_train, X_val, y_val, epochs, learning_rate, seed, verbose):
+def _train(model, X_train, y_train, X_val, y_val, epochs, seed, verbose):
     solver = Solver(model, {'X_train': X_train, 'y_train': y_train,
                             'X_val': X_val, 'y_val': y_val},
-                    update_rule='adam', optim_config={'learning_rate': learning_rate},
-                    lr_decay=0.9, batch_size=100, num_epochs=epochs, metric=slot_accuracy,
-                    num_train_samples=1000, print_every=10 ** 9, verbose=verbose, seed=seed)
+                    update_rule='adam', optim_config={'learning_rate': LEARNING_RATE},
+                    lr_decay=LR_DECAY, batch_size=BATCH_SIZE, num_epochs=epochs,
+                    metric=slot_accuracy, num_train_samples=1000, print_every=10 ** 9,
+                    verbose=verbose, seed=seed)
     solver.train()
     return solver
 
@@ -271,56 +279,69 @@ class SceneEncoder:
                                for i in range(0, len(X), batch_size)])
         return grid / np.float32(self.grid_scale)
 
+    def encode(self, images, batch_size=500):
+        """
+        Everything the encoder computes for uint8 canvases (N, 64, 64), in one pass per
+        batch: a dict of
+        - 'pooled': float32 (N, 256), the reader's fc1 output after its ReLU;
+        - 'spatial': float32 (N, 64, 64) = (N, L, C), the trunk's 8 x 8 grid of 64
+          channels divided by grid_scale, position l = row * 8 + col;
+        - 'cells': (N, 64) the detection head's class for every cell;
+        - 'reading': (N, 8) the reader's class for every slot.
+        """
+        trunk_end = self.detector.net.names[TRUNK_LAYERS - 1]
+        parts = {'pooled': [], 'spatial': [], 'cells': [], 'reading': []}
+        for i in range(0, len(images), batch_size):
+            outputs, _ = self.detector.forward(to_input(images[i:i + batch_size]))
+            grid = outputs[trunk_end] / np.float32(self.grid_scale)      # (n, C, 8, 8)
+            blocks = self.detector.slot_scores(outputs[self.detector.net.names[-1]])
+            parts['cells'].append(blocks[0].argmax(2))
+            reader_outputs, _ = self.reader.forward(grid)
+            blocks = self.reader.slot_scores(reader_outputs[self.reader.net.names[-1]])
+            parts['reading'].append(np.concatenate([b.argmax(2) for b in blocks], axis=1))
+            parts['pooled'].append(reader_outputs[POOLED_LAYER].astype(np.float32))
+            n = len(grid)
+            parts['spatial'].append(
+                grid.reshape(n, CHANNELS, GRID * GRID).transpose(0, 2, 1).astype(np.float32))
+        return {key: np.concatenate(value) for key, value in parts.items()}
+
     def features(self, images, batch_size=500):
-        """
-        Features of uint8 canvases (N, 64, 64), computed in batches.
+        """(pooled (N, 256), spatial (N, 64, 64)) of uint8 canvases (N, 64, 64); see encode."""
+        encoded = self.encode(images, batch_size)
+        return encoded['pooled'], encoded['spatial']
 
-        Returns a tuple of:
-        - pooled: float32 (N, 256), the reader's fc1 output after its ReLU.
-        - spatial: float32 (N, 64, 64) = (N, L, C): the trunk's 8 x 8 grid of 64 channels,
-          position l = row * 8 + col.
+    def accuracy(self, scenes, encoded=None):
         """
-        grid = self.trunk_output(to_input(images), batch_size)
-        outputs, _ = self.reader.forward(grid, stop_after=POOLED_LAYER)
-        N = len(grid)
-        spatial = grid.reshape(N, CHANNELS, GRID * GRID).transpose(0, 2, 1)
-        return (outputs[POOLED_LAYER].astype(np.float32),
-                np.ascontiguousarray(spatial, dtype=np.float32))
-
-    def accuracy(self, scenes):
-        """
-        Proxy-task accuracies on scenes (a dict of images, labels, sizes, boxes):
+        Proxy-task accuracies on scenes (a dict of images, labels, sizes, boxes), from
+        `encoded` = self.encode(scenes['images']) if given (else computed), as a dict:
         - 'cells': fraction of the 64 cells whose detection class is right;
-        - 'digit_cells': the same over the cells where a digit is centred only;
+        - 'digit_cells': the same over the cells that some digit's core reaches only;
         - 'reading_slots': fraction of the 8 reading slots right;
         - 'left_to_right', 'top_to_bottom': fraction of scenes whose 4 slots of that
           order are all right (digits, sizes, count);
         - 'digits_left_to_right': the same as left_to_right, ignoring sizes.
         """
-        X = to_input(scenes['images'])
+        encoded = self.encode(scenes['images']) if encoded is None else encoded
         cells = cell_targets(scenes['labels'], scenes['sizes'], scenes['boxes'])
         reading = reading_targets(scenes['labels'], scenes['sizes'], scenes['boxes'])
-        cells_hat = self.detector.predict(X)
-        reading_hat = self.reader.predict(self.trunk_output(X))
-        right = reading_hat == reading
-        digit_cells = cells != SIZED_CLASSES - 1
+        right_cells = encoded['cells'] == cells
+        right = encoded['reading'] == reading
 
         def digits(t):
             return np.where(t == SIZED_CLASSES - 1, -1, t // 2)
 
         return {
-            'cells': float((cells_hat == cells).mean()),
-            'digit_cells': float((cells_hat == cells)[digit_cells].mean()),
+            'cells': float(right_cells.mean()),
+            'digit_cells': float(right_cells[cells != SIZED_CLASSES - 1].mean()),
             'reading_slots': float(right.mean()),
             'left_to_right': float(right[:, :NUM_SLOTS].all(1).mean()),
             'top_to_bottom': float(right[:, NUM_SLOTS:].all(1).mean()),
-            'digits_left_to_right': float((digits(reading_hat[:, :NUM_SLOTS])
+            'digits_left_to_right': float((digits(encoded['reading'][:, :NUM_SLOTS])
                                            == digits(reading[:, :NUM_SLOTS])).all(1).mean()),
         }
 
 
-def train_encoder(train_scenes, val_scenes, epochs=(4, 10), seed=0, verbose=False,
-                  learning_rates=(2e-3, 1e-3)):
+def train_encoder(train_scenes, val_scenes, epochs=(6, 15), seed=0, verbose=False):
     """
     Train a SceneEncoder in the two stages of the module docstring.
 
@@ -331,7 +352,8 @@ def train_encoder(train_scenes, val_scenes, epochs=(4, 10), seed=0, verbose=Fals
     - seed: seed of the initial weights and of the Solvers (sample order).
     - verbose: print the Solvers' progress.
 
-    Returns a tuple (encoder, history): history holds each stage's val accuracy per epoch.
+    Returns a tuple (encoder, history): history holds each stage's validation accuracy
+    (cells, reading slots) after every epoch.
     """
     encoder = SceneEncoder(seed)
     X_train, X_val = to_input(train_scenes['images']), to_input(val_scenes['images'])
@@ -340,15 +362,13 @@ def train_encoder(train_scenes, val_scenes, epochs=(4, 10), seed=0, verbose=Fals
         return kind(scenes['labels'], scenes['sizes'], scenes['boxes'])
 
     detection = _train(encoder.detector, X_train, targets(cell_targets, train_scenes),
-                       X_val, targets(cell_targets, val_scenes), epochs[0], learning_rates[0], seed,
-                       verbose)
+                       X_val, targets(cell_targets, val_scenes), epochs[0], seed, verbose)
     grid_train = encoder.trunk_output(X_train)
     encoder.grid_scale = float(np.sqrt(np.mean(grid_train.astype(np.float64) ** 2)))
     grid_train /= np.float32(encoder.grid_scale)
     grid_val = encoder.trunk_output(X_val)
     reading = _train(encoder.reader, grid_train, targets(reading_targets, train_scenes),
-                     grid_val, targets(reading_targets, val_scenes), epochs[1], learning_rates[1], seed,
-                     verbose)
+                     grid_val, targets(reading_targets, val_scenes), epochs[1], seed, verbose)
     history = {'detection_val_cells': detection.val_acc_history,
                'reading_val_slots': reading.val_acc_history}
     return encoder, history

@@ -19,7 +19,7 @@ its ink (pixels > 0) and resized, keeping its aspect ratio, to an ink height of
     small: 12 to 16 px        large: 22 to 28 px
 
 (each drawn with probability 1/2, but a layout that does not fit is redrawn with new
-sizes, so fewer digits end up large: about 45% overall, fewer in 4-digit scenes)
+sizes, so fewer digits end up large: 43% overall, 36% in 4-digit scenes)
 
 with a bilinear resize computed at twice the resolution and averaged 2x2 (antialiased;
 NumPy only). Digits are placed at uniformly random positions, at least 2 px from the
@@ -80,7 +80,7 @@ Sizes and timing
 
 The first call generates the scenes (a few seconds), trains the encoder (about 2 minutes
 for 'default' on 2 cores, about 20 s for 'small') and extracts the features; later calls
-load the cache in well under a second.
+load the cache in about a second.
 
 Image features
 --------------
@@ -120,8 +120,10 @@ thread counts round float32 sums differently, which changes them slightly.
 Cache
 -----
 The result is written once, atomically, to `mnist_scenes_seed<seed>_<size>.npz` in the
-first writable of: `cache_dir` if given, else `<data_dir>/cache`, `$HANDGRAD_DATA/cache`,
-the repo's `data/cache` (ignored by git). Every one of those is searched when loading. The
+first writable of: `cache_dir` if given, else `<data_dir>/cache` (if data_dir is given),
+the repo's `data/cache` (ignored by git); about 160 MB for 'default', 20 MB for 'small'.
+Loading also searches `$HANDGRAD_DATA/cache`, which is never written (it is often a
+shared, read-only folder, as in CI; put a cache there by hand to share it). The
 file stores a key made of CACHE_VERSION and every generation parameter; if it does not
 match (the code changed), the data is generated again. Bump CACHE_VERSION when changing
 how scenes, captions or features are made.
@@ -594,13 +596,17 @@ def cache_key(seed, counts, encoder_epochs):
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def cache_dirs(data_dir=None, cache_dir=None):
-    """Directories searched for the cache, in order; it is written to the first
-    writable one. `cache_dir` alone if given, else `<data_dir>/cache`,
-    `$HANDGRAD_DATA/cache` and the repo's `data/cache`."""
+def cache_dirs(data_dir=None, cache_dir=None, for_writing=False):
+    """
+    Directories of the cache, in order: `cache_dir` alone if given, else
+    `<data_dir>/cache` (if data_dir is given), `$HANDGRAD_DATA/cache` (searched only, never
+    written: it is often a shared, read-only data folder, as in CI) and the repo's
+    `data/cache`. Loading searches all of them; the cache is written to the first
+    writable one of those with for_writing=True.
+    """
     if cache_dir is not None:
         return [os.path.abspath(cache_dir)]
-    roots = [data_dir, os.environ.get(DATA_ENV), REPO_DATA_DIR]
+    roots = [data_dir, None if for_writing else os.environ.get(DATA_ENV), REPO_DATA_DIR]
     return [os.path.abspath(os.path.join(root, 'cache')) for root in roots if root]
 
 
@@ -716,7 +722,7 @@ def load_mnist_scenes(data_dir=None, seed=0, size='default', cache_dir=None,
                   f"{', '.join(directories)}; generating it (once)")
     built = build_mnist_scenes(load_mnist(data_dir), seed, counts, encoder_epochs, verbose)
     arrays = _to_storage(built, key)
-    for directory in directories:
+    for directory in cache_dirs(data_dir, cache_dir, for_writing=True):
         try:
             os.makedirs(directory, exist_ok=True)
             path = _write_cache(directory, file_name, arrays)
@@ -725,6 +731,7 @@ def load_mnist_scenes(data_dir=None, seed=0, size='default', cache_dir=None,
         _log(verbose, f"MNIST scenes: cached in {path}")
         break
     else:
-        print(f"MNIST scenes: could not write the cache to any of {', '.join(directories)}; "
-              f"it will be generated again next time", file=sys.stderr)
+        print(f"MNIST scenes: could not write the cache to any of "
+              f"{', '.join(cache_dirs(data_dir, cache_dir, for_writing=True))}; it will be "
+              f"generated again next time", file=sys.stderr)
     return _from_storage(arrays)

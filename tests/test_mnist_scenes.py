@@ -397,6 +397,19 @@ def test_second_call_loads_the_cache(tmp_path, patched_mnist, monkeypatch):
     assert [name for name in os.listdir(tmp_path) if name.endswith('.part')] == []
 
 
+def test_a_cache_in_handgrad_data_is_used(tmp_path, patched_mnist, monkeypatch):
+    load_mnist_scenes(size=TINY, cache_dir=tmp_path / 'cache', encoder_epochs=TINY_EPOCHS,
+                      verbose=False)
+    monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path))
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError('the cache in $HANDGRAD_DATA/cache should have been used')
+
+    monkeypatch.setattr(mnist_scenes, 'build_mnist_scenes', no_generation)
+    data = load_mnist_scenes(size=TINY, encoder_epochs=TINY_EPOCHS, verbose=False)
+    assert len(data['test_images']) == TINY[2]
+
+
 def test_cache_is_regenerated_when_the_version_changes(tmp_path, patched_mnist, monkeypatch):
     load_mnist_scenes(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS, verbose=False)
     builds = []
@@ -418,16 +431,23 @@ def test_cache_is_regenerated_when_the_version_changes(tmp_path, patched_mnist, 
 
 def test_cache_directories_and_read_only_fallback(tmp_path, monkeypatch, patched_mnist):
     monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path / 'env'))
-    assert mnist_scenes.cache_dirs() == [str(tmp_path / 'env' / 'cache'),
-                                         os.path.join(datasets.REPO_DATA_DIR, 'cache')]
-    assert mnist_scenes.cache_dirs(data_dir=tmp_path / 'd')[0] == str(tmp_path / 'd' / 'cache')
-    assert mnist_scenes.cache_dirs(cache_dir=tmp_path / 'c') == [str(tmp_path / 'c')]
+    repo_cache = os.path.join(datasets.REPO_DATA_DIR, 'cache')
+    assert mnist_scenes.cache_dirs() == [str(tmp_path / 'env' / 'cache'), repo_cache]
+    assert mnist_scenes.cache_dirs(for_writing=True) == [repo_cache], \
+        '$HANDGRAD_DATA (shared data in CI) is searched, never written'
+    assert mnist_scenes.cache_dirs(data_dir=tmp_path / 'd') == [
+        str(tmp_path / 'd' / 'cache'), str(tmp_path / 'env' / 'cache'), repo_cache]
+    assert mnist_scenes.cache_dirs(data_dir=tmp_path / 'd', for_writing=True) == [
+        str(tmp_path / 'd' / 'cache'), repo_cache]
+    for for_writing in (False, True):
+        assert mnist_scenes.cache_dirs(cache_dir=tmp_path / 'c', for_writing=for_writing) \
+            == [str(tmp_path / 'c')]
     # a first directory that cannot be written (here a file where a directory should
     # be; in CI the shared data folder is read-only): the cache goes to the next one
     blocked, writable = tmp_path / 'blocked', tmp_path / 'rw'
     blocked.write_text('not a directory')
-    monkeypatch.setattr(mnist_scenes, 'cache_dirs',
-                        lambda data_dir=None, cache_dir=None: [str(blocked), str(writable)])
+    monkeypatch.setattr(mnist_scenes, 'cache_dirs', lambda data_dir=None, cache_dir=None,
+                        for_writing=False: [str(blocked), str(writable)])
     load_mnist_scenes(size=TINY, encoder_epochs=TINY_EPOCHS, verbose=False)
     assert os.listdir(writable) == ['mnist_scenes_seed0_24-8-8_encoder1-1.npz']
 

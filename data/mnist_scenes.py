@@ -162,7 +162,7 @@ import numpy as np
 from .datasets import DATA_ENV, REPO_DATA_DIR, load_mnist
 
 # Bump when the scenes, captions, vocabulary or features change: old caches regenerate.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 CANVAS_SIZE = 64
 MAX_DIGITS = 4

@@ -76,16 +76,15 @@ def cell_targets(labels, sizes, boxes):
     N = len(labels)
     targets = np.full((N, GRID, GRID), SIZED_CLASSES - 1, dtype=np.int64)
     cells = np.arange(GRID) * CELL                 # first pixel of each cell row / column
-    for j in range(labels.shape[1]):               # left to right: the right one wins a tie
-        x0, y0, x1, y1 = (boxes[:, j, k, None] for k in range(4))
-        # core [x0 + w/4, x1 - w/4), in units of 1/4 px to stay in integers
+    for j in range(labels.shape[1]):     # left to right: if two cores reach a cell, the
+        x0, y0, x1, y1 = (boxes[:, j, k, None] for k in range(4))   # right one wins
+        # the core [x0 + w/4, x1 - w/4) x [y0 + h/4, y1 - h/4), in quarter pixels
         core_x0, core_x1 = 3 * x0 + x1, x0 + 3 * x1
         core_y0, core_y1 = 3 * y0 + y1, y0 + 3 * y1
         in_x = (4 * (cells + CELL) > core_x0) & (4 * cells < core_x1)      # (N, GRID)
         in_y = (4 * (cells + CELL) > core_y0) & (4 * cells < core_y1)
         hit = in_y[:, :, None] & in_x[:, None, :] & (labels[:, j, None, None] >= 0)
-        targets[hit] = np.broadcast_to((labels[:, j] * 2 + sizes[:, j])[:, None, None],
-                                       hit.shape)[hit]
+        targets = np.where(hit, (labels[:, j] * 2 + sizes[:, j])[:, None, None], targets)
     return targets.reshape(N, GRID * GRID)
 
 
@@ -211,7 +210,8 @@ def build_detector(seed=0, dtype=np.float32):
 
 
 def build_reader(seed=0, dtype=np.float32):
-    """Stage 2 network on the trunk's output (64, 8, 8): fc1 256, ReLU, fc2 128."""
+    """Stage 2 network on the trunk's output (64, 8, 8): conv 32 3x3, ReLU, max pool 2,
+    fc1 256, ReLU, fc2 128 (8 slots)."""
     net = Sequential((CHANNELS, GRID, GRID), [
         Conv(READER_CHANNELS, 3, pad='same'), ReLU(), MaxPool(2),
         Affine(HIDDEN), ReLU(), Affine(NUM_SLOTS * (SIZED_CLASSES + DIGIT_CLASSES))],
@@ -238,12 +238,15 @@ def _train(model, X_train, y_train, X_val, y_val, epochs, seed, verbose):
 
 class SceneEncoder:
     """
-    The trained encoder: trunk (the detector's conv1..pool2) and reader (fc1, relu, fc2).
+    The encoder: the trunk (the detector's conv1..pool2) and the reader.
 
-    - params: dict of all parameters, keys 'trunk_<layer>_<param>' (conv1_W, ...) and
-      'reader_<layer>_<param>' (fc1_W, ...).
-    - features(images): (pooled (N, 256), spatial (N, 64, 64)).
-    - detector, reader: the two SlotClassifiers (the detector keeps its stage-1 head).
+    - detector, reader: the two SlotClassifiers; the trunk is the detector's first
+      TRUNK_LAYERS layers (the rest is its stage-1 head, conv4).
+    - params: a dict of every parameter (the arrays themselves), keys
+      'detector_<layer>_<param>' (detector_conv1_W, ...), 'reader_<layer>_<param>'
+      (reader_conv1_W, ..., reader_fc2_b), and 'grid_scale'; SceneEncoder(params=...)
+      rebuilds the encoder from it.
+    - encode(images), features(images), accuracy(scenes): see below.
     """
 
     def __init__(self, seed=0, params=None):
@@ -252,16 +255,13 @@ class SceneEncoder:
         self.grid_scale = 1.0     # the trunk's output is divided by it (its train RMS)
         if params is not None:
             self.grid_scale = float(params.get('grid_scale', 1.0))
-            for prefix, model in (('trunk_', self.detector), ('reader_', self.reader)):
+            for prefix, model in (('detector_', self.detector), ('reader_', self.reader)):
                 for key in model.params:
-                    if prefix + key in params:
-                        model.params[key][...] = params[prefix + key]
+                    model.params[key][...] = params[prefix + key]
 
     @property
     def params(self):
-        trunk = self.detector.net.names[:TRUNK_LAYERS]
-        out = {'trunk_' + key: value for key, value in self.detector.params.items()
-               if key.split('_')[0] in trunk}
+        out = {'detector_' + key: value for key, value in self.detector.params.items()}
         out.update({'reader_' + key: value for key, value in self.reader.params.items()})
         out['grid_scale'] = np.array(self.grid_scale, dtype=np.float32)
         return out

@@ -336,7 +336,10 @@ def assert_dataset(data, counts):
         assert abs(rms - 1) < 1e-2, (name, rms)
     assert set(data['encoder_accuracy']) == {'encoder_train', *mnist_scenes.SPLITS}
     assert 0 <= data['encoder_accuracy']['test']['reading_slots'] <= 1
+    # the stored parameters rebuild the encoder: same features, same accuracies
     encoder = scene_encoder.SceneEncoder(params=data['encoder_params'])
+    test_scenes = {key: data['test_' + key] for key in ('images', 'labels', 'sizes', 'boxes')}
+    assert encoder.accuracy(test_scenes) == data['encoder_accuracy']['test']
     pooled, spatial = encoder.features(data['test_images'][:3])
     scales = data['info']['feature_scales']
     np.testing.assert_allclose(pooled / scales['features'], data['test_features'][:3],

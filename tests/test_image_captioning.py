@@ -98,13 +98,15 @@ def test_coco_run_on_tiny_files(tmp_path, capsys):
     from test_coco import SIZES, write_tiny_coco
     write_tiny_coco(str(tmp_path / "coco_captioning"))
     results = tmp_path / "results"
-    summary = ic.main(["--dataset", "coco", "--data-dir", str(tmp_path), "--epochs", "2",
-                       "--batch-size", "4", "--hidden-dim", "8", "--wordvec-dim", "6",
-                       "--results-dir", str(results),
-                       "--checkpoint-dir", str(tmp_path / "checkpoints")])
+    num_val = SIZES["val"][0]
+    args = ["--dataset", "coco", "--data-dir", str(tmp_path), "--epochs", "2",
+            "--batch-size", "4", "--hidden-dim", "8", "--wordvec-dim", "6",
+            "--results-dir", str(results), "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    with pytest.raises(SystemExit, match="not a test image id"):   # val half, not test half
+        ic.main(args + ["--images", "0"])
+    summary = ic.main(args + ["--images", str(num_val - 1)])
     assert [m["model"] for m in summary["models"]] == ["rnn", "lstm"]   # no attention on fc7
     assert "captioning_attention.png" not in capsys.readouterr().out
-    num_val = SIZES["val"][0]
     assert summary["num_images"] == {"train": SIZES["train"][0], "val": num_val // 2,
                                      "test": num_val - num_val // 2}
     with open(results / "captions_lstm.json") as f:
@@ -177,4 +179,4 @@ def test_quick_run_end_to_end_and_resume_with_chosen_images(tmp_path):
                                                            for m in summary["models"]]
     assert resumed["args"]["images"] == [7, 3]
     bad = run_script(*args, "--resume", "--images", "200")
-    assert bad.returncode != 0 and "--images 200" in bad.stderr
+    assert bad.returncode != 0 and "--images 200: not a test image id" in bad.stderr

@@ -468,6 +468,21 @@ class Sequential:
                              f"({_shape_text(shape)}) per sample, but a classifier must end "
                              f"in class scores (C,): add an Affine layer")
 
+    def _execution_order(self):
+        """
+        Indices of the layers in the order they run: as listed, except that a ReLU
+        directly followed by a MaxPool runs after it. The result and every gradient are
+        the same (see ConvNet: max pooling commutes with the ReLU, and the gradient
+        reaches the same input), but the ReLU then runs on the pooled array, 4x smaller
+        for a 2x2 pool, forward and backward.
+        """
+        order = list(range(len(self.layers)))
+        for position in range(len(order) - 1):
+            if (isinstance(self.layers[order[position]], ReLU)
+                    and isinstance(self.layers[order[position + 1]], MaxPool)):
+                order[position], order[position + 1] = order[position + 1], order[position]
+        return order
+
     def _layer_params(self, name):
         prefix = name + "_"
         return {key[len(prefix):]: value for key, value in self.params.items()
@@ -493,11 +508,12 @@ class Sequential:
             rng = np.random.default_rng([self.seed, self.training_steps])
             self.training_steps += 1
 
-        out, caches = X, []
-        for layer, name in zip(self.layers, self.names):
+        order = self._execution_order()
+        out, caches = X, [None] * len(self.layers)
+        for index in order:
+            layer, name = self.layers[index], self.names[index]
             seed = int(rng.integers(2**63)) if train and isinstance(layer, Dropout) else None
-            out, cache = layer.forward(out, self._layer_params(name), train, seed)
-            caches.append(cache)
+            out, caches[index] = layer.forward(out, self._layer_params(name), train, seed)
         if not train:
             return out
 
@@ -514,7 +530,9 @@ class Sequential:
         first = min((i for i, name in enumerate(self.names)
                      if any(key not in self.frozen for key in self._param_names_of(name))),
                     default=len(self.layers))
-        for index in range(len(self.layers) - 1, first - 1, -1):
+        for index in reversed(order):
+            if index < first:   # (a swapped ReLU-MaxPool pair has no parameters, so it
+                break           # lies entirely above or below the first trainable layer)
             layer, name = self.layers[index], self.names[index]
             dout, layer_grads = layer.backward(dout, caches[index], need_dx=index > first)
             for key, value in layer_grads.items():

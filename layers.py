@@ -134,34 +134,50 @@ def relu_backward(dout, cache):
 
 # ----------------------------------------------------------------------------- convolution
 
-def _window_view(x, kernel_height, kernel_width, stride):
+def _flat_padded(x, pad):
     """
-    View x of shape (N, C, H, W) as windows of shape (N, C, KH, KW, OH, OW), where
-    windows[n, c, k, l, i, j] = x[n, c, stride*i + k, stride*j + l]. No data is copied.
+    x (N, C, H, W) zero-padded by `pad` on every side, plus one more row of zeros at the
+    bottom, with each channel's image flattened: shape (N, C, (Hp + 1) * Wp) for the
+    padded size Hp x Wp, pixel (r, q) of the padded image at entry r * Wp + q.
     """
     N, C, H, W = x.shape
-    out_height = (H - kernel_height) // stride + 1
-    out_width = (W - kernel_width) // stride + 1
-    sN, sC, sH, sW = x.strides
-    return as_strided(x, shape=(N, C, kernel_height, kernel_width, out_height, out_width),
-                      strides=(sN, sC, sH, sW, stride * sH, stride * sW), writeable=False)
+    flat = np.zeros((N, C, H + 2 * pad + 1, W + 2 * pad), dtype=x.dtype)
+    flat[:, :, pad:pad + H, pad:pad + W] = x
+    return flat.reshape(N, C, -1)
 
 
-def _columns(x, kernel_height, kernel_width, stride):
+def _windows(flat, kernel_height, kernel_width, geometry, writeable=False):
     """
-    im2col: the windows of x (N, C, H, W) copied into columns of shape
-    (N, C*KH*KW, OH*OW). Column p of sample n holds the C*KH*KW inputs that output
-    pixel p sees, so a convolution becomes one matrix product per sample.
+    View of flat (N, C, L) from _flat_padded as the convolution's windows, shape
+    (N, C, KH, KW, OH, Wq) with geometry = (stride s, Wp, OH, Wq) from _conv_geometry:
+
+        windows[n, c, k, l, i, j] = Xpad[n, c, s*i + k, s*j + l] = flat[n, c, (s*i + k)*Wp + s*j + l]
+
+    No data is copied. Windows of neighbouring outputs share entries, so a writeable view
+    must only be added to one kernel offset (k, l) at a time.
     """
-    windows = _window_view(x, kernel_height, kernel_width, stride)
-    N, C, KH, KW, OH, OW = windows.shape
-    return windows.reshape(N, C * KH * KW, OH * OW)
+    stride, padded_width, out_height, row_width = geometry
+    N, C, _ = flat.shape
+    sN, sC, s1 = flat.strides
+    return as_strided(flat, shape=(N, C, kernel_height, kernel_width, out_height, row_width),
+                      strides=(sN, sC, padded_width * s1, s1, stride * padded_width * s1,
+                               stride * s1), writeable=writeable)
 
 
-def _pad(x, pad):
-    if pad == 0:
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+def _columns(windows, ones_row):
+    """
+    im2col: the windows (N, C, KH, KW, OH, Wq) copied into columns of shape
+    (N, C*KH*KW [+ 1], OH*Wq). Column p = i*Wq + j of sample n holds the C*KH*KW inputs
+    that output pixel (i, j) sees, so the convolution becomes one matrix product per
+    sample; with ones_row, a last row of ones is the input that a bias multiplies.
+    """
+    N, C, KH, KW, OH, Wq = windows.shape
+    K = C * KH * KW
+    columns = np.empty((N, K + ones_row, OH * Wq), dtype=windows.dtype)
+    columns[:, :K].reshape(windows.shape)[...] = windows   # the one copy
+    if ones_row:
+        columns[:, K] = 1
+    return columns
 
 
 def _check_conv_inputs(x, w, b, stride, pad):
@@ -184,44 +200,86 @@ def _check_conv_inputs(x, w, b, stride, pad):
                  f"b has shape {np.shape(b)}, expected ({w.shape[0]},) to match w {w.shape}")
 
 
+def _conv_geometry(x, w, stride, pad):
+    """
+    (stride s, padded width Wp, OH, Wq) and OW for a convolution of x (N, C, H, W) by w.
+
+    Wq is the width of the output rows as computed: OW for s > 1, but Wp for s = 1. Then
+    for j >= OW a window wraps around into the next image row, and those outputs are
+    computed and discarded (Wp/OW more work: 7-17% for 3x3 and 5x5 kernels). In exchange
+    the output positions (i, j) of one kernel offset are one contiguous run of the
+    flattened image (row pitch Wq = Wp, step 1), so im2col copies long runs and the
+    backward pass adds each offset's gradient with one long add: both several times faster
+    than row by row.
+    """
+    padded_height, padded_width = x.shape[2] + 2 * pad, x.shape[3] + 2 * pad
+    out_height = (padded_height - w.shape[2]) // stride + 1
+    out_width = (padded_width - w.shape[3]) // stride + 1
+    row_width = padded_width if stride == 1 else out_width
+    return (stride, padded_width, out_height, row_width), out_width
+
+
+def _weight_rows(w, b):
+    """The filters as rows (F, C*KH*KW), with the bias as one more column if b is given:
+    a bias is a weight on an input that is always 1 (the ones row of _columns)."""
+    rows = w.reshape(w.shape[0], -1)
+    return rows if b is None else np.concatenate([rows, b.reshape(-1, 1)], axis=1)
+
+
 def _conv_forward(x, w, b, stride, pad):
-    """Filtering of x by w, as one stacked matmul (F, K) @ (N, K, P) -> (N, F, P)."""
+    """
+    Filtering of x by w (plus b) as one stacked matrix product:
+    (F, K) @ (N, K, OH*Wq) -> (N, F, OH, Wq). The output is the view of each row's first
+    OW entries (not copied: a copy would cost a full pass and a fresh array).
+    """
     N, F = x.shape[0], w.shape[0]
-    _, _, KH, KW = w.shape
-    columns = _columns(_pad(x, pad), KH, KW, stride)
-    out_height = (x.shape[2] + 2 * pad - KH) // stride + 1
-    out_width = (x.shape[3] + 2 * pad - KW) // stride + 1
-    out = (w.reshape(F, -1) @ columns).reshape(N, F, out_height, out_width)
-    if b is not None:
-        out = out + b.reshape(F, 1, 1)
-    return out
+    geometry, out_width = _conv_geometry(x, w, stride, pad)
+    _, _, out_height, row_width = geometry
+    columns = _columns(_windows(_flat_padded(x, pad), w.shape[2], w.shape[3], geometry),
+                       ones_row=b is not None)
+    out = (_weight_rows(w, b) @ columns).reshape(N, F, out_height, row_width)
+    return out[:, :, :, :out_width]
 
 
-def _conv_backward(dout, x, w, stride, pad, need_dx=True):
-    """Gradients dx, dw of the filtering computed by _conv_forward (derivation in conv_backward).
-    With need_dx=False, dx is None and not computed."""
+def _conv_backward(dout, x, w, b, stride, pad, need_dx=True):
+    """Gradients dx, dw, db of _conv_forward (derivation in conv_backward and
+    conv2d_backward). dx is None if need_dx is False; db is None if b is None."""
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
-    out_height = (H + 2 * pad - KH) // stride + 1
-    out_width = (W + 2 * pad - KW) // stride + 1
+    K = C * KH * KW
+    geometry, out_width = _conv_geometry(x, w, stride, pad)
+    _, padded_width, out_height, row_width = geometry
     _check_dout(dout, (N, F, out_height, out_width))
-    dout_rows = dout.reshape(N, F, out_height * out_width)
+    # dY laid out as the computed outputs, with 0 at the discarded ones (j >= OW), which
+    # therefore contribute nothing to any gradient
+    dout_rows = np.zeros((N, F, out_height, row_width), dtype=dout.dtype)
+    dout_rows[:, :, :, :out_width] = dout
+    dout_rows = dout_rows.reshape(N, F, -1)
 
-    # dW[f, c, k, l] = sum_{n,i,j} X[n, c, s*i + k, s*j + l] dY[n, f, i, j]
-    columns = _columns(_pad(x, pad), KH, KW, stride)
-    dw = (dout_rows @ columns.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    # dW[f, (c, k, l)] = sum_{n, p} dY[n, f, p] columns[n, (c, k, l), p], the sum over n
+    # of columns[n] @ dY[n].T (this orientation, (K, P) @ (P, F), is the faster GEMM);
+    # the ones row of the columns gives db[f] = sum_{n, p} dY[n, f, p] as the last row
+    flat = _flat_padded(x, pad)
+    columns = _columns(_windows(flat, KH, KW, geometry), ones_row=b is not None)
+    dw_rows = (columns @ dout_rows.transpose(0, 2, 1)).sum(axis=0)       # (K [+ 1], F)
+    dw = dw_rows[:K].T.reshape(w.shape)
+    db = None if b is None else dw_rows[K]
     if not need_dx:
-        return None, dw
+        return None, dw, db
 
-    # dX[n, c, s*i + k, s*j + l] += sum_f W[f, c, k, l] dY[n, f, i, j], one (k, l) at a time
-    dcolumns = (w.reshape(F, -1).T @ dout_rows).reshape(N, C, KH, KW, out_height, out_width)
-    dx_padded = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dcolumns.dtype)
+    # dX. dcolumns[n] = W.T @ dY[n] is the gradient of every entry of every window (written
+    # over the columns, no longer needed). Adding it back into the windows of a zero
+    # image sums the contributions of all windows that share an entry; the windows of
+    # one kernel offset (k, l) don't overlap, so that is one add per offset.
+    dcolumns = np.matmul(w.reshape(F, K).T, dout_rows, out=columns[:, :K])
+    dcolumns = dcolumns.reshape(N, C, KH, KW, out_height, row_width)
+    dflat = np.zeros(flat.shape, dtype=dcolumns.dtype)
+    dwindows = _windows(dflat, KH, KW, geometry, writeable=True)
     for k in range(KH):
         for l in range(KW):
-            dx_padded[:, :, k:k + stride * out_height:stride,
-                      l:l + stride * out_width:stride] += dcolumns[:, :, k, l]
-    dx = dx_padded[:, :, pad:pad + H, pad:pad + W] if pad else dx_padded
-    return dx, dw
+            dwindows[:, :, k, l] += dcolumns[:, :, k, l]
+    dx = dflat.reshape(N, C, -1, padded_width)[:, :, pad:pad + H, pad:pad + W]
+    return dx, dw, db
 
 
 def conv_forward(x, w):
@@ -232,8 +290,11 @@ def conv_forward(x, w):
         Y[n, f, i, j] = sum_{c, k, l} X[n, c, i + k, j + l] W[f, c, k, l]
 
     i.e. Y[n, f] = sum_c X[n, c] *filt W[f, c]. Implemented by im2col: each output
-    pixel's C*HH*WW inputs become one column (a strided view, copied once), and the
-    whole layer is one matrix product.
+    pixel's C*HH*WW inputs become one column (a strided view of the input, copied once),
+    and the layer is one matrix product per sample, (F, C*HH*WW) @ (C*HH*WW, pixels).
+    To make the copy (and the backward pass) fast, every output row is computed as wide
+    as the padded input row and the extra WW-1 outputs per row are dropped (see
+    _conv_geometry); the output is a view that leaves them out.
 
     Inputs:
     - x: input of shape (N, C, H, W).
@@ -258,10 +319,11 @@ def conv_backward(dout, cache):
       the full convolution of dY with W — equivalently, zero-pad dY by HH-1 and WW-1 and
       filter it with the kernel flipped in both axes.
 
-    The code evaluates the dX sum one kernel offset (k, l) at a time: the term
-    sum_f W[f, c, k, l] dY[n, f] lands on dX shifted by (k, l). For each (k, l) that is
-    a single vectorized add over all of n, c, i, j, and it is faster than building a
-    second im2col matrix of the padded dY.
+    The code computes dW as one matrix product per sample with the im2col columns of X
+    (summed over n), and evaluates the dX sum one kernel offset (k, l) at a time: the
+    term sum_f W[f, c, k, l] dY[n, f] (one matrix product for all offsets) lands on dX
+    shifted by (k, l). For each (k, l) that is a single vectorized add over all of
+    n, c, i, j, several times faster than building a second im2col matrix of the padded dY.
 
     Inputs:
     - dout: upstream gradient of shape (N, F, H', W').
@@ -272,13 +334,16 @@ def conv_backward(dout, cache):
     - dw: gradient with respect to w, of shape (F, C, HH, WW).
     """
     x, w = cache
-    return _conv_backward(dout, x, w, 1, 0)
+    dx, dw, _ = _conv_backward(dout, x, w, None, 1, 0)
+    return dx, dw
 
 
 def conv2d_forward(x, w, b=None, stride=1, pad=0):
     """
     Convolution (filtering) with stride, zero padding and an optional bias per filter.
-    Same implementation as conv_forward, which is the case stride=1, pad=0, b=None.
+    Same implementation as conv_forward, which is the case stride=1, pad=0, b=None. The
+    bias is added inside the matrix product, as the weight of an extra input that is
+    always 1 (a row of ones appended to the im2col columns).
 
         Y[n, f, i, j] = b[f] + sum_{c, k, l} Xpad[n, c, s*i + k, s*j + l] W[f, c, k, l]
 
@@ -302,7 +367,8 @@ def conv2d_backward(dout, cache, need_dx=True):
     Backward pass of conv2d_forward; see conv_backward for the derivation. With stride s
     the window of output (i, j) starts at (s*i, s*j), so dX gathers
     dY[n, f, i, j] W[f, c, k, l] at Xpad position (s*i + k, s*j + l), the padding is cut
-    off, and db[f] = sum_{n, i, j} dY[n, f, i, j].
+    off, and db[f] = sum_{n, i, j} dY[n, f, i, j] (it comes out of the dW product as the
+    gradient of the bias's weight on the constant input 1).
 
     Inputs:
     - dout: upstream gradient of shape (N, F, H', W').
@@ -316,9 +382,7 @@ def conv2d_backward(dout, cache, need_dx=True):
     - db: gradient with respect to b, of shape (F,); None if b was None.
     """
     x, w, b, stride, pad = cache
-    dx, dw = _conv_backward(dout, x, w, stride, pad, need_dx)
-    db = None if b is None else dout.sum(axis=(0, 2, 3))
-    return dx, dw, db
+    return _conv_backward(dout, x, w, b, stride, pad, need_dx)
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -347,50 +411,59 @@ def _along(array, axis, start, stop, step):
     return array[tuple(index)]
 
 
-def _sliding_max(x, axis, window, stride, count):
+def _sliding_max(x, axis, window, stride, count, with_choice=False):
     """
     Max over `window` consecutive entries along one axis, for `count` windows starting
-    every `stride` entries: out[.., i, ..] = max_k x[.., stride*i + k, ..], and the first
-    k attaining it (ties keep the earlier k: the comparison is strict).
+    every `stride` entries: out[.., i, ..] = max_k x[.., stride*i + k, ..]. With
+    with_choice, also the first k attaining it (ties keep the earlier k: the comparison is
+    strict); None otherwise. Each step is one strided slice per window offset k,
+    vectorized over everything else, and branch-free: choices are built by arithmetic on
+    the comparison, not by masked assignment or np.where, which are ~10x slower on
+    unpredictable masks.
     """
     last = stride * (count - 1) + 1
-    out = _along(x, axis, 0, last, stride).copy()
-    choice = np.zeros(out.shape, dtype=np.min_scalar_type(window - 1))
+    out = _along(x, axis, 0, last, stride)
+    choice = np.zeros(out.shape, dtype=np.min_scalar_type(window - 1)) if with_choice else None
     for k in range(1, window):
         candidate = _along(x, axis, k, k + last, stride)
-        better = candidate > out
+        if with_choice:
+            # k exceeds every earlier choice, so the max records k exactly where k is better
+            better = (candidate > out).view(np.uint8)
+            choice = np.maximum(choice, better * choice.dtype.type(k))
         out = np.maximum(out, candidate)
-        # k exceeds every earlier choice, so the max records k exactly where k is better
-        choice = np.maximum(choice, better.view(np.uint8) * choice.dtype.type(k))
-    return out, choice
+    return (out.copy() if window == 1 else out), choice
 
 
 def _sliding_max_backward(dout, choice, axis, window, stride, size):
-    """Adjoint of _sliding_max: dout[.., i, ..] goes to entry stride*i + choice of an axis of length size."""
+    """Adjoint of _sliding_max: dout[.., i, ..] goes to entry stride*i + choice of an axis
+    of length size."""
     shape = list(dout.shape)
     shape[axis] = size
     dx = np.zeros(shape, dtype=dout.dtype)
     last = stride * (dout.shape[axis] - 1) + 1
     for k in range(window):
-        _along(dx, axis, k, k + last, stride)[...] += dout * (choice == k)
+        entries = _along(dx, axis, k, k + last, stride)   # entry k of every window
+        if stride >= window:   # windows don't overlap: written once, no sum needed
+            np.multiply(dout, choice == k, out=entries)
+        else:
+            entries += dout * (choice == k)
     return dx
 
 
-def _pool_max_and_choices(x, pool_param):
+def _pool_choices(x, pool_param):
     """
     Separable max pooling: the max over a ph x pw window is the max over its ph rows of
-    each row's max over pw columns. Each stage is a short loop over window offsets of
-    strided slices, vectorized over everything else — no copy of all windows, and ~5x
-    faster than reshaping into windows and reducing. Taking the first max per row, then
-    the first row holding the max, selects the first max in row-major order.
+    each row's max over pw columns. Taking the first max per row, then the first row
+    holding the max, selects the first max in row-major order. Both stages are strided
+    slices (no copy of all windows), ~5x faster than reshaping into windows and reducing.
 
-    Returns out (N, C, OH, OW), row_choice (N, C, OH, OW): the window row holding the max,
-    and column_choice (N, C, H, OW): the column of each row's max.
+    Returns row_choice (N, C, OH, OW): the window row holding the max, and
+    column_choice (N, C, H, OW): the column of each image row's max in each window.
     """
     height, width, stride, out_height, out_width = _pool_geometry(x, pool_param)
-    row_max, column_choice = _sliding_max(x, 3, width, stride, out_width)
-    out, row_choice = _sliding_max(row_max, 2, height, stride, out_height)
-    return out, row_choice, column_choice
+    row_max, column_choice = _sliding_max(x, 3, width, stride, out_width, with_choice=True)
+    _, row_choice = _sliding_max(row_max, 2, height, stride, out_height, with_choice=True)
+    return row_choice, column_choice
 
 
 def max_pool_forward(x, pool_param):
@@ -409,7 +482,9 @@ def max_pool_forward(x, pool_param):
     - out: output of shape (N, C, 1 + (H - ph) // s, 1 + (W - pw) // s).
     - cache: (x, pool_param).
     """
-    out, _, _ = _pool_max_and_choices(x, pool_param)
+    height, width, stride, out_height, out_width = _pool_geometry(x, pool_param)
+    row_max, _ = _sliding_max(x, 3, width, stride, out_width)
+    out, _ = _sliding_max(row_max, 2, height, stride, out_height)
     return out, (x, pool_param)
 
 
@@ -429,9 +504,9 @@ def max_pool_backward(dout, cache):
     - dx: gradient with respect to x, of shape (N, C, H, W).
     """
     x, pool_param = cache
-    out, row_choice, column_choice = _pool_max_and_choices(x, pool_param)
-    _check_dout(dout, out.shape)
-    height, width, stride, _, _ = _pool_geometry(x, pool_param)
+    height, width, stride, out_height, out_width = _pool_geometry(x, pool_param)
+    _check_dout(dout, (*x.shape[:2], out_height, out_width))
+    row_choice, column_choice = _pool_choices(x, pool_param)
     drow_max = _sliding_max_backward(dout, row_choice, 2, height, stride, x.shape[2])
     return _sliding_max_backward(drow_max, column_choice, 3, width, stride, x.shape[3])
 

@@ -6,6 +6,7 @@ import pytest
 from cnn import (Affine, Conv, ConvNet, Dropout, Flatten, LogSoftmax, MaxPool, ReLU,
                  Sequential)
 from gradient_check import eval_numerical_gradient, rel_error
+from layers import softmax_loss
 from solver import Solver
 
 
@@ -170,6 +171,33 @@ def test_matches_convnet_with_the_same_parameters():
     assert loss == pytest.approx(convnet_loss, rel=1e-12)
     for theirs, ours in names.items():
         np.testing.assert_allclose(grads[ours], convnet_grads[theirs], rtol=1e-10, atol=1e-14)
+
+
+def test_relu_before_pool_runs_after_it_with_identical_results():
+    """Sequential runs a ReLU that is followed by MaxPool after the pool (cheaper, same
+    math); loss and gradients must equal running the layers literally in the listed
+    order, with many exact ties at 0 inside the pool windows."""
+    rng = np.random.default_rng(8)
+    model = Sequential((2, 8, 8), [Conv(3, 3, pad=1), ReLU(), MaxPool(2), MaxPool(2, stride=1),
+                                   Affine(5), ReLU(), Affine(4)], dtype=np.float64, seed=1)
+    assert model._execution_order() == [0, 2, 3, 1, 4, 5, 6]
+    X, y = rng.standard_normal((3, 2, 8, 8)), np.array([0, 3, 1])
+    loss, grads = model.loss(X, y)
+
+    out, caches = X, []
+    for layer, name in zip(model.layers, model.names):
+        out, cache = layer.forward(out, model._layer_params(name))
+        caches.append(cache)
+    assert (caches[2][0] == 0).mean() > 0.3   # the pool's input: ReLU output, ties at 0
+    literal_loss, dout = softmax_loss(out, y)
+    literal = {}
+    for index in reversed(range(len(model.layers))):
+        dout, layer_grads = model.layers[index].backward(dout, caches[index], need_dx=index > 0)
+        literal.update({f"{model.names[index]}_{key}": value for key, value in layer_grads.items()})
+    assert loss == literal_loss
+    assert grads.keys() == literal.keys()
+    for key in grads:
+        np.testing.assert_array_equal(grads[key], literal[key])
 
 
 # ----------------------------------------------------------------------------- modes, dtype, seeds

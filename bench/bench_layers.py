@@ -1,10 +1,16 @@
 """Time the layers of layers.py: forward + backward, median of repeated runs.
 
-    python bench/bench_layers.py [--repeats 7] [--dtype float32 float64]
+    python bench/bench_layers.py [--repeats 7] [--dtype float32 float64] [--malloc-tuning]
 
 Prints one row per (layer, shape, dtype) in milliseconds, and compares the vectorized
 convolution with a plain-loop implementation on one small shape. Benchmarks only:
 the test suite never asserts on time.
+
+Repeated calls of one layer free and reallocate the same multi-MB arrays, and by default
+glibc returns such blocks to the kernel, so every call pays page faults on fresh memory
+(often more than the arithmetic). --malloc-tuning reruns this script with glibc's mmap
+and trim thresholds raised (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_), which keeps
+freed memory in the process; see bench/compare_torch.py for the details.
 """
 import argparse
 import os
@@ -15,6 +21,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import layers  # noqa: E402
+
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 CONV_SHAPES = [  # N, C, H, W, F, k, pad
     (64, 1, 28, 28, 16, 3, 1),
@@ -70,7 +78,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per row (median)")
     parser.add_argument("--dtype", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--malloc-tuning", action="store_true",
+                        help="rerun with glibc's mmap and trim thresholds raised")
     args = parser.parse_args()
+    if args.malloc_tuning and TUNED_MALLOC.items() - os.environ.items():
+        # glibc reads these at start-up: run this script again in a process that has them
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **TUNED_MALLOC})
     rng = np.random.default_rng(0)
     rows = []
     for dtype in map(np.dtype, args.dtype):

@@ -1,0 +1,419 @@
+"""handgrad vs PyTorch (CPU): the same layers, shapes and training epochs, timed side by side.
+
+    python bench/compare_torch.py [--repeats 5] [--images 60000] [--only conv cnn mlp lstm]
+                                  [--threads N] [--malloc-tuning] [--cpu-time] [--rss]
+
+PyTorch is an optional, benchmark-only dependency (the tests never import it). Install
+the CPU build with
+
+    pip install torch==2.13.0
+
+Without it the script says so and exits with status 0.
+
+Rows (float32, forward + backward, milliseconds):
+- conv: conv2d_forward + conv2d_backward (dx, dw, db) vs F.conv2d + autograd (dx, dw, db),
+  on the four shapes of bench_layers.py.
+- cnn epoch: one epoch of synthetic 1x28x28 images (60,000 by default), batch 64, plain
+  SGD (lr 0.01), of conv16 3x3 pad 1 - relu - max pool 2x2 - fc100 - relu - fc10 -
+  softmax loss: cnn.Sequential + optim.sgd vs nn.Sequential + torch.optim.SGD, each
+  written in that natural order (cnn.Sequential runs that ReLU after the pool, which gives
+  the same numbers; PyTorch runs the layers as given). Neither computes the data's dX.
+- mlp epoch: softmax.SoftmaxClassifier 784 - 100 - 10 vs nn.Sequential, same epoch.
+- lstm: lstm_forward + lstm_backward, T=16, N=64, D=256, H=512, vs a PyTorch step loop
+  written the same way (one input-projection matmul, then h @ Wh per step; autograd does
+  the backward) and vs nn.LSTM.
+- captioning step: word embedding (V=1000), LSTM, temporal affine to V scores, masked
+  temporal softmax loss and all gradients; PyTorch with nn.Embedding, nn.LSTM, nn.Linear
+  and cross-entropy.
+
+How it measures. Each side runs in its own worker process: PyTorch's OpenMP threads keep
+spinning for a while after each operation and would slow NumPy code timed in the same
+process. The main process asks the two workers in turn, alternating which goes first,
+so both see the same machine load; a row is the median of all timed runs (--repeats
+turns per side, each turn several runs for the short rows), and the ratio is
+handgrad / PyTorch (below 1: handgrad is faster). Both sides get --threads threads
+(OpenBLAS for NumPy, OpenMP for PyTorch; default: the number of cores). The load average
+is printed before and after: on a busy machine multi-threaded BLAS stalls (a thread
+waits for its descheduled partner), so use --threads 1 there, and compare ratios, not
+absolute times. --cpu-time adds each side's CPU time, a check on wall-clock numbers.
+
+Memory. glibc's malloc gives large freed blocks back to the kernel (blocks above its
+mmap threshold, and heap tops above its trim threshold), so the next array of that size
+starts on fresh pages and pays a page fault per 4 KiB on first touch; in the CNN epoch
+that is about half of handgrad's time. Both thresholds rise by themselves after the
+process frees one block of up to 32 MiB (e.g. the scores of a larger evaluation batch),
+or can be raised for a whole process by its environment:
+
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 python train.py
+
+That is a process-wide setting, so handgrad never changes it on import; --malloc-tuning
+sets it for both workers. --rss runs one CNN epoch per side in a fresh process and prints
+its resident memory before the epoch and its peak during it (Linux).
+
+The OpenBLAS kernel matters too: where OPENBLAS_CORETYPE forces an older kernel (shown in
+the first line when threadpoolctl is installed), NumPy's matrix products run on that one.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+CONV_SHAPES = [  # N, C, H, W, F, k, pad (as bench_layers.py)
+    (64, 1, 28, 28, 16, 3, 1),
+    (64, 16, 14, 14, 32, 3, 0),
+    (64, 1, 28, 28, 32, 5, 0),
+    (64, 3, 32, 32, 32, 3, 1),
+]
+LSTM_SIZES = dict(T=16, N=64, D=256, H=512, V=1000)
+BATCH = 64
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def conv_name(N, C, H, W, F, k, pad):
+    return f"conv N{N} {C}x{H}x{W} F{F} k{k}" + (f" pad{pad}" if pad else "")
+
+
+def cases(args):
+    """(name, kind, parameters, runs per turn) of every row, in print order."""
+    rows = []
+    if "conv" in args.only:
+        rows += [(conv_name(*shape), "conv", shape, 10) for shape in CONV_SHAPES]
+    if "cnn" in args.only:
+        rows.append((f"cnn epoch ({args.images // 1000}k images, batch {BATCH})", "cnn",
+                     args.images, 1))
+    if "mlp" in args.only:
+        rows.append((f"mlp epoch ({args.images // 1000}k images, batch {BATCH})", "mlp",
+                     args.images, 1))
+    if "lstm" in args.only:
+        s = LSTM_SIZES
+        shape = f"T{s['T']} N{s['N']} D{s['D']} H{s['H']}"
+        rows.append((f"lstm {shape} vs step loop", "lstm_loop", None, 5))
+        rows.append((f"lstm {shape} vs nn.LSTM", "lstm_module", None, 5))
+        rows.append((f"captioning step {shape} V{s['V']}", "caption", None, 5))
+    return rows
+
+
+def data(images):
+    """The same synthetic data for both sides: images (n, 1, 28, 28) and labels."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((images, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, images)
+    return X, y
+
+
+# ============================================================================= handgrad side
+
+def handgrad_case(kind, parameter):
+    """A function running one timed unit of the row on handgrad's side."""
+    import layers
+    import optim
+    import rnn_layers
+    from cnn import Affine, Conv, MaxPool, ReLU, Sequential
+    from softmax import SoftmaxClassifier
+    rng = np.random.default_rng(1)
+
+    def randn(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    if kind == "conv":
+        N, C, H, W, F, k, pad = parameter
+        x, w, b = randn(N, C, H, W), randn(F, C, k, k), randn(F)
+        dout = randn(N, F, H + 2 * pad - k + 1, W + 2 * pad - k + 1)
+
+        def run():
+            out, cache = layers.conv2d_forward(x, w, b, 1, pad)
+            layers.conv2d_backward(dout, cache)
+        return run
+
+    if kind in ("cnn", "mlp"):
+        X, y = data(parameter)
+        if kind == "cnn":
+            model = Sequential((1, 28, 28), [Conv(16, 3, pad=1), ReLU(), MaxPool(2),
+                                             Affine(100), ReLU(), Affine(10)], seed=0)
+        else:
+            model = SoftmaxClassifier(784, 100, 10, weight_scale=None, dtype=np.float32, seed=0)
+        configs = {name: {"learning_rate": 0.01} for name in model.params}
+
+        def run():
+            for start in range(0, len(X), BATCH):
+                loss, grads = model.loss(X[start:start + BATCH], y[start:start + BATCH])
+                for name, grad in grads.items():
+                    model.params[name], configs[name] = optim.sgd(model.params[name], grad,
+                                                                  configs[name])
+        return run
+
+    T, N, D, H, V = (LSTM_SIZES[key] for key in "TNDHV")
+    Wx, Wh, b = randn(D, 4 * H) / D ** 0.5, randn(H, 4 * H) / H ** 0.5, randn(4 * H)
+    if kind in ("lstm_loop", "lstm_module"):
+        x, h0, dh = randn(T, N, D), randn(N, H), randn(T, N, H)
+
+        def run():
+            h, cache = rnn_layers.lstm_forward(x, h0, Wx, Wh, b)
+            rnn_layers.lstm_backward(dh, cache)
+        return run
+
+    # captioning step
+    words = rng.integers(0, V, (N, T + 1))
+    W_embed, h0 = randn(V, D) / 100, randn(N, H)
+    W_vocab, b_vocab = randn(H, V) / H ** 0.5, np.zeros(V, np.float32)
+
+    def run():
+        embedded, embed_cache = rnn_layers.word_embedding_forward(words[:, :-1], W_embed)
+        h, lstm_cache = rnn_layers.lstm_forward(embedded.transpose(1, 0, 2), h0, Wx, Wh, b)
+        scores, fc_cache = rnn_layers.temporal_fc_forward(h.transpose(1, 0, 2), W_vocab, b_vocab)
+        loss, dscores = rnn_layers.temporal_softmax_loss(scores, words[:, 1:],
+                                                          np.ones((N, T), bool))
+        dh, dW_vocab, db_vocab = rnn_layers.temporal_fc_backward(dscores, fc_cache)
+        dx, dh0, dWx, dWh, db = rnn_layers.lstm_backward(dh.transpose(1, 0, 2), lstm_cache)
+        rnn_layers.word_embedding_backward(dx.transpose(1, 0, 2), embed_cache)
+    return run
+
+
+# ============================================================================= PyTorch side
+
+def torch_case(kind, parameter):
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+
+    def randn(*shape, grad=False):
+        return torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)).requires_grad_(grad)
+
+    if kind == "conv":
+        N, C, H, W, F_, k, pad = parameter
+        x, w, b = randn(N, C, H, W, grad=True), randn(F_, C, k, k, grad=True), randn(F_, grad=True)
+        dout = randn(N, F_, H + 2 * pad - k + 1, W + 2 * pad - k + 1)
+
+        def run():
+            x.grad = w.grad = b.grad = None
+            F.conv2d(x, w, b, padding=pad).backward(dout)
+        return run
+
+    if kind in ("cnn", "mlp"):
+        X, y = data(parameter)
+        X, y = torch.from_numpy(X), torch.from_numpy(y)
+        if kind == "cnn":
+            model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Flatten(), nn.Linear(16 * 14 * 14, 100), nn.ReLU(),
+                                  nn.Linear(100, 10))
+        else:
+            model = nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 10))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+        def run():
+            for start in range(0, len(X), BATCH):
+                optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(X[start:start + BATCH]), y[start:start + BATCH])
+                loss.backward()
+                optimizer.step()
+        return run
+
+    T, N, D, H, V = (LSTM_SIZES[key] for key in "TNDHV")
+    if kind == "lstm_loop":
+        x, h0, dh = randn(T, N, D), randn(N, H), randn(T, N, H)
+        Wx = (randn(D, 4 * H) / D ** 0.5).requires_grad_()
+        Wh = (randn(H, 4 * H) / H ** 0.5).requires_grad_()
+        b = randn(4 * H, grad=True)
+
+        def run():
+            Wx.grad = Wh.grad = b.grad = None
+            projected = (x.reshape(T * N, D) @ Wx + b).reshape(T, N, 4 * H)
+            h, c, hs = h0, torch.zeros_like(h0), []
+            for t in range(T):
+                a = projected[t] + h @ Wh
+                ifo, g = torch.sigmoid(a[:, :3 * H]), torch.tanh(a[:, 3 * H:])
+                c = ifo[:, H:2 * H] * c + ifo[:, :H] * g
+                h = ifo[:, 2 * H:] * torch.tanh(c)
+                hs.append(h)
+            torch.stack(hs).backward(dh)
+        return run
+
+    lstm = nn.LSTM(D, H)
+    h0, c0 = randn(1, N, H), torch.zeros(1, N, H)
+    if kind == "lstm_module":
+        x, dh = randn(T, N, D), randn(T, N, H)
+
+        def run():
+            lstm.zero_grad(set_to_none=True)
+            lstm(x, (h0, c0))[0].backward(dh)
+        return run
+
+    words = torch.from_numpy(rng.integers(0, V, (N, T + 1)))
+    embed, vocab = nn.Embedding(V, D), nn.Linear(H, V)
+
+    def run():
+        for module in (embed, lstm, vocab):
+            module.zero_grad(set_to_none=True)
+        h = lstm(embed(words[:, :-1]).transpose(0, 1), (h0, c0))[0]
+        scores = vocab(h.transpose(0, 1))
+        # sum over time, mean over the batch, as temporal_softmax_loss
+        loss = F.cross_entropy(scores.reshape(N * T, V), words[:, 1:].reshape(N * T),
+                               reduction="sum") / N
+        loss.backward()
+    return run
+
+
+# ============================================================================= workers
+
+def memory_mib(field):
+    """A line of /proc/self/status in MiB: VmRSS (resident now), VmHWM (peak)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+
+
+def epoch_memory(run):
+    """Resident memory before one call of run() and its peak during it (Linux only)."""
+    before = memory_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")   # resets VmHWM, the peak, to the current resident size
+    run()
+    return {"before": before, "peak": memory_mib("VmHWM")}
+
+
+def worker(side, threads):
+    """Serve timing requests on stdin: one JSON line {"kind", "parameter", "runs"} in, one
+    JSON line {"times": [...]} out. The first request of a row also builds it and warms
+    it up (untimed)."""
+    if side == "torch":
+        import torch
+        torch.set_num_threads(threads)
+    make = handgrad_case if side == "handgrad" else torch_case
+    built = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("rss"):
+            print(json.dumps(epoch_memory(make("cnn", request["parameter"]))), flush=True)
+            continue
+        key = json.dumps([request["kind"], request["parameter"]])
+        if key not in built:
+            built[key] = make(request["kind"], request["parameter"])
+            built[key]()
+        run, times, cpu_times = built[key], [], []
+        for _ in range(request["runs"]):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            run()
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+        print(json.dumps({"times": times, "cpu": cpu_times}), flush=True)
+
+
+class Worker:
+    def __init__(self, side, threads, malloc_tuning):
+        env = dict(os.environ)
+        # the same thread count for OpenBLAS (NumPy) and OpenMP (PyTorch)
+        env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                   MKL_NUM_THREADS=str(threads))
+        if malloc_tuning:
+            env.update(TUNED_MALLOC)
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", side,
+             "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, **request):
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit("a benchmark worker died (see its error above)")
+        return json.loads(line)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def blas_description():
+    """NumPy's BLAS library and the kernel it runs (needs threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (pip install threadpoolctl to see it)"
+    return ", ".join(f"{i['internal_api']} {i.get('architecture', '')}".strip()
+                     for i in threadpool_info() if i["user_api"] == "blas")
+
+
+def peak_rss(args):
+    print(f"\nresident memory of one CNN epoch, {args.images} images (a fresh process per "
+          f"side; the data alone is {args.images * 28 * 28 * 4 / 2**20:.0f} MiB):")
+    for side in ("handgrad", "torch"):
+        worker_process = Worker(side, args.threads, args.malloc_tuning)
+        memory = worker_process.ask(rss=True, parameter=args.images)
+        worker_process.close()
+        print(f"  {side:<9} before the epoch {memory['before']:6.0f} MiB, peak during it "
+              f"{memory['peak']:6.0f} MiB (+{memory['peak'] - memory['before']:.0f})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="turns per side and row (at least 5 for the README table)")
+    parser.add_argument("--images", type=int, default=60000, help="images per epoch")
+    parser.add_argument("--only", nargs="+", default=["conv", "cnn", "mlp", "lstm"],
+                        choices=["conv", "cnn", "mlp", "lstm"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--malloc-tuning", action="store_true",
+                        help="raise glibc's mmap and trim thresholds in both workers")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="also print the CPU time (all threads) of each side: a check on "
+                             "wall-clock numbers taken on a busy machine")
+    parser.add_argument("--rss", action="store_true",
+                        help="also report the peak RSS of one CNN epoch per side")
+    parser.add_argument("--worker", choices=["handgrad", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.threads)
+
+    if importlib.util.find_spec("torch") is None:
+        print("PyTorch is not installed, so there is nothing to compare with. It is an "
+              "optional,\nbenchmark-only dependency; install the CPU build with\n\n"
+              "    pip install torch==2.13.0\n\nand run this again "
+              "(python bench/bench_layers.py times handgrad alone).")
+        return 0
+
+    from importlib.metadata import version
+    print(f"handgrad (NumPy {np.__version__}; BLAS: {blas_description()}) vs "
+          f"PyTorch {version('torch')}; {args.threads} threads each; "
+          f"malloc tuning {'on' if args.malloc_tuning else 'off'}")
+    print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    workers = {side: Worker(side, args.threads, args.malloc_tuning)
+               for side in ("handgrad", "torch")}
+    print(f"\n{'row (float32, forward + backward)':<44} {'handgrad ms':>12} "
+          f"{'torch ms':>10} {'ratio':>6}")
+    for name, kind, parameter, runs in cases(args):
+        times = {"handgrad": [], "torch": []}
+        cpu = {"handgrad": [], "torch": []}
+        for turn in range(args.repeats):
+            order = ("handgrad", "torch") if turn % 2 == 0 else ("torch", "handgrad")
+            for side in order:
+                answer = workers[side].ask(kind=kind, parameter=parameter, runs=runs)
+                times[side] += answer["times"]
+                cpu[side] += answer["cpu"]
+        mine, theirs = (1000 * float(np.median(times[s])) for s in ("handgrad", "torch"))
+        line = f"{name:<44} {mine:12.2f} {theirs:10.2f} {mine / theirs:6.2f}"
+        if args.cpu_time:
+            mine_cpu, theirs_cpu = (1000 * float(np.median(cpu[s])) for s in ("handgrad", "torch"))
+            line += f"   cpu ms {mine_cpu:9.2f} {theirs_cpu:9.2f} {mine_cpu / theirs_cpu:6.2f}"
+        print(line, flush=True)
+    for worker_process in workers.values():
+        worker_process.close()
+    print("load average at end:   " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    if args.rss:
+        peak_rss(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -85,7 +85,8 @@ Sizes and timing
 
 The first call generates the scenes, trains the encoder and extracts the features. On the
 project's 2-core machine, for 'default': 11 s of scenes, 128 s of encoder training, 16 s
-of features, 2.6 minutes in all (155 s of CPU time); for 'small' 28 s. Later calls load
+of features, 2.6 minutes in all (about 150 s of CPU time; up to 3.2 minutes while other
+processes shared the machine); for 'small' 28 s. Later calls load
 the cache in about a second. (The convolutions run as many small BLAS matrix products;
 with OpenBLAS's default 2 threads on a machine that other processes keep busy they can
 get several times slower: OPENBLAS_NUM_THREADS=1 avoids that.)

@@ -1,7 +1,7 @@
 """Image captioning with a vanilla RNN, an LSTM and an LSTM with attention, compared by BLEU.
 
-    python image_captioning.py                        # full run: rnn, lstm, attention on MNIST scenes
-    python image_captioning.py --quick                # smoke run on the small scenes, under a minute
+    OPENBLAS_NUM_THREADS=1 python image_captioning.py          # full run: rnn, lstm, attention
+    OPENBLAS_NUM_THREADS=1 python image_captioning.py --quick   # smoke run, small scenes, < 1 min
     python image_captioning.py --models lstm attention --images 7 42 99
     python image_captioning.py --dataset coco --data-dir PATH     # the course's COCO files
 
@@ -58,8 +58,10 @@ Written under --results-dir (default results/), each path printed at the end:
 Checkpoints go to --checkpoint-dir, one series per model and dataset; --resume continues
 a stopped run and skips finished ones.
 
-Speed: the matrices here are small. On a busy 2-core machine several OpenBLAS threads
-can be many times slower than one; run with OPENBLAS_NUM_THREADS=1 in that case.
+Speed: the matrices here are small, and on a busy 2-core machine OpenBLAS threads wait
+for each other: there, the --quick run took 23 s with OPENBLAS_NUM_THREADS=1 and 320 s
+without it (two threads). Set it to 1 unless the machine is idle. The script leaves the
+choice to the caller.
 """
 import argparse
 import json
@@ -69,7 +71,7 @@ import time
 
 import numpy as np
 
-from bleu import bleu_scores, corpus_bleu, decode_caption, decode_captions, group_references
+from bleu import bleu_scores, corpus_bleu, decode_captions, group_references
 from plots import plot_accuracy, save_figure
 from rnn import AttentionCaptioningRNN, CaptioningRNN
 from solver import NonFiniteLossError, Solver
@@ -506,8 +508,8 @@ def plot_curves(records, data, results_dir):
     loss_path = plot_accuracy(
         {r["model"]: r["epoch_losses"] for r in records},
         os.path.join(results_dir, "captioning_loss.png"),
-        f"{data['name']}: training loss", ylabel="mean training loss per epoch "
-                                                 "(cross-entropy summed over words)")
+        f"{data['name']}: training loss per caption (cross-entropy summed over its words)",
+        ylabel="mean training loss per epoch")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in records:

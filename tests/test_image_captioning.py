@@ -131,7 +131,10 @@ def mnist_or_skip():
 
 
 def run_script(*args):
+    # One BLAS thread: with two, on a loaded 2-core machine, the run took 14x longer (see
+    # the script's docstring). The caller's own choice wins.
     env = dict(os.environ, MPLBACKEND="Agg")
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     return subprocess.run([sys.executable, "image_captioning.py", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
 

@@ -29,18 +29,21 @@ Rows (float32, forward + backward, milliseconds):
 How it measures. Each side runs in its own worker process: PyTorch's OpenMP threads keep
 spinning for a while after each operation and would slow NumPy code timed in the same
 process. The main process asks the two workers in turn, alternating which goes first,
-so both see the same machine load; a row is the median of all timed runs (--repeats
-turns per side, each turn several runs for the short rows), and the ratio is
+so both see the same machine load; every row gets fresh workers (glibc's allocator
+adapts to what a process has freed before, see Memory). A row is the median of all
+timed runs (--repeats turns per side, each turn several runs for the short rows,
+after one untimed warm-up run), and the ratio is
 handgrad / PyTorch (below 1: handgrad is faster). Both sides get --threads threads
 (OpenBLAS for NumPy, OpenMP for PyTorch; default: the number of cores). The load average
 is printed before and after: on a busy machine multi-threaded BLAS stalls (a thread
 waits for its descheduled partner), so use --threads 1 there, and compare ratios, not
-absolute times. --cpu-time adds each side's CPU time, a check on wall-clock numbers.
+absolute times. --cpu-time adds each side's CPU time, a check on wall-clock numbers
+taken with one thread on a busy machine (with more threads it counts spinning threads).
 
 Memory. glibc's malloc gives large freed blocks back to the kernel (blocks above its
 mmap threshold, and heap tops above its trim threshold), so the next array of that size
-starts on fresh pages and pays a page fault per 4 KiB on first touch; in the CNN epoch
-that is about half of handgrad's time. Both thresholds rise by themselves after the
+starts on fresh pages and pays a page fault per 4 KiB on first touch: for repeated
+layer calls often more than the arithmetic. Both thresholds rise by themselves after the
 process frees one block of up to 32 MiB (e.g. the scores of a larger evaluation batch),
 or can be raised for a whole process by its environment:
 
@@ -388,11 +391,13 @@ def main():
           f"PyTorch {version('torch')}; {args.threads} threads each; "
           f"malloc tuning {'on' if args.malloc_tuning else 'off'}")
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
-    workers = {side: Worker(side, args.threads, args.malloc_tuning)
-               for side in ("handgrad", "torch")}
     print(f"\n{'row (float32, forward + backward)':<44} {'handgrad ms':>12} "
           f"{'torch ms':>10} {'ratio':>6}")
     for name, kind, parameter, runs in cases(args):
+        # fresh workers for every row: glibc adapts its thresholds to the largest block a
+        # process has freed, so an earlier row would otherwise change this row's page faults
+        workers = {side: Worker(side, args.threads, args.malloc_tuning)
+                   for side in ("handgrad", "torch")}
         times = {"handgrad": [], "torch": []}
         cpu = {"handgrad": [], "torch": []}
         for turn in range(args.repeats):
@@ -401,14 +406,14 @@ def main():
                 answer = workers[side].ask(kind=kind, parameter=parameter, runs=runs)
                 times[side] += answer["times"]
                 cpu[side] += answer["cpu"]
+        for worker_process in workers.values():
+            worker_process.close()
         mine, theirs = (1000 * float(np.median(times[s])) for s in ("handgrad", "torch"))
         line = f"{name:<44} {mine:12.2f} {theirs:10.2f} {mine / theirs:6.2f}"
         if args.cpu_time:
             mine_cpu, theirs_cpu = (1000 * float(np.median(cpu[s])) for s in ("handgrad", "torch"))
             line += f"   cpu ms {mine_cpu:9.2f} {theirs_cpu:9.2f} {mine_cpu / theirs_cpu:6.2f}"
         print(line, flush=True)
-    for worker_process in workers.values():
-        worker_process.close()
     print("load average at end:   " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     if args.rss:
         peak_rss(args)

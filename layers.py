@@ -138,7 +138,8 @@ def _flat_padded(x, pad):
     """
     x (N, C, H, W) zero-padded by `pad` on every side, plus one more row of zeros at the
     bottom, with each channel's image flattened: shape (N, C, (Hp + 1) * Wp) for the
-    padded size Hp x Wp, pixel (r, q) of the padded image at entry r * Wp + q.
+    padded size Hp x Wp, pixel (r, q) of the padded image at entry r * Wp + q. (The
+    discarded outputs of the last row, see _conv_geometry, read into the extra row.)
     """
     N, C, H, W = x.shape
     flat = np.zeros((N, C, H + 2 * pad + 1, W + 2 * pad), dtype=x.dtype)
@@ -204,8 +205,8 @@ def _conv_geometry(x, w, stride, pad):
     """
     (stride s, padded width Wp, OH, Wq) and OW for a convolution of x (N, C, H, W) by w.
 
-    Wq is the width of the output rows as computed: OW for s > 1, but Wp for s = 1. Then
-    for j >= OW a window wraps around into the next image row, and those outputs are
+    Wq is the width of the output rows as computed: OW for s > 1, but Wp for s = 1. With
+    Wq = Wp, for j >= OW a window wraps around into the next image row, and those outputs are
     computed and discarded (Wp/OW more work: 7-17% for 3x3 and 5x5 kernels). In exchange
     the output positions (i, j) of one kernel offset are one contiguous run of the
     flattened image (row pitch Wq = Wp, step 1), so im2col copies long runs and the

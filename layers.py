@@ -74,7 +74,7 @@ def fc_forward(x, w, b):
     return out, (x, w, b)
 
 
-def fc_backward(dout, cache):
+def fc_backward(dout, cache, need_dx=True):
     """
     Backward pass of the fully connected layer. With X = x_flat (N, D):
     out[n, m] = sum_d X[n, d] w[d, m] + b[m], so
@@ -84,16 +84,18 @@ def fc_backward(dout, cache):
     Inputs:
     - dout: upstream gradient of shape (N, M).
     - cache: (x, w, b) from fc_forward.
+    - need_dx: False skips dX (for a network's first layer, whose input is the data:
+      there dX is a third of the layer's backward work); dx is then None.
 
     Returns a tuple of:
-    - dx: gradient with respect to x, of shape (N, d_1, ..., d_k).
+    - dx: gradient with respect to x, of shape (N, d_1, ..., d_k); None if need_dx is False.
     - dw: gradient with respect to w, of shape (D, M).
     - db: gradient with respect to b, of shape (M,).
     """
     x, w, b = cache
     N = x.shape[0]
     _check_dout(dout, (N, w.shape[1]))
-    dx = (dout @ w.T).reshape(x.shape)
+    dx = (dout @ w.T).reshape(x.shape) if need_dx else None
     dw = x.reshape(N, -1).T @ dout
     db = dout.sum(axis=0)
     return dx, dw, db

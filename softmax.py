@@ -56,7 +56,7 @@ class SoftmaxClassifier:
         grads = {}
         dhidden, grads["W2"], grads["b2"] = fc_backward(dscores, fc2_cache)
         dhidden = relu_backward(dhidden, relu_cache)
-        _, grads["W1"], grads["b1"] = fc_backward(dhidden, fc1_cache)
+        _, grads["W1"], grads["b1"] = fc_backward(dhidden, fc1_cache, need_dx=False)
         if self.reg:
             for name in ("W1", "W2"):
                 loss += 0.5 * self.reg * np.sum(p[name] ** 2)

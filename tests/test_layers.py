@@ -411,3 +411,15 @@ def test_float32_in_float32_out():
     out, cache = layers.log_softmax_forward(scores)
     results += [out, layers.log_softmax_backward(out, cache), *layers.nll_loss(out, y)]
     assert [np.asarray(r).dtype for r in results] == [np.float32] * len(results)
+
+
+def test_fc_backward_without_dx_gives_the_same_parameter_gradients():
+    rng = np.random.default_rng(11)
+    x, w, b = rng.standard_normal((4, 3, 2)), rng.standard_normal((6, 5)), rng.standard_normal(5)
+    out, cache = layers.fc_forward(x, w, b)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = layers.fc_backward(dout, cache)
+    no_dx, dw_only, db_only = layers.fc_backward(dout, cache, need_dx=False)
+    assert no_dx is None
+    np.testing.assert_array_equal(dw_only, dw)
+    np.testing.assert_array_equal(db_only, db)

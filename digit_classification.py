@@ -130,10 +130,8 @@ def train(kind, config, data, args, epochs, checkpoint_name=None, verbose=False)
                     optim_config={"learning_rate": args.learning_rate}, lr_decay=args.lr_decay,
                     batch_size=args.batch_size, num_epochs=epochs, print_every=100,
                     verbose=verbose, seed=args.seed, checkpoint_name=checkpoint_name)
-    latest = f"{checkpoint_name}_latest.pkl" if checkpoint_name else None
-    if args.resume and latest and os.path.exists(latest):
-        solver.resume(latest)
-        print(f"  resumed from {latest} after epoch {solver.epoch}")
+    if args.resume and solver.resume_latest():
+        print(f"  resumed from {checkpoint_name}_latest.pkl after epoch {solver.epoch}")
     start_epoch, start = solver.epoch, time.perf_counter()
     solver.train()
     seconds_per_epoch = (time.perf_counter() - start) / max(1, solver.epoch - start_epoch)

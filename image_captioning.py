@@ -338,8 +338,7 @@ def train(name, data, args):
                     grad_clip=args.grad_clip or None, metric=bleu4, num_train_samples=1000,
                     print_every=200, seed=args.seed, checkpoint_name=checkpoint_name)
     latest = f"{checkpoint_name}_latest.pkl"
-    if args.resume and os.path.exists(latest):
-        solver.resume(latest)
+    if args.resume and solver.resume_latest():
         print(f"  resumed from {latest} after epoch {solver.epoch}")
     start_epoch, start = solver.epoch, time.perf_counter()
     diverged = None

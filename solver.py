@@ -490,6 +490,19 @@ class Solver:
         _write_atomic(data, f"{self.checkpoint_name}_epoch_{self.epoch}.pkl")
         _write_atomic(data, f"{self.checkpoint_name}_latest.pkl")
 
+    def resume_latest(self):
+        """
+        Resume from '<checkpoint_name>_latest.pkl' if checkpoint_name is set and that file
+        exists (see resume). Returns the checkpoint's path, or None if there was none.
+        """
+        if self.checkpoint_name is None:
+            return None
+        path = f"{self.checkpoint_name}_latest.pkl"
+        if not os.path.exists(path):
+            return None
+        self.resume(path)
+        return path
+
     def resume(self, path):
         """
         Load a checkpoint written by this class, so that train() continues that run.

@@ -288,9 +288,8 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
                     print_every=10**9, verbose=verbose, metric=acc, num_train_samples=None,
                     num_val_samples=None, augment=augment, seed=seed,
                     checkpoint_name=checkpoint_name)
-    latest = f"{checkpoint_name}_latest.pkl" if checkpoint_name else None
-    if resume and latest and os.path.exists(latest):
-        solver.resume(latest)
+    latest = resume and solver.resume_latest()
+    if latest:
         if os.path.exists(losses_file):   # written before the checkpoint: may be ahead
             with open(losses_file) as f:
                 saved = json.load(f)

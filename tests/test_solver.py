@@ -456,3 +456,15 @@ def test_long_epoch_in_a_log_file_prints_iteration_lines_not_a_bar(capsys, monke
     captured = capsys.readouterr()
     assert captured.out.count('(Iteration') == 3    # iterations 1, 21, 41
     assert captured.err == ''
+
+
+def test_resume_latest_continues_a_run_or_reports_none(tmp_path):
+    data = make_data(N=40)
+    kwargs = dict(update_rule='adam', batch_size=16, seed=2, verbose=False)
+    assert Solver(TwoLayerNet(seed=0), data, num_epochs=1, **kwargs).resume_latest() is None
+    prefix = str(tmp_path / 'run')
+    fresh = Solver(TwoLayerNet(seed=0), data, num_epochs=1, checkpoint_name=prefix, **kwargs)
+    assert fresh.resume_latest() is None               # nothing written yet
+    fresh.train()
+    again = Solver(TwoLayerNet(seed=5), data, num_epochs=2, checkpoint_name=prefix, **kwargs)
+    assert again.resume_latest() == prefix + '_latest.pkl' and again.epoch == 1

@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 from cnn import Affine, Conv, Dropout, LogSoftmax, MaxPool, ReLU, Sequential  # noqa: E402
 from data import load_fashion_mnist, standardized_splits  # noqa: E402
 from plots import plot_accuracy, save_figure  # noqa: E402
-from solver import NonFiniteLossError, Solver  # noqa: E402
+from solver import NonFiniteLossError, Solver, epoch_means  # noqa: E402
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -118,17 +118,6 @@ def build_model(keep_prob=0.75, dtype=np.float32, seed=0):
     """The network for (1, 28, 28) inputs, He-initialized (weight_scale=None)."""
     return Sequential((1, 28, 28), fashion_layers(keep_prob), weight_scale=None,
                       dtype=dtype, seed=seed)
-
-
-def epoch_means(loss_history, num_train, batch_size):
-    """Mean training loss of each epoch (weighted by batch size: the last batch may be smaller)."""
-    per_epoch = int(np.ceil(num_train / batch_size))
-    sizes = np.full(per_epoch, batch_size, dtype=np.float64)
-    sizes[-1] = num_train - batch_size * (per_epoch - 1)
-    losses = np.asarray(loss_history, dtype=np.float64)
-    epochs = len(losses) // per_epoch
-    return [float(np.dot(losses[e * per_epoch:(e + 1) * per_epoch], sizes) / num_train)
-            for e in range(epochs)]
 
 
 def train(lr, data, args):

@@ -74,7 +74,7 @@ import numpy as np
 from bleu import bleu_scores, corpus_bleu, decode_captions, group_references
 from plots import plot_accuracy, save_figure
 from rnn import AttentionCaptioningRNN, CaptioningRNN
-from solver import NonFiniteLossError, Solver
+from solver import NonFiniteLossError, Solver, epoch_means
 
 MODELS = {
     "rnn": "vanilla RNN decoder on the pooled feature vector",
@@ -298,16 +298,6 @@ def build_model(name, data, args):
 
 def feature_key(name):
     return "spatial_features" if name == "attention" else "features"
-
-
-def epoch_means(loss_history, num_train, batch_size):
-    """Mean training loss of each epoch (weighted by batch size: the last batch may be smaller)."""
-    per_epoch = int(np.ceil(num_train / batch_size))
-    sizes = np.full(per_epoch, batch_size, dtype=np.float64)
-    sizes[-1] = num_train - batch_size * (per_epoch - 1)
-    losses = np.asarray(loss_history, dtype=np.float64)
-    return [float(np.dot(losses[e * per_epoch:(e + 1) * per_epoch], sizes) / num_train)
-            for e in range(len(losses) // per_epoch)]
 
 
 def train(name, data, args):

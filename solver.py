@@ -590,3 +590,24 @@ def _write_atomic(data, path):
         except OSError:
             pass
         raise
+
+
+def epoch_means(loss_history, num_train, batch_size):
+    """
+    Mean training loss of each completed epoch from a Solver's per-iteration loss_history,
+    weighted by batch size (the last batch of an epoch may be smaller).
+
+    Inputs:
+    - loss_history: per-iteration losses, ceil(num_train / batch_size) per epoch.
+    - num_train: number of training samples.
+    - batch_size: the Solver's batch size.
+
+    Returns:
+    - list with one mean loss per completed epoch.
+    """
+    per_epoch = int(np.ceil(num_train / batch_size))
+    sizes = np.full(per_epoch, batch_size, dtype=np.float64)
+    sizes[-1] = num_train - batch_size * (per_epoch - 1)
+    losses = np.asarray(loss_history, dtype=np.float64)
+    return [float(np.dot(losses[e * per_epoch:(e + 1) * per_epoch], sizes) / num_train)
+            for e in range(len(losses) // per_epoch)]

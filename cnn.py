@@ -84,7 +84,7 @@ class ConvNet:
         p = self.params
         X = X.astype(self.dtype, copy=False)
         out, conv_cache = conv2d_forward(X, p["W1"])
-        out, pool_cache = max_pool_forward(out, self.pool_param)
+        out, pool_cache = max_pool_forward(out, self.pool_param, keep_choices=y is not None)
         out, relu1_cache = relu_forward(out)
         out, fc2_cache = fc_forward(out, p["W2"], p["b2"])
         out, relu2_cache = relu_forward(out)
@@ -261,7 +261,8 @@ class MaxPool(Layer):
         return C, 1 + (H - ph) // self.stride, 1 + (W - pw) // self.stride
 
     def forward(self, x, params, train=False, seed=None):
-        return max_pool_forward(x, self.pool_param)
+        # in training, keep where the maxima are, so that backward need not search again
+        return max_pool_forward(x, self.pool_param, keep_choices=train)
 
     def backward(self, dout, cache, need_dx=True):
         return max_pool_backward(dout, cache), {}

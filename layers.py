@@ -419,20 +419,25 @@ def _sliding_max(x, axis, window, stride, count, with_choice=False):
     Max over `window` consecutive entries along one axis, for `count` windows starting
     every `stride` entries: out[.., i, ..] = max_k x[.., stride*i + k, ..]. With
     with_choice, also the first k attaining it (ties keep the earlier k: the comparison is
-    strict); None otherwise. Each step is one strided slice per window offset k,
-    vectorized over everything else, and branch-free: choices are built by arithmetic on
-    the comparison, not by masked assignment or np.where, which are ~10x slower on
-    unpredictable masks.
+    strict); None otherwise.
+
+    One strided slice per window offset k, vectorized over everything else. Each slice is
+    copied to a contiguous array first: NumPy's comparisons and maxima are ~5x faster on
+    contiguous data (SIMD) than on a strided view, and the copy costs less than that.
+    Choices are built by arithmetic on the comparison, not by masked assignment or
+    np.where, which are ~10x slower on unpredictable masks.
     """
     last = stride * (count - 1) + 1
-    out = _along(x, axis, 0, last, stride)
-    choice = np.zeros(out.shape, dtype=np.min_scalar_type(window - 1)) if with_choice else None
+    out = np.ascontiguousarray(_along(x, axis, 0, last, stride))
+    dtype = np.min_scalar_type(window - 1)
+    choice = np.zeros(out.shape, dtype=dtype) if with_choice else None
     for k in range(1, window):
-        candidate = _along(x, axis, k, k + last, stride)
+        candidate = np.ascontiguousarray(_along(x, axis, k, k + last, stride))
         if with_choice:
             # k exceeds every earlier choice, so the max records k exactly where k is better
             better = (candidate > out).view(np.uint8)
-            choice = np.maximum(choice, better * choice.dtype.type(k))
+            choice = (better.astype(dtype, copy=False) if k == 1
+                      else np.maximum(choice, better * dtype.type(k)))
         out = np.maximum(out, candidate)
     return (out.copy() if window == 1 else out), choice
 
@@ -442,7 +447,9 @@ def _sliding_max_backward(dout, choice, axis, window, stride, size):
     of length size."""
     shape = list(dout.shape)
     shape[axis] = size
-    dx = np.zeros(shape, dtype=dout.dtype)
+    # when the windows tile the axis exactly, every entry of dx is written below
+    tiled = stride == window and size == window * dout.shape[axis]
+    dx = (np.empty if tiled else np.zeros)(shape, dtype=dout.dtype)
     last = stride * (dout.shape[axis] - 1) + 1
     for k in range(window):
         entries = _along(dx, axis, k, k + last, stride)   # entry k of every window
@@ -453,24 +460,25 @@ def _sliding_max_backward(dout, choice, axis, window, stride, size):
     return dx
 
 
-def _pool_choices(x, pool_param):
+def _max_pool(x, pool_param, with_choices):
     """
     Separable max pooling: the max over a ph x pw window is the max over its ph rows of
     each row's max over pw columns. Taking the first max per row, then the first row
     holding the max, selects the first max in row-major order. Both stages are strided
     slices (no copy of all windows): for 2x2 windows on (64, 16, 28, 28) float32 the forward
-    takes 0.35 ms, against 11.9 ms for reshaping into windows and reducing with max.
+    takes 0.5 ms, against 11.9 ms for reshaping into windows and reducing with max.
 
-    Returns row_choice (N, C, OH, OW): the window row holding the max, and
-    column_choice (N, C, H, OW): the column of each image row's max in each window.
+    Returns out (N, C, OH, OW) and, if with_choices, the pair (row_choice, column_choice):
+    row_choice (N, C, OH, OW) is the window row holding the max, column_choice
+    (N, C, H, OW) the column of each image row's max in each window (else None).
     """
     height, width, stride, out_height, out_width = _pool_geometry(x, pool_param)
-    row_max, column_choice = _sliding_max(x, 3, width, stride, out_width, with_choice=True)
-    _, row_choice = _sliding_max(row_max, 2, height, stride, out_height, with_choice=True)
-    return row_choice, column_choice
+    row_max, column_choice = _sliding_max(x, 3, width, stride, out_width, with_choices)
+    out, row_choice = _sliding_max(row_max, 2, height, stride, out_height, with_choices)
+    return out, ((row_choice, column_choice) if with_choices else None)
 
 
-def max_pool_forward(x, pool_param):
+def max_pool_forward(x, pool_param, keep_choices=False):
     """
     Max pooling: out[n, c, i, j] = max over the window x[n, c, s*i : s*i+ph, s*j : s*j+pw].
     Any window size and stride; windows may overlap (stride < window) or skip pixels.
@@ -481,15 +489,16 @@ def max_pool_forward(x, pool_param):
       - 'pool_height': window height ph.
       - 'pool_width': window width pw.
       - 'stride': distance s between neighbouring windows.
+    - keep_choices: if True, also record where each max was found, so that the backward
+      pass need not search the windows again (a third of its time for 2x2 windows). Meant
+      for training loops; the default keeps the homework's cache.
 
     Returns a tuple of:
     - out: output of shape (N, C, 1 + (H - ph) // s, 1 + (W - pw) // s).
-    - cache: (x, pool_param).
+    - cache: (x, pool_param), or (x, pool_param, choices) with keep_choices.
     """
-    height, width, stride, out_height, out_width = _pool_geometry(x, pool_param)
-    row_max, _ = _sliding_max(x, 3, width, stride, out_width)
-    out, _ = _sliding_max(row_max, 2, height, stride, out_height)
-    return out, (x, pool_param)
+    out, choices = _max_pool(x, pool_param, keep_choices)
+    return out, ((x, pool_param, choices) if keep_choices else (x, pool_param))
 
 
 def max_pool_backward(dout, cache):
@@ -502,15 +511,16 @@ def max_pool_backward(dout, cache):
 
     Inputs:
     - dout: upstream gradient of shape (N, C, OH, OW).
-    - cache: (x, pool_param) from max_pool_forward.
+    - cache: (x, pool_param) from max_pool_forward, or (x, pool_param, choices) from
+      max_pool_forward with keep_choices=True.
 
     Returns:
     - dx: gradient with respect to x, of shape (N, C, H, W).
     """
-    x, pool_param = cache
+    x, pool_param = cache[:2]
     height, width, stride, out_height, out_width = _pool_geometry(x, pool_param)
     _check_dout(dout, (*x.shape[:2], out_height, out_width))
-    row_choice, column_choice = _pool_choices(x, pool_param)
+    row_choice, column_choice = cache[2] if len(cache) == 3 else _max_pool(x, pool_param, True)[1]
     drow_max = _sliding_max_backward(dout, row_choice, 2, height, stride, x.shape[2])
     return _sliding_max_backward(drow_max, column_choice, 3, width, stride, x.shape[3])
 

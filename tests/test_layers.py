@@ -267,6 +267,26 @@ def test_max_pool_gradient_and_no_mutation(N, C, H, W, ph, pw, stride):
     assert_numeric_gradient(lambda x: layers.max_pool_forward(x, pool_param)[0], x, dout, dx)
 
 
+@pytest.mark.parametrize("N, C, H, W, ph, pw, stride", POOL_CASES + [(2, 3, 5, 7, 2, 2, 2)])
+def test_max_pool_keep_choices_gives_the_same_gradient(N, C, H, W, ph, pw, stride):
+    """The training cache (with the positions of the maxima) must route exactly as the
+    homework's cache, ties included; (5, 7) with 2x2/2 leaves an uncovered row and column,
+    whose gradient must be 0."""
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.integers(-2, 3, (N, C, H, W)), 0).astype(np.float32)  # many ties
+    pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+    out, cache = layers.max_pool_forward(x, pool_param)
+    kept_out, kept_cache = layers.max_pool_forward(x, pool_param, keep_choices=True)
+    np.testing.assert_array_equal(kept_out, out)
+    assert len(cache) == 2 and len(kept_cache) == 3 and kept_cache[0] is x
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx = layers.max_pool_backward(dout, kept_cache)
+    np.testing.assert_array_equal(dx, layers.max_pool_backward(dout, cache))
+    assert dx.dtype == np.float32
+    covered_rows, covered_columns = stride * (out.shape[2] - 1) + ph, stride * (out.shape[3] - 1) + pw
+    assert not dx[:, :, covered_rows:].any() and not dx[:, :, :, covered_columns:].any()
+
+
 def test_max_pool_shape_errors():
     with pytest.raises(ValueError, match=r"pool window 5x2.*larger than x's 4x4"):
         layers.max_pool_forward(np.zeros((1, 1, 4, 4)), {"pool_height": 5, "pool_width": 2, "stride": 1})

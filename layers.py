@@ -9,6 +9,7 @@ Part 1 of ../shared/API.md (fc, relu, conv, max pool, softmax loss) is a drop-in
 contract for the cs231n-style homework; the rest (strided/padded convolution with bias,
 dropout, log-softmax, NLL, flatten) is ours.
 """
+import math
 import numbers
 
 import numpy as np
@@ -64,7 +65,7 @@ def fc_forward(x, w, b):
     if np.ndim(x) < 1:
         raise ValueError(f"x must have a batch axis, got shape {np.shape(x)}")
     _check_ndim("w", w, 2, "(D, M)")
-    N, D = x.shape[0], int(np.prod(x.shape[1:]))
+    N, D = x.shape[0], math.prod(x.shape[1:])
     if w.shape[0] != D:
         raise ValueError(f"w has shape {w.shape} but x of shape {x.shape} flattens to D={D}: "
                          f"expected w of shape ({D}, M)")
@@ -550,7 +551,7 @@ def softmax_loss(x, y):
     N = x.shape[0]
     log_probs = _log_softmax(x)
     rows = np.arange(N)
-    loss = -log_probs[rows, y].mean()
+    loss = -log_probs[rows, y].sum() / N
     dx = np.exp(log_probs)
     dx[rows, y] -= 1
     dx /= N
@@ -694,5 +695,5 @@ def flatten_backward(dout, cache):
     - dx: gradient of shape (N, d_1, ..., d_k).
     """
     x_shape = cache
-    _check_dout(dout, (x_shape[0], int(np.prod(x_shape[1:]))))
+    _check_dout(dout, (x_shape[0], math.prod(x_shape[1:])))
     return dout.reshape(x_shape)

@@ -168,20 +168,43 @@ def _windows(flat, kernel_height, kernel_width, geometry, writeable=False):
                                stride * s1), writeable=writeable)
 
 
-def _columns(windows, ones_row):
+# Samples are processed in blocks whose im2col columns and outputs take at most this
+# many bytes, so that the column copy, the matrix product and the scatter of dX find
+# them in cache. Measured fwd+bwd on N=64, float32 (bench/compare_torch.py): 3x32x32
+# F32 k3 pad 1 9.6 -> 5.9 ms, 1x28x28 F32 k5 4.8 -> 3.6 ms; no change on the others.
+BLOCK_BYTES = 4 << 20
+
+
+def _sample_blocks(N, bytes_per_sample):
+    """The batch 0..N-1 as consecutive slices of at most BLOCK_BYTES / bytes_per_sample
+    samples (at least one), and that block size."""
+    size = max(1, min(N, BLOCK_BYTES // bytes_per_sample))
+    return [slice(start, min(N, start + size)) for start in range(0, N, size)], size
+
+
+def _column_buffer(block_size, windows, ones_row):
     """
-    im2col: the windows (N, C, KH, KW, OH, Wq) copied into columns of shape
-    (N, C*KH*KW [+ 1], OH*Wq). Column p = i*Wq + j of sample n holds the C*KH*KW inputs
-    that output pixel (i, j) sees, so the convolution becomes one matrix product per
-    sample; with ones_row, a last row of ones is the input that a bias multiplies.
+    Room for the im2col columns of block_size samples: shape (block_size, C*KH*KW [+ 1],
+    OH*Wq) for windows (N, C, KH, KW, OH, Wq). Column p = i*Wq + j of a sample will hold
+    the C*KH*KW inputs that output pixel (i, j) sees, so that the convolution becomes one
+    matrix product per sample; with ones_row, a last row of ones (set here, once) is the
+    input that a bias multiplies.
     """
-    N, C, KH, KW, OH, Wq = windows.shape
+    _, C, KH, KW, OH, Wq = windows.shape
     K = C * KH * KW
-    columns = np.empty((N, K + ones_row, OH * Wq), dtype=windows.dtype)
-    columns[:, :K].reshape(windows.shape)[...] = windows   # the one copy
+    columns = np.empty((block_size, K + ones_row, OH * Wq), dtype=windows.dtype)
     if ones_row:
         columns[:, K] = 1
     return columns
+
+
+def _fill_columns(columns, windows):
+    """im2col for one block: copy windows (n, C, KH, KW, OH, Wq) into the first n samples
+    of a _column_buffer; returns that part of it."""
+    n, C, KH, KW = windows.shape[:4]
+    block = columns[:n]
+    block[:, :C * KH * KW].reshape(windows.shape)[...] = windows   # the one copy
+    return block
 
 
 def _check_conv_inputs(x, w, b, stride, pad):
@@ -232,56 +255,75 @@ def _weight_rows(w, b):
 
 def _conv_forward(x, w, b, stride, pad):
     """
-    Filtering of x by w (plus b) as one stacked matrix product:
-    (F, K) @ (N, K, OH*Wq) -> (N, F, OH, Wq). The output is the view of each row's first
-    OW entries (not copied: a copy would cost a full pass and a fresh array).
+    Filtering of x by w (plus b) as one matrix product per sample,
+    (F, K) @ (K, OH*Wq) -> (F, OH, Wq), a block of samples at a time. The output is the
+    view of each row's first OW entries (not copied: a copy would cost a full pass and a
+    fresh array).
     """
     N, F = x.shape[0], w.shape[0]
     geometry, out_width = _conv_geometry(x, w, stride, pad)
     _, _, out_height, row_width = geometry
-    columns = _columns(_windows(_flat_padded(x, pad), w.shape[2], w.shape[3], geometry),
-                       ones_row=b is not None)
-    out = (_weight_rows(w, b) @ columns).reshape(N, F, out_height, row_width)
-    return out[:, :, :, :out_width]
+    windows = _windows(_flat_padded(x, pad), w.shape[2], w.shape[3], geometry)
+    weight_rows = _weight_rows(w, b)
+    pixels = out_height * row_width
+    out = np.empty((N, F, pixels), dtype=np.result_type(x, weight_rows))
+    blocks, block_size = _sample_blocks(N, (weight_rows.shape[1] + F) * pixels * out.itemsize)
+    columns = _column_buffer(block_size, windows, ones_row=b is not None)
+    for block in blocks:
+        np.matmul(weight_rows, _fill_columns(columns, windows[block]), out=out[block])
+    return out.reshape(N, F, out_height, row_width)[:, :, :, :out_width]
 
 
 def _conv_backward(dout, x, w, b, stride, pad, need_dx=True):
     """Gradients dx, dw, db of _conv_forward (derivation in conv_backward and
-    conv2d_backward). dx is None if need_dx is False; db is None if b is None."""
+    conv2d_backward), a block of samples at a time. dx is None if need_dx is False; db is
+    None if b is None."""
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     K = C * KH * KW
     geometry, out_width = _conv_geometry(x, w, stride, pad)
     _, padded_width, out_height, row_width = geometry
     _check_dout(dout, (N, F, out_height, out_width))
-    # dY laid out as the computed outputs, with 0 at the discarded ones (j >= OW), which
-    # therefore contribute nothing to any gradient
-    dout_rows = np.zeros((N, F, out_height, row_width), dtype=dout.dtype)
-    dout_rows[:, :, :, :out_width] = dout
-    dout_rows = dout_rows.reshape(N, F, -1)
-
-    # dW[f, (c, k, l)] = sum_{n, p} dY[n, f, p] columns[n, (c, k, l), p], the sum over n
-    # of columns[n] @ dY[n].T (this orientation, (K, P) @ (P, F), is the faster GEMM);
-    # the ones row of the columns gives db[f] = sum_{n, p} dY[n, f, p] as the last row
     flat = _flat_padded(x, pad)
-    columns = _columns(_windows(flat, KH, KW, geometry), ones_row=b is not None)
-    dw_rows = (columns @ dout_rows.transpose(0, 2, 1)).sum(axis=0)       # (K [+ 1], F)
+    windows = _windows(flat, KH, KW, geometry)
+    pixels = out_height * row_width
+    blocks, block_size = _sample_blocks(N, (K + 1 + F) * pixels * dout.itemsize)
+    columns = _column_buffer(block_size, windows, ones_row=b is not None)
+    # dY of a block laid out as the computed outputs, with 0 at the discarded ones
+    # (j >= OW), which therefore contribute nothing to any gradient
+    dout_rows = np.zeros((block_size, F, out_height, row_width), dtype=dout.dtype)
+    dw_rows = np.zeros((columns.shape[1], F), dtype=np.result_type(x, dout))
+    if need_dx:
+        dflat = np.zeros(flat.shape, dtype=np.result_type(w, dout))
+        dwindows = _windows(dflat, KH, KW, geometry, writeable=True)
+    for block in blocks:
+        block_columns = _fill_columns(columns, windows[block])
+        n = len(block_columns)
+        dout_rows[:n, :, :, :out_width] = dout[block]
+        block_dout = dout_rows[:n].reshape(n, F, pixels)
+
+        # dW[f, (c, k, l)] = sum_{n, p} dY[n, f, p] columns[n, (c, k, l), p], the sum over
+        # n of columns[n] @ dY[n].T (this orientation, (K, P) @ (P, F), is the faster
+        # GEMM); the ones row of the columns gives db[f] = sum_{n, p} dY[n, f, p] as the
+        # last row
+        dw_rows += (block_columns @ block_dout.transpose(0, 2, 1)).sum(axis=0)
+        if not need_dx:
+            continue
+
+        # dX. dcolumns[n] = W.T @ dY[n] is the gradient of every entry of every window
+        # (written over the columns, no longer needed). Adding it back into the windows
+        # of a zero image sums the contributions of all windows that share an entry; the
+        # windows of one kernel offset (k, l) don't overlap, so that is one add per offset.
+        dcolumns = np.matmul(w.reshape(F, K).T, block_dout, out=block_columns[:, :K])
+        dcolumns = dcolumns.reshape(n, C, KH, KW, out_height, row_width)
+        block_dwindows = dwindows[block]
+        for k in range(KH):
+            for l in range(KW):
+                block_dwindows[:, :, k, l] += dcolumns[:, :, k, l]
     dw = dw_rows[:K].T.reshape(w.shape)
     db = None if b is None else dw_rows[K]
     if not need_dx:
         return None, dw, db
-
-    # dX. dcolumns[n] = W.T @ dY[n] is the gradient of every entry of every window (written
-    # over the columns, no longer needed). Adding it back into the windows of a zero
-    # image sums the contributions of all windows that share an entry; the windows of
-    # one kernel offset (k, l) don't overlap, so that is one add per offset.
-    dcolumns = np.matmul(w.reshape(F, K).T, dout_rows, out=columns[:, :K])
-    dcolumns = dcolumns.reshape(N, C, KH, KW, out_height, row_width)
-    dflat = np.zeros(flat.shape, dtype=dcolumns.dtype)
-    dwindows = _windows(dflat, KH, KW, geometry, writeable=True)
-    for k in range(KH):
-        for l in range(KW):
-            dwindows[:, :, k, l] += dcolumns[:, :, k, l]
     dx = dflat.reshape(N, C, -1, padded_width)[:, :, pad:pad + H, pad:pad + W]
     return dx, dw, db
 

@@ -185,6 +185,38 @@ def test_conv2d_matches_loops_and_numeric_gradients(N, C, H, W, F, HH, WW, strid
     assert_numeric_gradient(lambda b: forward(x, w, b), b, dout, db)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_in_sample_blocks_equals_one_block(monkeypatch, bias):
+    """Batches are processed in blocks of at most layers.BLOCK_BYTES of columns: a budget
+    of two samples' worth splits N=5 into blocks of 2, 2 and 1 (buffers reused, the last
+    block partial). Results must equal the single-block ones, and the gradients the
+    numeric ones."""
+    rng = np.random.default_rng(12)
+    N, C, H, W, F, HH, WW, stride, pad = 5, 2, 6, 5, 3, 3, 2, 1, 1
+    x, w, b = (rng.standard_normal(s) for s in ((N, C, H, W), (F, C, HH, WW), (F,)))
+    b = b if bias else None
+    out, cache = layers.conv2d_forward(x, w, b, stride, pad)
+    dout = rng.standard_normal(out.shape)
+    grads = layers.conv2d_backward(dout, cache)
+
+    OH, Wq = H + 2 * pad - HH + 1, W + 2 * pad    # computed rows are Wq wide (stride 1)
+    per_sample = (C * HH * WW + 1 + F) * OH * Wq * x.itemsize
+    monkeypatch.setattr(layers, "BLOCK_BYTES", 2 * per_sample)
+    assert layers._sample_blocks(N, per_sample)[1] == 2
+    blocked_out, blocked_cache = layers.conv2d_forward(x, w, b, stride, pad)
+    np.testing.assert_allclose(blocked_out, out, rtol=1e-13, atol=1e-13)
+    blocked_grads = layers.conv2d_backward(dout, blocked_cache)
+    for blocked, whole in zip(blocked_grads, grads):
+        if whole is None:
+            assert blocked is None
+        else:
+            np.testing.assert_allclose(blocked, whole, rtol=1e-13, atol=1e-13)
+    forward = lambda x: layers.conv2d_forward(x, w, b, stride, pad)[0]
+    assert_numeric_gradient(forward, x, dout, blocked_grads[0])
+    _, dw_only, _ = layers.conv2d_backward(dout, blocked_cache, need_dx=False)
+    np.testing.assert_allclose(dw_only, grads[1], rtol=1e-13, atol=1e-13)
+
+
 def test_conv2d_without_bias_equals_conv_forward():
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2))

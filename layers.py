@@ -147,7 +147,7 @@ def _flat_padded(x, pad):
     N, C, H, W = x.shape
     flat = np.zeros((N, C, H + 2 * pad + 1, W + 2 * pad), dtype=x.dtype)
     flat[:, :, pad:pad + H, pad:pad + W] = x
-    return flat.reshape(N, C, -1)
+    return flat.reshape(N, C, flat.shape[2] * flat.shape[3])
 
 
 def _windows(flat, kernel_height, kernel_width, geometry, writeable=False):
@@ -177,8 +177,9 @@ BLOCK_BYTES = 4 << 20
 
 def _sample_blocks(N, bytes_per_sample):
     """The batch 0..N-1 as consecutive slices of at most BLOCK_BYTES / bytes_per_sample
-    samples (at least one), and that block size."""
-    size = max(1, min(N, BLOCK_BYTES // bytes_per_sample))
+    samples (at least one), all of about the same size, and the largest size."""
+    count = max(1, -(-N // max(1, BLOCK_BYTES // bytes_per_sample)))   # ceil division
+    size = max(1, -(-N // count))
     return [slice(start, min(N, start + size)) for start in range(0, N, size)], size
 
 
@@ -324,7 +325,7 @@ def _conv_backward(dout, x, w, b, stride, pad, need_dx=True):
     db = None if b is None else dw_rows[K]
     if not need_dx:
         return None, dw, db
-    dx = dflat.reshape(N, C, -1, padded_width)[:, :, pad:pad + H, pad:pad + W]
+    dx = dflat.reshape(N, C, H + 2 * pad + 1, padded_width)[:, :, pad:pad + H, pad:pad + W]
     return dx, dw, db
 
 

@@ -217,6 +217,14 @@ def test_conv2d_in_sample_blocks_equals_one_block(monkeypatch, bias):
     np.testing.assert_allclose(dw_only, grads[1], rtol=1e-13, atol=1e-13)
 
 
+def test_conv2d_empty_batch():
+    x, w, b = np.zeros((0, 2, 5, 5)), np.ones((3, 2, 3, 3)), np.zeros(3)
+    out, cache = layers.conv2d_forward(x, w, b, 1, 1)
+    assert out.shape == (0, 3, 5, 5)
+    dx, dw, db = layers.conv2d_backward(out, cache)
+    assert dx.shape == x.shape and not dw.any() and not db.any()
+
+
 def test_conv2d_without_bias_equals_conv_forward():
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2))

@@ -30,10 +30,14 @@ How it measures. Each side runs in its own worker process: PyTorch's OpenMP thre
 spinning for a while after each operation and would slow NumPy code timed in the same
 process. The main process asks the two workers in turn, alternating which goes first,
 so both see the same machine load; every row gets fresh workers (glibc's allocator
-adapts to what a process has freed before, see Memory). A row is the median of all
+adapts to what a process has freed before, see Memory). A row's times are the medians of all
 timed runs (--repeats turns per side, each turn several runs for the short rows,
-after one untimed warm-up run), and the ratio is
-handgrad / PyTorch (below 1: handgrad is faster). Both sides get --threads threads
+after one untimed warm-up run). Its ratio is handgrad / PyTorch (below 1: handgrad is
+faster), computed per turn from the two sides' back-to-back runs and reported as the
+median over turns, with the lowest and highest turn in brackets: on a virtual machine
+whose speed drifts (seen here: the same epoch 1.8x slower an hour later, on both sides)
+a turn compares the two sides under the same conditions, where medians over the whole
+row need not. Both sides get --threads threads
 (OpenBLAS for NumPy, OpenMP for PyTorch; default: the number of cores). The load average
 is printed before and after: on a busy machine multi-threaded BLAS stalls (a thread
 waits for its descheduled partner), so use --threads 1 there, and compare ratios, not
@@ -94,7 +98,7 @@ def cases(args):
                      args.images, 1))
     if "mlp" in args.only:
         rows.append((f"mlp epoch ({args.images // 1000}k images, batch {BATCH})", "mlp",
-                     args.images, 1))
+                     args.images, 3))
     if "lstm" in args.only:
         s = LSTM_SIZES
         shape = f"T{s['T']} N{s['N']} D{s['D']} H{s['H']}"
@@ -392,7 +396,7 @@ def main():
           f"malloc tuning {'on' if args.malloc_tuning else 'off'}")
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     print(f"\n{'row (float32, forward + backward)':<44} {'handgrad ms':>12} "
-          f"{'torch ms':>10} {'ratio':>6}")
+          f"{'torch ms':>10} {'ratio':>6} {'(turns)':>13}")
     for name, kind, parameter, runs in cases(args):
         # fresh workers for every row: glibc adapts its thresholds to the largest block a
         # process has freed, so an earlier row would otherwise change this row's page faults
@@ -400,16 +404,21 @@ def main():
                    for side in ("handgrad", "torch")}
         times = {"handgrad": [], "torch": []}
         cpu = {"handgrad": [], "torch": []}
+        turn_ratios = []
         for turn in range(args.repeats):
             order = ("handgrad", "torch") if turn % 2 == 0 else ("torch", "handgrad")
+            turn_times = {}
             for side in order:
                 answer = workers[side].ask(kind=kind, parameter=parameter, runs=runs)
                 times[side] += answer["times"]
                 cpu[side] += answer["cpu"]
+                turn_times[side] = float(np.median(answer["times"]))
+            turn_ratios.append(turn_times["handgrad"] / turn_times["torch"])
         for worker_process in workers.values():
             worker_process.close()
         mine, theirs = (1000 * float(np.median(times[s])) for s in ("handgrad", "torch"))
-        line = f"{name:<44} {mine:12.2f} {theirs:10.2f} {mine / theirs:6.2f}"
+        line = (f"{name:<44} {mine:12.2f} {theirs:10.2f} {np.median(turn_ratios):6.2f} "
+                f"({min(turn_ratios):.2f}-{max(turn_ratios):.2f})")
         if args.cpu_time:
             mine_cpu, theirs_cpu = (1000 * float(np.median(cpu[s])) for s in ("handgrad", "torch"))
             line += f"   cpu ms {mine_cpu:9.2f} {theirs_cpu:9.2f} {mine_cpu / theirs_cpu:6.2f}"

@@ -339,6 +339,8 @@ def conv_forward(x, w):
     i.e. Y[n, f] = sum_c X[n, c] *filt W[f, c]. Implemented by im2col: each output
     pixel's C*HH*WW inputs become one column (a strided view of the input, copied once),
     and the layer is one matrix product per sample, (F, C*HH*WW) @ (C*HH*WW, pixels).
+    Samples go through in blocks whose columns take at most BLOCK_BYTES (4 MiB), so that
+    the copy, the product and the backward pass's scatter find their data in cache.
     To make the copy (and the backward pass) fast, every output row is computed as wide
     as the padded input row and the extra WW-1 outputs per row are dropped (see
     _conv_geometry); the output is a view that leaves them out.

@@ -47,8 +47,8 @@ def conv_step(x, w, b, pad):
     return layers.conv2d_backward(out, cache)
 
 
-def pool_step(x, pool_param):
-    out, cache = layers.max_pool_forward(x, pool_param)
+def pool_step(x, pool_param, keep_choices=False):
+    out, cache = layers.max_pool_forward(x, pool_param, keep_choices=keep_choices)
     return layers.max_pool_backward(out, cache)
 
 
@@ -97,6 +97,8 @@ def main():
         pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
         rows.append(("max pool N64 16x28x28 2x2/2", dtype,
                      median_ms(lambda: pool_step(x, pool_param), args.repeats)))
+        rows.append(("max pool, keep_choices=True", dtype,
+                     median_ms(lambda: pool_step(x, pool_param, True), args.repeats)))
         x, w, b = randn(64, 3136), randn(3136, 100), randn(100)
         rows.append(("fc N64 3136->100", dtype, median_ms(lambda: fc_step(x, w, b), args.repeats)))
 

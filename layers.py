@@ -70,7 +70,8 @@ def fc_forward(x, w, b):
         raise ValueError(f"w has shape {w.shape} but x of shape {x.shape} flattens to D={D}: "
                          f"expected w of shape ({D}, M)")
     if np.shape(b) != (w.shape[1],):
-        raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[1]},) to match w {w.shape}")
+        raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[1]},) to match w "
+                         f"{w.shape}")
     out = x.reshape(N, D) @ w + b
     return out, (x, w, b)
 
@@ -225,7 +226,8 @@ def _check_conv_inputs(x, w, b, stride, pad):
                          f"w shape {w.shape}, pad {pad}")
     if b is not None:
         if np.shape(b) != (w.shape[0],):
-            raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[0]},) to match w {w.shape}")
+            raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[0]},) to match w "
+                             f"{w.shape}")
 
 
 def _conv_geometry(x, w, stride, pad):
@@ -682,7 +684,8 @@ def dropout_forward(x, dropout_param):
     """
     p, mode = dropout_param.get("p"), dropout_param.get("mode")
     if not (isinstance(p, numbers.Real) and 0 < p <= 1):
-        raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], got {p!r}")
+        raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], "
+                         f"got {p!r}")
     if mode not in ("train", "test"):
         raise ValueError(f"dropout_param['mode'] must be 'train' or 'test', got {mode!r}")
     if mode == "test":

@@ -51,7 +51,8 @@ def _check_cell(x, x_layout, h_name, h, Wx, Wh, b, gates):
     H = h.shape[1]
     G, g_name = gates * H, ("H" if gates == 1 else f"{gates}H")
     if h.shape[0] != N:
-        raise ValueError(f"{h_name} has shape {h.shape}, expected ({N}, H) to match N={N} of x {x.shape}")
+        raise ValueError(f"{h_name} has shape {h.shape}, expected ({N}, H) to match N={N} of x "
+                         f"{x.shape}")
     if np.shape(Wx) != (D, G):
         raise ValueError(f"Wx has shape {np.shape(Wx)}, expected (D, {g_name}) = ({D}, {G}) for "
                          f"x {x.shape} and {h_name} {h.shape}")
@@ -59,7 +60,8 @@ def _check_cell(x, x_layout, h_name, h, Wx, Wh, b, gates):
         raise ValueError(f"Wh has shape {np.shape(Wh)}, expected (H, {g_name}) = ({H}, {G}) for "
                          f"{h_name} {h.shape}")
     if np.shape(b) != (G,):
-        raise ValueError(f"b has shape {np.shape(b)}, expected ({G},) = ({g_name},) for {h_name} {h.shape}")
+        raise ValueError(f"b has shape {np.shape(b)}, expected ({G},) = ({g_name},) for "
+                         f"{h_name} {h.shape}")
 
 
 def _check_indices(name, indices, size, what, table_name, table_shape, where=None):
@@ -288,7 +290,8 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     """
     _check_cell(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, 4)
     if np.shape(prev_c) != prev_h.shape:
-        raise ValueError(f"prev_c has shape {np.shape(prev_c)}, expected the shape of prev_h {prev_h.shape}")
+        raise ValueError(f"prev_c has shape {np.shape(prev_c)}, expected the shape of prev_h "
+                         f"{prev_h.shape}")
     H = prev_h.shape[1]
     a = x @ Wx + prev_h @ Wh + b
     i, f, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), _sigmoid(a[:, 2 * H:3 * H])
@@ -518,7 +521,8 @@ def temporal_fc_forward(x, w, b):
     if w.shape[0] != D:
         raise ValueError(f"w has shape {w.shape}, expected ({D}, M) to match D={D} of x {x.shape}")
     if np.shape(b) != (w.shape[1],):
-        raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[1]},) to match w {w.shape}")
+        raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[1]},) to match w "
+                         f"{w.shape}")
     out = (x.reshape(N * T, D) @ w + b).reshape(N, T, w.shape[1])
     return out, (x, w, b, out)
 
@@ -584,7 +588,8 @@ def temporal_softmax_loss(x, y, mask):
     if np.shape(y) != (N, T):
         raise ValueError(f"y has shape {np.shape(y)}, expected ({N}, {T}) to match x {x.shape}")
     if np.shape(mask) != (N, T):
-        raise ValueError(f"mask has shape {np.shape(mask)}, expected ({N}, {T}) to match x {x.shape}")
+        raise ValueError(f"mask has shape {np.shape(mask)}, expected ({N}, {T}) to match x "
+                         f"{x.shape}")
     mask = np.asarray(mask)
     if mask.dtype != bool:
         if not np.all((mask == 0) | (mask == 1)):
@@ -609,11 +614,13 @@ def _check_attention(h, A, W_h, v):
     _check_ndim("h", h, 2, "(N, H)")
     _check_ndim("A", A, 3, "(N, L, D)")
     if A.shape[0] != h.shape[0]:
-        raise ValueError(f"A has shape {A.shape}, expected ({h.shape[0]}, L, D) to match N={h.shape[0]} "
+        raise ValueError(f"A has shape {A.shape}, expected ({h.shape[0]}, L, D) to match "
+                         f"N={h.shape[0]} "
                          f"of h {h.shape}")
     _check_ndim("W_h", W_h, 2, "(H, K)")
     if W_h.shape[0] != h.shape[1]:
-        raise ValueError(f"W_h has shape {W_h.shape}, expected ({h.shape[1]}, K) to match H={h.shape[1]} "
+        raise ValueError(f"W_h has shape {W_h.shape}, expected ({h.shape[1]}, K) to match "
+                         f"H={h.shape[1]} "
                          f"of h {h.shape}")
     K = W_h.shape[1]
     if np.shape(v) != (K,):
@@ -762,7 +769,8 @@ def attention_step_forward(h, A, A_proj, W_h, v):
     K = _check_attention(h, A, W_h, v)
     N, L, _ = A.shape
     if np.shape(A_proj) != (N, L, K):
-        raise ValueError(f"A_proj has shape {np.shape(A_proj)}, expected ({N}, {L}, {K}) = (N, L, K) for "
+        raise ValueError(f"A_proj has shape {np.shape(A_proj)}, expected ({N}, {L}, {K}) = "
+                         f"(N, L, K) for "
                          f"A {A.shape} and W_h {W_h.shape}")
     context, alpha, s = _attention_core(h, A, A_proj, W_h, v)
     return (context, alpha), (h, A, W_h, v, s, alpha)

@@ -615,13 +615,11 @@ def _check_attention(h, A, W_h, v):
     _check_ndim("A", A, 3, "(N, L, D)")
     if A.shape[0] != h.shape[0]:
         raise ValueError(f"A has shape {A.shape}, expected ({h.shape[0]}, L, D) to match "
-                         f"N={h.shape[0]} "
-                         f"of h {h.shape}")
+                         f"N={h.shape[0]} of h {h.shape}")
     _check_ndim("W_h", W_h, 2, "(H, K)")
     if W_h.shape[0] != h.shape[1]:
         raise ValueError(f"W_h has shape {W_h.shape}, expected ({h.shape[1]}, K) to match "
-                         f"H={h.shape[1]} "
-                         f"of h {h.shape}")
+                         f"H={h.shape[1]} of h {h.shape}")
     K = W_h.shape[1]
     if np.shape(v) != (K,):
         raise ValueError(f"v has shape {np.shape(v)}, expected ({K},) to match W_h {W_h.shape}")

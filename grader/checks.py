@@ -1,0 +1,472 @@
+"""
+The machinery of graded tests: the registry, the comparison helpers, and the standard
+checks every forward/backward pair gets (gradients, no mutation, float32, cache).
+
+Trust: every expected value is computed here, in the grader's process, from the
+hand-worked literals of a test or from grader/references.py. A backward pass is compared
+with the numeric gradient of the *reference* forward, never of the submission's.
+Points for no mutation, dtypes, the cache and errors are given only when the same test
+also found the function's values right, so a function that returns nothing useful
+cannot collect them.
+
+Random inputs come from `rng(name)`, seeded per submission (see `set_seed`): a regrade
+of the same files draws the same inputs, another submission different ones.
+"""
+import copy
+import inspect
+import re
+import zlib
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+
+THRESHOLD = 1e-7       # largest relative error accepted between two computations of a value
+FLOAT32_THRESHOLD = 1e-4   # the same for float32 inputs against the float64 reference
+STEP = 1e-3            # step h of the numeric gradients (see numeric_gradient)
+
+
+# ------------------------------------------------------------------------ the registry
+
+@dataclass
+class GradedTest:
+    """One graded test: `run(*functions)` raises GradeFailure or returns a note."""
+    name: str
+    module: str
+    functions: tuple
+    points: int
+    run: object
+
+
+REGISTRY = []
+
+
+class GradeFailure(AssertionError):
+    """A check failed; the message says what, on which case, and by how much."""
+
+
+def graded(module, points=1):
+    """
+    Register the decorated function as a graded test of `module`. Its parameter names
+    are the submitted functions it calls: `def conv_forward_values(conv_forward)`.
+    """
+    def register(run):
+        functions = tuple(inspect.signature(run).parameters)
+        REGISTRY.append(GradedTest(run.__name__, module, functions, points, run))
+        return run
+    return register
+
+
+# -------------------------------------------------------------------------- the seed
+
+_seed = [0]
+
+
+def set_seed(seed):
+    """Seed of this submission's random inputs; clears the expected values computed so far."""
+    _seed[0] = int(seed)
+    _expected.clear()
+
+
+def rng(name):
+    """A generator for the inputs of `name` (a case family), from the submission's seed."""
+    return np.random.default_rng([_seed[0], zlib.crc32(name.encode())])
+
+
+# ------------------------------------------------------------------------- comparisons
+
+def fail(message):
+    raise GradeFailure(message)
+
+
+def show(a):
+    """A small array on one line."""
+    return ' '.join(np.array2string(np.asarray(a), precision=4).split())
+
+
+def as_array(what, value):
+    """`value` as a float64 array, failing (not crashing) on what is not numeric data."""
+    if value is None:
+        fail(f"{what}: got None")
+    if isinstance(value, np.ndarray) and value.dtype.kind in 'biuf':
+        return value.astype(np.float64)
+    if isinstance(value, (bool, int, float, np.generic)) and not isinstance(value, np.complexfloating):
+        return np.asarray(value, dtype=np.float64)
+    if isinstance(value, (tuple, list)):
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            fail(f"{what}: got a {type(value).__name__} that is not an array of numbers")
+        return array
+    fail(f"{what}: expected an array of numbers, got {describe_value(value)}")
+
+
+def describe_value(value):
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}"
+    return repr(value)[:80] if isinstance(value, (str, int, float)) else type(value).__name__
+
+
+def expect_close(what, actual, expected, threshold=THRESHOLD):
+    """
+    Fail unless `actual` has the shape of `expected` and rel_error(actual, expected)
+    <= threshold. Returns the relative error.
+    """
+    actual, expected = as_array(what, actual), np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        fail(f"{what}: shape {actual.shape}, expected {expected.shape}")
+    error = rel_error(actual, expected) if expected.size else 0.0
+    if not error <= threshold:   # also catches NaN
+        message = f"{what}: rel error {error:.1e} > {threshold:.0e}"
+        if expected.size <= 16:
+            message += f"\n  expected {show(expected)}\n  got      {show(actual)}"
+        fail(message)
+    return error
+
+
+def expect_value_error(what, call, *names):
+    """Fail unless call() raises ValueError with a message naming one of `names`."""
+    from grader.runner import StudentError
+    wanted = f"ValueError naming {' or '.join(names)}"
+    try:
+        call()
+    except StudentError as e:
+        if not e.value_error:
+            fail(f"{what}: expected {wanted}, got {e.type}: {e.message}")
+        if not any(re.search(rf'\b{re.escape(n)}\b', e.message) for n in names):
+            fail(f"{what}: expected {wanted}, got ValueError({e.message!r})")
+        return
+    fail(f"{what}: expected {wanted}, nothing was raised")
+
+
+def pair(name, result):
+    """Check that `name` returned a pair, e.g. (out, cache) or (loss, dx)."""
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        fail(f"{name} must return a pair (out, cache) or (loss, dx), got {describe_value(result)}")
+    return result
+
+
+def expect_inputs_unchanged(submission):
+    """At the end of a test: no call of it modified its arguments (as the child holds them)."""
+    changed = submission.modified_arguments()
+    if changed:
+        fail('\n'.join(f"{name}: modified its input {arg if isinstance(arg, str) else '#%d' % (arg + 1)}"
+                       for name, arg in dict.fromkeys(changed)))
+
+
+# -------------------------------------------------------------------- random inputs
+
+def randn(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+def positive(rng, *shape):
+    """Values in [0.5, 1.5): sums of products of them stay far from zero (see check_gradients)."""
+    return rng.uniform(0.5, 1.5, shape)
+
+
+def distinct(rng, *shape):
+    """Values spaced 0.1 apart in random order: no ties, none within reach of a numeric step."""
+    size = int(np.prod(shape))
+    return (rng.permutation(size) - size / 2).reshape(shape) * 0.1
+
+
+def away_from_zero(rng, *shape):
+    """Values with |x| >= 0.1: far from 0 (the ReLU kink), relative to a numeric step."""
+    return rng.choice([-1.0, 1.0], size=shape) * (0.1 + np.abs(randn(rng, *shape)))
+
+
+def numeric_gradient(f, x, df=None):
+    """
+    Numeric gradient of f at x: gradient_check's centered differences, refined by
+    Richardson extrapolation. A centered difference with step h has error c h^2 + O(h^4),
+    so (4 g(h) - g(2h)) / 3 cancels the h^2 term; that allows h = STEP = 1e-3, where
+    round-off is 100x smaller than at the usual 1e-5, and errors drop to ~1e-12.
+
+    Inputs:
+    - f: function of x; a scalar if df is None, else an array of df's shape.
+    - x: float64 array, perturbed in place (by up to 2 * STEP) and restored.
+    - df: None, or the upstream gradient: then the gradient is that of sum(f(x) * df).
+    """
+    if df is None:
+        centered = lambda h: eval_numerical_gradient(f, x, verbose=False, h=h)
+    else:
+        centered = lambda h: eval_numerical_gradient_array(f, x, df, h=h)
+    return (4 * centered(STEP) - centered(2 * STEP)) / 3
+
+
+def flat(out):
+    """An output, or a tuple of outputs, as one vector."""
+    return np.concatenate([np.ravel(o) for o in (out if isinstance(out, tuple) else (out,))])
+
+
+def like(out, draw):
+    """Draw an array of out's shape, or a tuple of them if out is a tuple of outputs."""
+    if isinstance(out, tuple):
+        return tuple(draw(*np.shape(o)) for o in out)
+    return draw(*np.shape(out))
+
+
+def as_float32(value):
+    is_float = isinstance(value, np.ndarray) and value.dtype.kind == 'f'
+    return value.astype(np.float32) if is_float else value
+
+
+# ------------------------------------------------------------- forward/backward pairs
+
+@dataclass
+class LayerSpec:
+    """
+    How to exercise a forward/backward pair, or a loss (backward None) that returns
+    (loss, dx) itself.
+
+    - cases: function rng -> list of (label, args), args a dict of the forward's
+      arguments in positional order, e.g. ('N=2 D=3 M=4', {'x': x, 'w': w, 'b': b}).
+    - reference: the forward of grader/references.py, called with the same arguments;
+      for a loss, it returns the loss alone.
+    - wrt: names of the arguments whose gradients backward returns, in its order
+      (for a loss, the one argument its dx belongs to).
+    - cache: None, or function (args, out) -> the documented cache: an array, or a dict
+      of the cache tuple's entries by name.
+    - adapt: None, or function (forward, backward) -> the same pair in the standard form
+      forward(*args) -> (out, cache), backward(dout, cache) -> gradients, for layers
+      with several outputs (out and dout are then tuples of arrays).
+    - expected: None, or function (args, dout, out, grads) that checks the values itself
+      (dropout, whose mask is the submission's choice) instead of the reference.
+    """
+    module: str
+    forward: str
+    backward: str
+    cases: object
+    reference: object
+    wrt: tuple
+    cache: object = None
+    adapt: object = None
+    expected: object = None
+
+    @property
+    def name(self):
+        f = self.forward
+        return f[:-len('_forward')] if f.endswith('_forward') else f
+
+
+SPECS = {}
+
+
+def layer(module, forward, backward, cases, reference, wrt, cache=None, adapt=None,
+          expected=None, points=3):
+    """
+    Register the standard checks of a layer: <name>_gradients (worth `points`),
+    <name>_no_mutation, <name>_float32 and, when a cache is documented, <name>_cache.
+    <name> is the forward's name without '_forward' (a loss keeps its name).
+    """
+    spec = LayerSpec(module, forward, backward, cases, reference, wrt, cache, adapt, expected)
+    SPECS[spec.name] = spec
+    functions = (forward, backward) if backward else (forward,)
+    checks = [('gradients', check_gradients, points), ('no_mutation', check_no_mutation, 1),
+              ('float32', check_float32, 1)]
+    if cache is not None:
+        checks.append(('cache', check_cache, 1))
+    for suffix, check, pts in checks:
+        REGISTRY.append(GradedTest(f'{spec.name}_{suffix}', module, functions, pts,
+                                   partial(check, spec)))
+    return spec
+
+
+_expected = {}
+
+
+def reference_values(spec, index, label, args):
+    """
+    The reference's output and, for each argument in spec.wrt, its gradient for the dout
+    that the grader draws for this case; computed once per case and submission.
+    """
+    key = (spec.name, index)
+    if key not in _expected:
+        args64 = copy.deepcopy(args)
+        call = lambda: spec.reference(*args64.values())
+        out = call()
+        generator = rng(f'{spec.name} dout {index}')
+        dout = None if spec.backward is None else like(out, partial(positive, generator))
+        grads = []
+        for name in spec.wrt:
+            if args64[name] is None:
+                grads.append(None)
+            elif dout is None:
+                grads.append(numeric_gradient(lambda _: call(), args64[name]))
+            else:
+                grads.append(numeric_gradient(lambda _: flat(call()), args64[name], flat(dout)))
+        _expected[key] = (out, dout, grads)
+    return _expected[key]
+
+
+def standard(spec, forward, backward):
+    """The layer's functions in the standard form (see LayerSpec.adapt)."""
+    return spec.adapt(forward, backward) if spec.adapt else (forward, backward)
+
+
+def grads_tuple(spec, result):
+    """The gradients `spec.backward` returned, as a tuple matching spec.wrt."""
+    result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+    if len(result) != len(spec.wrt):
+        names = ', '.join('d' + a for a in spec.wrt)
+        fail(f"{spec.backward} returned {len(result)} values, expected {len(spec.wrt)} ({names})")
+    return result
+
+
+def outputs(spec, out):
+    """out as a tuple of arrays when the layer has several outputs (adapted pairs)."""
+    return out if isinstance(out, tuple) else (out,)
+
+
+def run_case(spec, forward, backward, index, label, args, threshold=THRESHOLD, cast=None):
+    """
+    Call the submitted pair on one case and check its values against the reference.
+    Returns (out, cache, grads, worst relative error). With `cast` (e.g. as_float32) the
+    inputs and dout are cast first and compared with the float64 reference at `threshold`.
+    """
+    ref_out, ref_dout, ref_grads = reference_values(spec, index, label, args)
+    sent = {k: cast(v) for k, v in args.items()} if cast else copy.deepcopy(args)
+    out, cache = pair(spec.forward, forward(*sent.values()))
+    worst = 0.0
+    if spec.backward is None:   # a loss: (loss, dx)
+        loss, grads = out, (cache,)
+        if spec.expected is None:
+            worst = expect_close(f"{spec.forward} loss [{label}]", loss, ref_out, threshold)
+    else:
+        ref_outs = outputs(spec, ref_out)
+        outs = outputs(spec, out)
+        if spec.expected is None:
+            if len(outs) != len(ref_outs):
+                fail(f"{spec.forward} [{label}]: returned {len(outs)} outputs, expected {len(ref_outs)}")
+            for k, (o, r) in enumerate(zip(outs, ref_outs)):
+                suffix = f"[{k}]" if len(ref_outs) > 1 else ""
+                worst = max(worst, expect_close(f"{spec.forward} out{suffix} [{label}]", o, r, threshold))
+        dout = ref_dout
+        if cast:
+            dout = tuple(map(cast, dout)) if isinstance(dout, tuple) else cast(dout)
+        else:
+            dout = copy.deepcopy(dout)
+        grads = grads_tuple(spec, backward(dout, cache))
+    if spec.expected is not None:
+        spec.expected(label, sent, None if spec.backward is None else dout, out, grads)
+        return out, cache, grads, worst
+    failures = []
+    for name, grad, expected in zip(spec.wrt, grads, ref_grads):
+        what = f"{spec.backward or spec.forward} d{name} [{label}]"
+        if expected is None:
+            if grad is not None:
+                failures.append(f"{what}: expected None ({name} was None)")
+            continue
+        try:
+            worst = max(worst, expect_close(what, grad, expected, threshold))
+        except GradeFailure as e:
+            failures.append(str(e))
+    if failures:
+        fail('\n'.join(failures))
+    return out, cache, grads, worst
+
+
+def check_gradients(spec, forward, backward=None):
+    """
+    Forward values against the reference, and backward against the numeric gradient of
+    the reference, in float64, on every case.
+
+    rel_error is elementwise, so a gradient entry that is ~0 by chance would turn harmless
+    round-off into a large relative error. Hence the numeric gradients are accurate to
+    ~1e-12 (numeric_gradient), dout is positive, and so are the inputs of the layers that
+    sum products (fc, conv, rnn, ...): none of their entries can cancel to ~0.
+    """
+    forward, backward = standard(spec, forward, backward)
+    worst = 0.0
+    for index, (label, args) in enumerate(spec.cases(rng(spec.name))):
+        worst = max(worst, run_case(spec, forward, backward, index, label, args)[3])
+    return f"worst rel error {worst:.1e}"
+
+
+def check_no_mutation(spec, forward, backward=None):
+    """
+    Forward and backward, with right values, must leave their inputs, dout and the cached
+    inputs unchanged, as seen at the end of the test.
+    """
+    forward_, backward_ = standard(spec, forward, backward)
+    for index, (label, args) in enumerate(spec.cases(rng(spec.name))):
+        run_case(spec, forward_, backward_, index, label, args)
+    expect_inputs_unchanged(forward.submission)
+
+
+def check_float32(spec, forward, backward=None):
+    """float32 inputs give float32 outputs and gradients (no silent upcast), with right values."""
+    forward, backward = standard(spec, forward, backward)
+    for index, (label, args) in enumerate(spec.cases(rng(spec.name))):
+        out, cache, grads, _ = run_case(spec, forward, backward, index, label, args,
+                                        FLOAT32_THRESHOLD, cast=as_float32)
+        if spec.backward is None:
+            arrays = {f"{spec.forward} d{spec.wrt[0]}": grads[0]}
+        else:
+            outs = outputs(spec, out)
+            arrays = {f"{spec.forward} out{f'[{k}]' if len(outs) > 1 else ''}": o
+                      for k, o in enumerate(outs)}
+            arrays.update({f"{spec.backward} d{name}": g for name, g in zip(spec.wrt, grads)
+                           if args[name] is not None})
+        for what, array in arrays.items():
+            dtype = getattr(array, 'dtype', type(array).__name__)
+            if dtype != np.float32:
+                fail(f"{what} [{label}]: dtype {dtype}, expected float32 for float32 inputs")
+
+
+def check_cache(spec, forward, backward=None):
+    """The cache is exactly the documented one (course graders read it), values right."""
+    forward_, backward_ = standard(spec, forward, backward)
+    for index, (label, args) in enumerate(spec.cases(rng(spec.name))):
+        out, cache, _, _ = run_case(spec, forward_, backward_, index, label, args)
+        expected = spec.cache(args, reference_values(spec, index, label, args)[0])
+        what = f"{spec.forward} cache [{label}]"
+        if not isinstance(expected, dict):
+            expect_close(what, cache, expected)
+            continue
+        names = ', '.join(expected)
+        if not (isinstance(cache, tuple) and len(cache) == len(expected)):
+            fail(f"{what}: expected a tuple ({names}), got {describe_value(cache)}"
+                 f"{' of length %d' % len(cache) if isinstance(cache, (tuple, list)) else ''}")
+        for (name, value), got in zip(expected.items(), cache):
+            if isinstance(value, dict):
+                if got != value:
+                    fail(f"{what}: entry {name} is {got!r}, expected {value!r}")
+            else:
+                expect_close(f"{what} entry {name} of ({names})", got, value)
+
+
+def require_right_values(spec_name, forward, backward=None):
+    """
+    Gate of the error-handling tests: the function must compute the reference's values on
+    a valid input before its errors earn anything (a function that always raises
+    ValueError does not).
+    """
+    spec = SPECS[spec_name]
+    forward_, backward_ = standard(spec, forward, backward)
+    label, args = spec.cases(rng(spec.name))[0]
+    try:
+        if backward is None and spec.backward is not None:
+            _forward_only(spec, forward_, label, args)
+        else:
+            run_case(spec, forward_, backward_, 0, label, args)
+    except GradeFailure as e:
+        fail(f"no points for error handling while the values are wrong:\n{e}")
+
+
+def _forward_only(spec, forward, label, args):
+    ref_out = reference_values(spec, 0, label, args)[0]
+    out, _ = pair(spec.forward, forward(*copy.deepcopy(args).values()))
+    if spec.expected is not None:
+        return
+    if spec.backward is None:
+        expect_close(f"{spec.forward} loss [{label}]", out, ref_out)
+        return
+    outs, ref_outs = outputs(spec, out), outputs(spec, ref_out)
+    if len(outs) != len(ref_outs):
+        fail(f"{spec.forward} [{label}]: returned {len(outs)} outputs, expected {len(ref_outs)}")
+    for o, r in zip(outs, ref_outs):
+        expect_close(f"{spec.forward} out [{label}]", o, r)

@@ -1,0 +1,422 @@
+"""
+The grader's child process, and the wire format it shares with the parent.
+
+The parent (grader/sandbox.py) starts `python -I -c <this file's source> <config JSON>`.
+The child first confines itself while it still runs only this trusted code (see
+`confine`: limits, a private root, an unprivileged user), then imports the submission's
+modules and answers the parent's requests until told to stop:
+
+    import   import graded modules of the submission
+    call     call module.function(*args, **kwargs); keep the result and the arguments
+    args     send back the arguments that earlier calls received (for mutation checks)
+    reset    forget the kept results (the parent does this after every test)
+
+Everything the child sends is untrusted: once the submission is imported it can rewrite
+this loop, write to the pipes itself or die at any moment. The parent therefore decodes
+with `decode`, which builds only plain values (None, bools, numbers, strings, tuples,
+lists, dicts, NumPy arrays of numeric dtypes and `Opaque` placeholders), never
+unpickles, and bounds sizes and depth.
+
+A message is an 8-byte little-endian header length, a JSON header, then the raw bytes of
+the arrays the header refers to ({"array": i, "dtype": "<f8", "shape": [2, 3]} is the
+i-th buffer). This file imports only the standard library and NumPy: the child cannot
+read the grader's other files.
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+MAX_MESSAGE = 64 << 20   # bytes; a larger message from the child is a protocol violation
+MAX_DEPTH = 12           # nesting of tuples/lists/dicts in one value
+MAX_TEXT = 4000          # characters kept of an exception message or a type name
+
+# dtypes that may cross the pipe: .str of each (e.g. '<f8'); no object, void or datetime
+SAFE_DTYPES = {np.dtype(t).str: np.dtype(t) for t in (
+    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+    np.uint64, np.float16, np.float32, np.float64, np.complex64, np.complex128)}
+
+
+class ProtocolError(Exception):
+    """A message that does not follow the wire format."""
+
+
+class Opaque:
+    """Stands for an object of the child's that is not plain data (e.g. a class instance)."""
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return f"<{self.type_name} object>"
+
+
+# ------------------------------------------------------------------------------ encoding
+
+def encode(value, buffers, depth=0):
+    """A JSON-ready node for `value`, appending array bytes to `buffers`."""
+    if depth > MAX_DEPTH:
+        raise ValueError("value nested too deeply")
+    if value is None or isinstance(value, (bool, str)):
+        return value[:MAX_TEXT * 4] if isinstance(value, str) else value
+    if isinstance(value, (int, float)) and type(value) in (int, float):
+        return value if type(value) is float or abs(value) < 2 ** 63 else float(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        array = np.asarray(value)
+        if array.dtype.str not in SAFE_DTYPES:
+            return {"object": f"array of dtype {array.dtype}"[:MAX_TEXT]}
+        buffers.append(np.ascontiguousarray(array).tobytes())
+        node = {"array": len(buffers) - 1, "dtype": array.dtype.str, "shape": list(array.shape)}
+        if isinstance(value, np.generic):
+            node["scalar"] = True
+        return node
+    if type(value) in (tuple, list):
+        return {type(value).__name__: [encode(v, buffers, depth + 1) for v in value]}
+    if type(value) is dict:
+        return {"dict": [[encode(k, buffers, depth + 1), encode(v, buffers, depth + 1)]
+                         for k, v in value.items()]}
+    return {"object": type(value).__name__[:MAX_TEXT]}
+
+
+def decode(node, buffers, resolve=None, depth=0):
+    """
+    The value a node stands for. Builds only plain values; raises ProtocolError on
+    anything else. `resolve(call_id, path)` turns {"ref": ...} nodes into objects (child
+    side only).
+    """
+    if depth > MAX_DEPTH:
+        raise ProtocolError("value nested too deeply")
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return node
+    if not isinstance(node, dict):
+        raise ProtocolError(f"unexpected node of type {type(node).__name__}")
+    if "array" in node:
+        return _decode_array(node, buffers)
+    if len(node) != 1:
+        raise ProtocolError("malformed node")
+    (kind, body), = node.items()
+    if kind in ("tuple", "list") and isinstance(body, list):
+        items = [decode(v, buffers, resolve, depth + 1) for v in body]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "dict" and isinstance(body, list):
+        result = {}
+        for item in body:
+            if not (isinstance(item, list) and len(item) == 2):
+                raise ProtocolError("malformed dict item")
+            key = decode(item[0], buffers, resolve, depth + 1)
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                raise ProtocolError("dict key that is not a string or a number")
+            result[key] = decode(item[1], buffers, resolve, depth + 1)
+        return result
+    if kind == "object" and isinstance(body, str):
+        return Opaque(body[:MAX_TEXT])
+    if kind == "ref" and resolve is not None and isinstance(body, list) and len(body) == 2:
+        return resolve(*body)
+    raise ProtocolError(f"unexpected node {kind!r}")
+
+
+def _decode_array(node, buffers):
+    index, dtype, shape = node.get("array"), node.get("dtype"), node.get("shape")
+    if not (type(index) is int and 0 <= index < len(buffers)):
+        raise ProtocolError("array refers to a missing buffer")
+    if dtype not in SAFE_DTYPES:
+        raise ProtocolError(f"array of unsupported dtype {str(dtype)[:40]!r}")
+    if not (isinstance(shape, list) and len(shape) <= 32
+            and all(type(s) is int and 0 <= s for s in shape)):
+        raise ProtocolError("malformed array shape")
+    dtype = SAFE_DTYPES[dtype]
+    data = buffers[index]
+    if int(np.prod(shape, dtype=object)) * dtype.itemsize != len(data):
+        raise ProtocolError("array buffer size does not match its shape")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    return array[()] if node.get("scalar") else array
+
+
+def pack(header, buffers=()):
+    header = json.dumps(header, allow_nan=True).encode()
+    sizes = struct.pack(f"<{len(buffers)}Q", *map(len, buffers))
+    body = struct.pack("<QI", len(header), len(buffers)) + header + sizes + b"".join(buffers)
+    return struct.pack("<Q", len(body)) + body
+
+
+def unpack(body):
+    """(header dict, list of buffers) from a message body (everything after its length)."""
+    try:
+        header_size, count = struct.unpack_from("<QI", body)
+        start = 12 + header_size
+        if start + 8 * count > len(body):
+            raise ProtocolError("truncated message")
+        header = json.loads(body[12:start])
+        sizes = struct.unpack_from(f"<{count}Q", body, start)
+    except (struct.error, ValueError, RecursionError) as e:
+        raise ProtocolError(f"malformed message: {type(e).__name__}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("message header is not a JSON object")
+    offset, buffers = start + 8 * count, []
+    for size in sizes:
+        if offset + size > len(body):
+            raise ProtocolError("truncated message")
+        buffers.append(body[offset:offset + size])
+        offset += size
+    return header, buffers
+
+
+# ---------------------------------------------------------------------- the child's side
+
+def _read_exactly(fd, size):
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _describe(error, workdir):
+    """The exception as plain data: type, message, and where in the submission it was raised."""
+    try:
+        message = str(error)[:MAX_TEXT]
+    except BaseException:
+        message = "(the exception's message could not be formatted)"
+    where, tb = None, error.__traceback__
+    while tb is not None:   # innermost frame in the submission's files
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(workdir + os.sep):
+            where = (os.path.relpath(filename, workdir), tb.tb_lineno, tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    return {"type": type(error).__name__[:MAX_TEXT], "message": message,
+            "value_error": isinstance(error, ValueError),
+            "not_implemented": isinstance(error, NotImplementedError),
+            "where": list(where) if where else None}
+
+
+def serve(requests_fd, replies_fd, workdir):
+    """Answer the parent's requests until it closes the pipe."""
+    sys.path.insert(0, workdir)
+    sys.dont_write_bytecode = True
+    modules, kept = {}, {}
+
+    def resolve(call_id, path):
+        value = kept[call_id]["result"]
+        for index in path:
+            value = value[index]
+        return value
+
+    def reply(header, buffers=()):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        data = pack(header, buffers)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(replies_fd, view):]
+
+    while True:
+        try:
+            size, = struct.unpack("<Q", _read_exactly(requests_fd, 8))
+            request, buffers = unpack(_read_exactly(requests_fd, size))
+        except EOFError:
+            return
+        op, out = request.get("op"), []
+        try:
+            if op == "import":
+                import importlib
+                name = request["module"]
+                if name not in modules:
+                    modules[name] = importlib.import_module(name)
+                reply({"ok": True})
+            elif op == "call":
+                args = decode(request["args"], buffers, resolve)
+                kwargs = decode(request["kwargs"], buffers, resolve)
+                function = getattr(modules[request["module"]], request["function"], None)
+                if not callable(function):
+                    reply({"ok": False, "missing": True})
+                    continue
+                kept[request["id"]] = {"args": (args, kwargs)}
+                result = function(*args, **kwargs)
+                kept[request["id"]]["result"] = result
+                reply({"ok": True, "value": encode(result, out)}, out)
+            elif op == "args":
+                received = [kept[i]["args"] if i in kept else None for i in request["ids"]]
+                reply({"ok": True, "value": encode(received, out)}, out)
+            elif op == "reset":
+                kept.clear()
+                reply({"ok": True})
+            else:
+                reply({"ok": False, "error": {"type": "ProtocolError", "message": f"op {op!r}"}})
+        except BaseException as error:   # SystemExit and KeyboardInterrupt too: report them
+            reply({"ok": False, "error": _describe(error, workdir)})
+
+
+# ------------------------------------------------------------------------- confinement
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET = 0x20000, 0x4000000, 0x8000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1, 2, 4, 32, 4096, 16384, 1 << 18)
+PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG = 38, 1
+
+
+def _libc():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    return ctypes, libc
+
+
+def _check(ctypes, result, what):
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _private_root(config):
+    """
+    New mount and network namespaces whose root holds only read-only binds of the
+    system and Python directories, the devices Python needs, and the submission's copy
+    (read-write) at /sandbox. Everything else, the grader's files included, is absent.
+    Needs root (CAP_SYS_ADMIN); raises OSError otherwise.
+    """
+    ctypes, libc = _libc()
+    libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+    _check(ctypes, libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS),
+           "unshare")
+
+    def mount(source, target, fstype, flags):
+        _check(ctypes, libc.mount(source and source.encode(), target.encode(),
+                                  fstype and fstype.encode(), flags, None),
+               f"mount {source} on {target}")
+
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    root = config["new_root"]
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV)
+
+    def bind(source, read_only, device=False):
+        target = root + source if source != config["workdir"] else root + "/sandbox"
+        if os.path.islink(source):   # e.g. /lib -> usr/lib on a merged-/usr system
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            os.symlink(os.readlink(source), target)
+            return
+        if os.path.isdir(source):
+            os.makedirs(target, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            open(target, "a").close()
+        mount(source, target, None, MS_BIND)
+        flags = MS_BIND | MS_REMOUNT | MS_NOSUID | (0 if device else MS_NODEV)
+        mount(None, target, None, flags | (MS_RDONLY if read_only else 0))
+
+    for path in config["read_only"]:
+        bind(path, True)
+    for path in config["devices"]:
+        bind(path, False, device=True)
+    bind(config["workdir"], False)
+    for path in config["hidden"]:   # grader files that lie inside a bound directory
+        if os.path.isdir(root + path):
+            mount("tmpfs", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV)
+        elif os.path.exists(root + path):
+            mount("/dev/null", root + path, None, MS_BIND)
+    os.symlink("/sandbox", root + "/tmp")
+    os.chroot(root)
+    os.chdir("/sandbox")
+    return "/sandbox"
+
+
+def confine(config):
+    """
+    Limit this process before any submitted code runs, from the most to the least
+    privileged step: private root (when root), resource limits, the unprivileged user,
+    no new privileges. Returns the directory holding the submission's copy.
+    """
+    import resource
+    workdir, report = config["workdir"], {"private_root": False, "landlock": 0}
+    if config.get("new_root"):
+        try:
+            workdir = _private_root(config)
+            report["private_root"] = True
+        except OSError as e:   # no CAP_SYS_ADMIN (e.g. a container): permissions only
+            report["private_root_error"] = str(e)
+    if not report["private_root"]:
+        os.chdir(workdir)
+        report["landlock"] = _landlock(config["read_only"] + config["devices"],
+                                       [workdir] + config["devices"])
+    for name, value in config["limits"].items():
+        limit = getattr(resource, name)
+        hard = resource.getrlimit(limit)[1]
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(limit, (value, value))
+    if config.get("uid") is not None:
+        os.setgroups([])
+        os.setgid(config["gid"])
+        os.setuid(config["uid"])
+    ctypes, libc = _libc()
+    _check(ctypes, libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    # The parent kills us when a test runs out of time; should the parent itself die,
+    # the kernel kills us too (after setuid, which clears this setting).
+    libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if os.getppid() != config["parent"]:
+        os._exit(70)
+    return workdir, report
+
+
+# Landlock (Linux >= 5.13): an unprivileged process can give up file access for good.
+LANDLOCK_FS_READ = 1 | 4 | 8              # execute, read file, read directory
+LANDLOCK_FS_ALL = (1 << 16) - 1           # every file right of ABI 5
+LANDLOCK_NET_TCP = 1 | 2                  # bind, connect (ABI >= 4)
+LANDLOCK_SCOPE_SIGNAL_AND_SOCKETS = 1 | 2  # abstract unix sockets, signals (ABI >= 6)
+FS_RIGHTS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1}
+
+
+def _landlock(read_only, writable):
+    """
+    Allow this process and its descendants to read only `read_only`, to write only
+    `writable`, to open no TCP connection and to signal no process outside them.
+    Returns the Landlock ABI version applied, 0 where the kernel has none.
+    """
+    ctypes, libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(444, None, 0, 1)   # landlock_create_ruleset(NULL, 0, VERSION)
+    if abi < 1:
+        return 0
+    fs_all = FS_RIGHTS_BY_ABI.get(abi, LANDLOCK_FS_ALL)
+    attr = struct.pack("<QQQ", fs_all, LANDLOCK_NET_TCP if abi >= 4 else 0,
+                       LANDLOCK_SCOPE_SIGNAL_AND_SOCKETS if abi >= 6 else 0)
+    size = 8 if abi < 4 else 16 if abi < 6 else 24
+    ruleset = libc.syscall(444, attr, size, 0)
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+    for paths, rights in ((read_only, LANDLOCK_FS_READ), (writable, fs_all)):
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            is_dir = os.path.isdir(path)
+            allowed = rights if is_dir else rights & (1 | 2 | 4 | (1 << 14) | (1 << 15))
+            rule = struct.pack("<Qi", allowed & fs_all, fd)
+            result = libc.syscall(445, ruleset, 1, rule, 0)   # LANDLOCK_RULE_PATH_BENEATH
+            os.close(fd)
+            if result != 0:
+                raise OSError(ctypes.get_errno(), f"landlock_add_rule {path} failed")
+    _check(ctypes, libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    if libc.syscall(446, ruleset, 0) != 0:   # landlock_restrict_self
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    os.close(ruleset)
+    return abi
+
+
+def main(argv):
+    config = json.loads(argv[1])
+    workdir, report = confine(config)
+    # Sent before any submitted code runs, so the parent can trust it.
+    ready = pack({"ready": True, **report})
+    os.write(config["replies_fd"], ready)
+    serve(config["requests_fd"], config["replies_fd"], workdir)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

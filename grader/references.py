@@ -1,0 +1,185 @@
+"""
+The grader's references: every graded layer written as the plain loops of its definition
+(API.md), slow and obvious. Expected values are computed from these in the grader's own
+process; expected gradients are numeric gradients of these forwards (grader/checks.py),
+so a submission is never compared with itself. Tests and benchmarks import them too:
+there is one copy of each definition.
+
+Shapes follow API.md: conv and pool inputs (N, C, H, W), recurrent inputs time-major
+(T, N, D), embeddings and the temporal layers batch-major (N, T, ...).
+"""
+import numpy as np
+
+
+# ------------------------------------------------------------------- dense and pointwise
+
+def fc(x, w, b):
+    """out[n] = x[n] flattened @ w + b."""
+    return np.array([np.ravel(x_n) @ w + b for x_n in x]).reshape(len(x), w.shape[1])
+
+
+def relu(x):
+    return np.where(x > 0, x, 0.0)
+
+
+def flatten(x):
+    return np.reshape(x, (len(x), -1))
+
+
+# ------------------------------------------------------------------ convolution, pooling
+
+def filter2d(a, k):
+    """
+    Filtering (cross-correlation), valid part: out[i, j] = sum_{p, q} k[p, q] a[i+p, j+q],
+    summed here over the kernel's offsets (p, q), each adding k[p, q] times a shifted a.
+    """
+    kh, kw = k.shape
+    oh, ow = a.shape[0] - kh + 1, a.shape[1] - kw + 1
+    out = np.zeros((oh, ow))
+    for p, q in np.ndindex(kh, kw):
+        out += k[p, q] * a[p:p + oh, q:q + ow]
+    return out
+
+
+def full_convolution(a, k):
+    """Full 2-D convolution: zero-pad a by kh-1 / kw-1 on every side, filter with the flipped k."""
+    kh, kw = k.shape
+    return filter2d(np.pad(a, ((kh - 1, kh - 1), (kw - 1, kw - 1))), k[::-1, ::-1])
+
+
+def conv(x, w, b=None, stride=1, pad=0):
+    """
+    Y[n, f, i, j] = sum_{c, p, q} W[f, c, p, q] X[n, c, s i + p, s j + q] (+ b[f]) on the
+    zero-padded X: filtering summed over channels, every stride-th position.
+    """
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    (N, C, H, W), (F, _, HH, WW) = x.shape, w.shape
+    y = np.zeros((N, F, H - HH + 1, W - WW + 1))
+    for c, p, q in np.ndindex(C, HH, WW):
+        y += w[None, :, c, p, q, None, None] * x[:, None, c, p:p + H - HH + 1, q:q + W - WW + 1]
+    y = y[:, :, ::stride, ::stride]
+    return y if b is None else y + b[None, :, None, None]
+
+
+def conv_backward(x, w, dy):
+    """The homework's theorem: dX[n, c] = sum_f W[f, c] *full dY[n, f], dW[f, c] = sum_n X[n, c] *filt dY[n, f]."""
+    (N, C), F = x.shape[:2], w.shape[0]
+    dx = np.array([[sum(full_convolution(dy[n, f], w[f, c]) for f in range(F)) for c in range(C)]
+                   for n in range(N)]).reshape(x.shape)
+    dw = np.array([[sum(filter2d(x[n, c], dy[n, f]) for n in range(N)) for c in range(C)]
+                   for f in range(F)]).reshape(w.shape)
+    return dx, dw
+
+
+def max_pool(x, pool_param):
+    """out[n, c, i, j] = max of the window of x[n, c] at rows s i .. s i + ph, columns s j .. s j + pw."""
+    ph, pw, s = pool_param['pool_height'], pool_param['pool_width'], pool_param['stride']
+    N, C, H, W = x.shape
+    out = np.zeros((N, C, 1 + (H - ph) // s, 1 + (W - pw) // s))
+    for i, j in np.ndindex(*out.shape[2:]):
+        out[:, :, i, j] = x[:, :, i * s:i * s + ph, j * s:j * s + pw].max(axis=(2, 3))
+    return out
+
+
+def max_pool_backward(x, pool_param, dout):
+    """Each window's gradient to its first max in row-major order; overlaps accumulate."""
+    ph, pw, s = pool_param['pool_height'], pool_param['pool_width'], pool_param['stride']
+    dx = np.zeros(x.shape)
+    for n, c, i, j in np.ndindex(*dout.shape):
+        window = x[n, c, i * s:i * s + ph, j * s:j * s + pw]
+        a, b = np.unravel_index(np.argmax(window), window.shape)
+        dx[n, c, i * s + a, j * s + b] += dout[n, c, i, j]
+    return dx
+
+
+# ----------------------------------------------------------------------------- losses
+
+def log_softmax(x):
+    """Row-wise log(softmax(x)), the max subtracted first so large scores do not overflow."""
+    return np.array([row - row.max() - np.log(np.sum(np.exp(row - row.max()))) for row in x])
+
+
+def nll_loss(log_probs, y):
+    """-(1/N) sum_n log_probs[n, y[n]]."""
+    return -sum(log_probs[n, y[n]] for n in range(len(y))) / len(y)
+
+
+def softmax_loss(x, y):
+    return nll_loss(log_softmax(x), y)
+
+
+def temporal_softmax_loss(x, y, mask):
+    """sum over n and unmasked t of -log softmax(x[n, t])[y[n, t]], divided by N."""
+    N, T, _ = x.shape
+    return -sum(log_softmax(x[n, t:t + 1])[0, y[n, t]]
+                for n in range(N) for t in range(T) if mask[n, t]) / N
+
+
+# ---------------------------------------------------------------------------- recurrent
+
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def rnn_step(x, prev_h, Wx, Wh, b):
+    return np.tanh(x @ Wx + prev_h @ Wh + b)
+
+
+def rnn(x, h0, Wx, Wh, b):
+    """Time-major: h[t] = rnn_step(x[t], h[t-1]), h[-1] = h0."""
+    h, hs = h0, []
+    for x_t in x:
+        h = rnn_step(x_t, h, Wx, Wh, b)
+        hs.append(h)
+    return np.array(hs)
+
+
+def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
+    """a = x Wx + prev_h Wh + b; gates i, f, o, g = its four blocks of H columns, in order."""
+    H = prev_h.shape[1]
+    a = x @ Wx + prev_h @ Wh + b
+    i, f, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H])
+    g = np.tanh(a[:, 3 * H:])
+    next_c = f * prev_c + i * g
+    return o * np.tanh(next_c), next_c
+
+
+def lstm(x, h0, Wx, Wh, b):
+    """Time-major; c starts at zero."""
+    h, c, hs = h0, np.zeros_like(h0), []
+    for x_t in x:
+        h, c = lstm_step(x_t, h, c, Wx, Wh, b)
+        hs.append(h)
+    return np.array(hs)
+
+
+def word_embedding(x, W):
+    """out[n, t] = W[x[n, t]]."""
+    return np.array([[W[i] for i in row] for row in x]).reshape(*np.shape(x), W.shape[1])
+
+
+def temporal_fc(x, w, b):
+    """out[n, t] = x[n, t] @ w + b."""
+    return np.array([[x_nt @ w + b for x_nt in x_n] for x_n in x]).reshape(*x.shape[:2], w.shape[1])
+
+
+# --------------------------------------------------------------------------- attention
+
+def attention_step(h, A, A_proj, W_h, v):
+    """
+    e[n, i] = v . tanh(h[n] W_h + A_proj[n, i]);  alpha[n] = softmax(e[n]);
+    context[n] = alpha[n] A[n].
+    """
+    N, L, D = A.shape
+    context, alpha = np.zeros((N, D)), np.zeros((N, L))
+    for n in range(N):
+        e = np.array([v @ np.tanh(h[n] @ W_h + A_proj[n, i]) for i in range(L)])
+        alpha[n] = np.exp(e - e.max()) / np.sum(np.exp(e - e.max()))
+        context[n] = alpha[n] @ A[n]
+    return context, alpha
+
+
+def attention(h, A, W_h, W_a, v, b=None):
+    """attention_step with A_proj[n, i] = A[n, i] W_a + b."""
+    A_proj = A @ W_a + (0 if b is None else b)
+    return attention_step(h, A, A_proj, W_h, v)

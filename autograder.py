@@ -422,7 +422,7 @@ def main(argv=None):
             print(f"{result.module}.py")
         print(f"  {result.status[:4].upper()}  {result.name:<36} {result.score}/{result.max_score}")
         if result.output and (result.status == 'failed' or args.verbose):
-            print('\n'.join('        ' + escape(line) for line in result.output.splitlines()))
+            print('\n'.join('        ' + escape(line) for line in result.output.split('\n')))
         sys.stdout.flush()
 
     if not args.quiet:

@@ -49,7 +49,7 @@ class Grading:
 
 def escape(text):
     """Control characters (escape sequences, carriage returns) shown, not obeyed."""
-    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]",
+    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]",
                   lambda m: repr(m.group())[1:-1], text)
 
 
@@ -59,7 +59,7 @@ def printed_section(text, dropped):
         return ""
     cut = max(0, len(text) - PRINTED_SHOWN) + dropped
     text = text[:PRINTED_SHOWN]
-    lines = ["printed by the submission:"] + ["| " + escape(line) for line in text.splitlines()]
+    lines = ["printed by the submission:"] + ["| " + line for line in escape(text).split("\n")]
     if cut:
         lines.append(f"| ... ({cut} more characters not shown)")
     return "\n".join(lines)
@@ -80,7 +80,7 @@ def report_lines(grading, verbose=False):
             lines.append(f"{module}.py")
         lines.append(f"  {r.status[:4].upper()}  {r.name:<36} {r.score}/{r.max_score}")
         if r.output and (r.status == "failed" or verbose):
-            lines += ["        " + escape(line) for line in r.output.splitlines()]
+            lines += ["        " + escape(line) for line in r.output.split("\n")]
     return lines + [total_line(grading)]
 
 

@@ -45,7 +45,7 @@ if HERE not in sys.path:   # run from elsewhere, or imported by pytest: find our
 from gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error  # noqa: E402
 from grader import config as grading_config  # noqa: E402
 from grader import suite_layers, suite_rnn_layers  # noqa: E402,F401  (they register the tests)
-from grader.checks import REGISTRY, THRESHOLD, GradeFailure, set_seed  # noqa: E402
+from grader.checks import REGISTRY, THRESHOLD, GradeFailure, set_seed  # noqa: E402,F401  (THRESHOLD re-exported)
 from grader.report import (Grading, Result, escape, printed_section,  # noqa: E402
                            total_line, write_csv, write_results)
 from grader.runner import StudentError, Submission, Unavailable  # noqa: E402
@@ -199,6 +199,8 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
     if fingerprint() != before:
         grading.notes.append("The grader's own files changed while this submission was graded: "
                              "its results are void (every test scores 0).")
+        if progress:
+            progress(grading.notes[-1])
         for r in grading.results:
             r.score, r.status = 0, 'failed'
     save(True)
@@ -383,7 +385,7 @@ def main(argv=None):
         return 0
     if not select(args.only, args.contract, config):
         parser.error(f"no test is selected (--only {args.only}, --contract, --config)")
-    settings = dict((config.limits if config else {}))
+    settings = dict(config.limits if config else {})
     for key, value in (('time_per_test', args.time_limit), ('budget', args.budget),
                        ('memory_mb', args.memory_mb), ('processes', args.processes)):
         if value is not None:
@@ -431,8 +433,6 @@ def main(argv=None):
                     limits=limits, seed=args.seed, json_path=args.json,
                     same_user=args.same_user, slot=args.slot, progress=show)
     if not args.quiet:
-        for note in grading.notes[len(grading.notes) - 1:] if grading.notes[-1].startswith("The grader's own") else ():
-            print(note)
         print(total_line(grading))
     return 0 if grading.passed else 1
 

@@ -324,8 +324,8 @@ def grads_tuple(spec, result):
     return result
 
 
-def outputs(spec, out):
-    """out as a tuple of arrays when the layer has several outputs (adapted pairs)."""
+def outputs(out):
+    """out as a tuple of arrays (a layer with several outputs, adapted, returns a tuple)."""
     return out if isinstance(out, tuple) else (out,)
 
 
@@ -344,8 +344,8 @@ def run_case(spec, forward, backward, index, label, args, threshold=THRESHOLD, c
         if spec.expected is None:
             worst = expect_close(f"{spec.forward} loss [{label}]", loss, ref_out, threshold)
     else:
-        ref_outs = outputs(spec, ref_out)
-        outs = outputs(spec, out)
+        ref_outs = outputs(ref_out)
+        outs = outputs(out)
         if spec.expected is None:
             if len(outs) != len(ref_outs):
                 fail(f"{spec.forward} [{label}]: returned {len(outs)} outputs, expected {len(ref_outs)}")
@@ -414,7 +414,7 @@ def check_float32(spec, forward, backward=None):
         if spec.backward is None:
             arrays = {f"{spec.forward} d{spec.wrt[0]}": grads[0]}
         else:
-            outs = outputs(spec, out)
+            outs = outputs(out)
             arrays = {f"{spec.forward} out{f'[{k}]' if len(outs) > 1 else ''}": o
                       for k, o in enumerate(outs)}
             arrays.update({f"{spec.backward} d{name}": g for name, g in zip(spec.wrt, grads)
@@ -473,7 +473,7 @@ def _forward_only(spec, forward, label, args):
     if spec.backward is None:
         expect_close(f"{spec.forward} loss [{label}]", out, ref_out)
         return
-    outs, ref_outs = outputs(spec, out), outputs(spec, ref_out)
+    outs, ref_outs = outputs(out), outputs(ref_out)
     if len(outs) != len(ref_outs):
         fail(f"{spec.forward} [{label}]: returned {len(outs)} outputs, expected {len(ref_outs)}")
     for o, r in zip(outs, ref_outs):

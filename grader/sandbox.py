@@ -293,10 +293,10 @@ class Child:
 
     def _process_limit(self):
         if self.isolation.uid is not None:   # a fresh uid: count only the sandbox's processes
-            return self.limits.processes
+            return int(self.limits.processes)
         mine = sum(1 for pid in _pids() for line in _status_lines(pid, "Uid:")
                    if int(line.split()[1]) == os.getuid())
-        return mine + self.limits.processes   # RLIMIT_NPROC counts all of this user's
+        return mine + int(self.limits.processes)   # RLIMIT_NPROC counts all of this user's
 
     # --- talk
     def exchange(self, header, buffers, timeout):
@@ -408,8 +408,9 @@ class Child:
             while frontier:
                 tree |= frontier
                 frontier = {p for p, pp in parents.items() if pp in frontier} - tree
-            orphans = {p for p, pp in parents.items() if pp == me and p != self.process.pid
-                       and not _is_grader_child(p)}
+            # the grader starts no other processes while a child runs, so every other
+            # process whose parent is the grader is an orphan of the submission's
+            orphans = {p for p, pp in parents.items() if pp == me and p != self.process.pid}
             victims = {p for p in tree | orphans if p in parents}
             if self.process.poll() is not None:
                 victims.discard(self.process.pid)
@@ -437,14 +438,6 @@ class Child:
             except OSError:
                 pass
         self.process = None
-
-
-def _is_grader_child(pid):
-    """A process the grader started itself (e.g. a batch worker), never to be killed here."""
-    return pid in GRADER_CHILDREN
-
-
-GRADER_CHILDREN = set()
 
 
 # ------------------------------------------------------------------------- the folder

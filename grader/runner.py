@@ -9,8 +9,8 @@ grader keeps its own copy of every argument it sent, so `Submission.modified_arg
 can tell at the end of a test whether any call changed its inputs.
 
 Time: each test may use `Limits.time_per_test` seconds of the child's time and the whole
-submission `Limits.budget`; only waiting for the child counts, not the grader's own
-reference computations.
+submission `Limits.budget`; only waiting for the child's answers counts, not the grader's
+own reference computations nor starting a child (which runs no submitted code).
 """
 import copy
 import time
@@ -20,6 +20,8 @@ import numpy as np
 
 from grader import child as wire
 from grader.sandbox import ChildLost
+
+STARTUP_TIMEOUT = 60   # seconds for a new child to confine itself, even on a loaded machine
 
 
 class StudentError(Exception):
@@ -68,8 +70,7 @@ class Submission:
         self.running = None         # what the child is doing, for messages
 
     def start(self):
-        """Start the child now (its start counts against the budget)."""
-        self.test_left = min(self.limits.time_per_test, self.budget_left)
+        """Start the child now, before the first test."""
         self._running_child()
 
     # --- tests
@@ -91,13 +92,11 @@ class Submission:
 
     # --- the child
     def _running_child(self):
+        # Starting a child runs only the grader's code (confinement, before any import of
+        # the submission), so it is not charged to the submission's time.
         if self.child is None or not self.child.alive():
             self.imported.clear()
-            started = time.monotonic()
-            try:
-                self.child = self.box.running_child(self._timeout())
-            finally:
-                self._charge(time.monotonic() - started)
+            self.child = self.box.running_child(STARTUP_TIMEOUT)
         return self.child
 
     def _timeout(self):

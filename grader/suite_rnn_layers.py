@@ -290,14 +290,20 @@ def attention_as_pair(forward, backward):
     return pair_forward, lambda dout, cache: backward(dout[0], cache, dout[1])
 
 
+def expect_attention_like_reference(name, forward, cases, reference):
+    """((context, alpha), cache) = forward(*case) against the reference on every case."""
+    for label, a in cases:
+        result, _ = pair(name, forward(*a.values()))
+        context, alpha = pair(name, result)
+        expected_context, expected_alpha = reference(*a.values())
+        expect_close(f"{name} alpha [{label}]", alpha, expected_alpha)
+        expect_close(f"{name} context [{label}]", context, expected_context)
+
+
 @graded(MODULE, points=2)
 def attention_forward_reference(attention_forward):
-    for label, a in attention_cases(rng('attention_forward_reference')):
-        result, _ = pair('attention_forward', attention_forward(*a.values()))
-        context, alpha = pair('attention_forward', result)
-        expected_context, expected_alpha = ref.attention(*a.values())
-        expect_close(f"attention_forward alpha [{label}]", alpha, expected_alpha)
-        expect_close(f"attention_forward context [{label}]", context, expected_context)
+    expect_attention_like_reference('attention_forward', attention_forward,
+                                    attention_cases(rng('attention_forward_reference')), ref.attention)
 
 
 @graded(MODULE)
@@ -325,12 +331,9 @@ def attention_step_cases(rng):
 
 @graded(MODULE, points=2)
 def attention_step_forward_reference(attention_step_forward):
-    for label, a in attention_step_cases(rng('attention_step_forward_reference')):
-        result, _ = pair('attention_step_forward', attention_step_forward(*a.values()))
-        context, alpha = pair('attention_step_forward', result)
-        expected_context, expected_alpha = ref.attention_step(*a.values())
-        expect_close(f"attention_step_forward alpha [{label}]", alpha, expected_alpha)
-        expect_close(f"attention_step_forward context [{label}]", context, expected_context)
+    expect_attention_like_reference('attention_step_forward', attention_step_forward,
+                                    attention_step_cases(rng('attention_step_forward_reference')),
+                                    ref.attention_step)
 
 
 layer(MODULE, 'attention_step_forward', 'attention_step_backward', attention_step_cases,

@@ -19,6 +19,7 @@ kills, with nothing of the grader's in it.
   grader, under Landlock when available (see `Isolation.describe`).
 """
 import hashlib
+import json
 import os
 import pwd
 import select
@@ -237,7 +238,6 @@ class Child:
         self.isolation, self.limits = isolation, limits
         self.process = None
         self.output, self.output_dropped = bytearray(), 0
-        self.started_at = 0.0
 
     # --- start
     def start(self, timeout):
@@ -266,7 +266,6 @@ class Child:
                        "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
         with open(CHILD_SOURCE_PATH) as f:
             source = f.read()
-        import json
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-B", "-c", source, json.dumps(config)],
@@ -278,7 +277,6 @@ class Child:
         self.stdout = output_r
         for fd in (self.replies, self.stdout):
             os.set_blocking(fd, False)
-        self.started_at = time.monotonic()
         try:
             ready, _ = self.exchange(None, (), timeout)
         except ChildLost as e:

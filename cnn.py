@@ -13,11 +13,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from layers import (conv2d_backward, conv2d_forward,
-                    dropout_backward, dropout_forward, fc_backward, fc_forward,
+from kernels import conv2d_backward, conv2d_forward, max_pool_backward, max_pool_forward
+from layers import (dropout_backward, dropout_forward, fc_backward, fc_forward,
                     flatten_backward, flatten_forward, log_softmax_backward,
-                    log_softmax_forward, max_pool_backward, max_pool_forward, nll_loss,
-                    relu_backward, relu_forward, softmax_loss)
+                    log_softmax_forward, nll_loss, relu_backward, relu_forward, softmax_loss)
 from softmax import init_weights
 
 

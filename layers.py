@@ -1,24 +1,61 @@
 """Feed-forward layers with hand-derived backward passes.
 
 Every forward function returns (out, cache) and every backward function takes
-(dout, cache), where dout is the gradient of the loss with respect to out. Inputs are
-never modified. Outputs follow NumPy's type promotion of the inputs, so float32 in gives
-float32 out. A wrong shape raises ValueError naming the argument and both shapes.
+(dout, cache), where dout is the gradient of the loss with respect to out. Each body
+computes the formula of its docstring as plain vectorized NumPy, so this file is meant to
+be read; the blocked, cache-friendly versions of the convolution and max pooling that the
+models train with live in kernels.py, and tests prove the two equal.
+
+Conventions:
+- Inputs are never modified.
+- Arrays may be NumPy arrays or nested lists of real numbers. Floating inputs keep
+  NumPy's type promotion (float32 in gives float32 out; float16 x with float32 w gives
+  float32); integer and bool inputs are treated as float64. Complex, object or string
+  data raise TypeError naming the argument.
+- A wrong shape raises ValueError naming the argument and both shapes.
+- An empty batch (N = 0) gives empty outputs and gradients; the losses of an empty batch
+  are 0 (a sum over no samples), with an empty gradient.
+- NaN and inf propagate through the layers as IEEE arithmetic says; the losses refuse
+  NaN scores (ValueError), since a NaN loss would only surface later as a silent failure.
 
 Part 1 of ../shared/API.md (fc, relu, conv, max pool, softmax loss) is a drop-in
 contract for the cs231n-style homework; the rest (strided/padded convolution with bias,
-dropout, log-softmax, NLL, flatten) is ours.
+dropout, log-softmax, NLL, flatten) is ours. This file imports nothing but NumPy, so it
+can be dropped next to any course's files.
 """
 import math
 import numbers
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 # ----------------------------------------------------------------------------- checks
 # Each check raises at once, building its message only then: an f-string passed to a
 # helper would be formatted on every call (~20 us per training step of a small MLP).
+
+
+def real_array(name, value):
+    """
+    value as an ndarray of a floating dtype: float arrays are returned as they are (the
+    same object), lists are converted, integer and bool arrays become float64; other
+    dtypes raise TypeError naming the argument. The input rule of every layer here (and
+    of kernels.py).
+    """
+    array = value if isinstance(value, np.ndarray) else _from_array_like(name, value)
+    kind = array.dtype.kind
+    if kind == "f":
+        return array
+    if kind in "biu":
+        return array.astype(np.float64)
+    raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+
+
+def _from_array_like(name, value):
+    try:
+        return np.asarray(value)
+    except ValueError as error:   # a ragged list
+        raise ValueError(f"{name} is not a rectangular array of numbers: {error}") from None
 
 
 def _check_ndim(name, array, ndim, layout):
@@ -32,11 +69,18 @@ def _check_dout(dout, expected_shape):
                          f"shape {tuple(expected_shape)}")
 
 
+def _check_scores(name, scores):
+    if np.isnan(scores).any():
+        raise ValueError(f"{name} holds NaN at {np.argwhere(np.isnan(scores))[0].tolist()}: "
+                         f"the loss of NaN scores is undefined (look for an overflow or a "
+                         f"NaN input upstream)")
+
+
 def _check_labels(y, scores):
     """Labels must be integers in [0, C), one per row of scores (N, C)."""
     _check_ndim("x", scores, 2, "(N, C)")
     N, C = scores.shape
-    y = np.asarray(y)
+    y = _from_array_like("y", y) if not isinstance(y, np.ndarray) else y
     if y.shape != (N,):
         raise ValueError(f"y has shape {y.shape}, expected ({N},) to match x {scores.shape}")
     if not np.issubdtype(y.dtype, np.integer):
@@ -45,6 +89,54 @@ def _check_labels(y, scores):
         raise ValueError(f"y has labels in [{y.min()}, {y.max()}], expected them in [0, {C}) "
                          f"for x of shape {scores.shape}")
     return y
+
+
+def check_conv_arguments(x, w, b=None, stride=1, pad=0):
+    """
+    Check the arguments of a convolution (ValueError naming the argument) and return its
+    output height and width, (1 + (H + 2 pad - HH) // stride, 1 + (W + 2 pad - WW) // stride).
+    Shared with kernels.py, so that both raise the same errors.
+    """
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    _check_ndim("w", w, 4, "(F, C, HH, WW)")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w has C={w.shape[1]} input channels but x has C={x.shape[1]}: "
+                         f"x shape {x.shape}, w shape {w.shape}")
+    if not (isinstance(stride, (int, np.integer)) and not isinstance(stride, bool) and stride >= 1):
+        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    if not (isinstance(pad, (int, np.integer)) and not isinstance(pad, bool) and pad >= 0):
+        raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
+    padded_height, padded_width = x.shape[2] + 2 * pad, x.shape[3] + 2 * pad
+    if not (w.shape[2] <= padded_height and w.shape[3] <= padded_width):
+        raise ValueError(f"w's {w.shape[2]}x{w.shape[3]} kernel is larger than x's "
+                         f"{padded_height}x{padded_width} padded input: x shape {x.shape}, "
+                         f"w shape {w.shape}, pad {pad}")
+    if b is not None and np.shape(b) != (w.shape[0],):
+        raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[0]},) to match w "
+                         f"{w.shape}")
+    return ((padded_height - w.shape[2]) // stride + 1, (padded_width - w.shape[3]) // stride + 1)
+
+
+def check_pool_arguments(x, pool_param):
+    """
+    Check the arguments of a max pooling (ValueError naming the argument) and return
+    (ph, pw, stride, OH, OW). Shared with kernels.py, so that both raise the same errors.
+    """
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    try:
+        height, width, stride = (pool_param[key] for key in ("pool_height", "pool_width", "stride"))
+    except (KeyError, TypeError):
+        raise ValueError(f"pool_param must be a dict with keys 'pool_height', 'pool_width' "
+                         f"and 'stride', got {pool_param!r}") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+               for v in (height, width, stride)):
+        raise ValueError(f"pool_param values must be positive integers, got {pool_param!r}")
+    if not (height <= x.shape[2] and width <= x.shape[3]):
+        raise ValueError(f"pool window {height}x{width} from pool_param is larger than x's "
+                         f"{x.shape[2]}x{x.shape[3]} spatial size (x shape {x.shape})")
+    out_height = (x.shape[2] - height) // stride + 1
+    out_width = (x.shape[3] - width) // stride + 1
+    return height, width, stride, out_height, out_width
 
 
 # ----------------------------------------------------------------------------- fully connected
@@ -62,16 +154,16 @@ def fc_forward(x, w, b):
     - out: output of shape (N, M).
     - cache: (x, w, b).
     """
-    if np.ndim(x) < 1:
-        raise ValueError(f"x must have a batch axis, got shape {np.shape(x)}")
+    x, w, b = real_array("x", x), real_array("w", w), real_array("b", b)
+    if x.ndim < 1:
+        raise ValueError(f"x must have a batch axis, got shape {x.shape}")
     _check_ndim("w", w, 2, "(D, M)")
     N, D = x.shape[0], math.prod(x.shape[1:])
     if w.shape[0] != D:
         raise ValueError(f"w has shape {w.shape} but x of shape {x.shape} flattens to D={D}: "
                          f"expected w of shape ({D}, M)")
-    if np.shape(b) != (w.shape[1],):
-        raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[1]},) to match w "
-                         f"{w.shape}")
+    if b.shape != (w.shape[1],):
+        raise ValueError(f"b has shape {b.shape}, expected ({w.shape[1]},) to match w {w.shape}")
     out = x.reshape(N, D) @ w + b
     return out, (x, w, b)
 
@@ -95,6 +187,7 @@ def fc_backward(dout, cache, need_dx=True):
     - db: gradient with respect to b, of shape (M,).
     """
     x, w, b = cache
+    dout = real_array("dout", dout)
     N = x.shape[0]
     _check_dout(dout, (N, w.shape[1]))
     dx = (dout @ w.T).reshape(x.shape) if need_dx else None
@@ -116,6 +209,7 @@ def relu_forward(x):
     - out: output of the same shape as x.
     - cache: x.
     """
+    x = real_array("x", x)
     return np.maximum(x, 0), x
 
 
@@ -132,203 +226,23 @@ def relu_backward(dout, cache):
     - dx: gradient with respect to x.
     """
     x = cache
+    dout = real_array("dout", dout)
     _check_dout(dout, x.shape)
     return dout * (x > 0)
 
 
 # ----------------------------------------------------------------------------- convolution
-
-def _flat_padded(x, pad):
-    """
-    x (N, C, H, W) zero-padded by `pad` on every side, plus one more row of zeros at the
-    bottom, with each channel's image flattened: shape (N, C, (Hp + 1) * Wp) for the
-    padded size Hp x Wp, pixel (r, q) of the padded image at entry r * Wp + q. (The
-    discarded outputs of the last row, see _conv_geometry, read into the extra row.)
-    """
-    N, C, H, W = x.shape
-    flat = np.zeros((N, C, H + 2 * pad + 1, W + 2 * pad), dtype=x.dtype)
-    flat[:, :, pad:pad + H, pad:pad + W] = x
-    return flat.reshape(N, C, flat.shape[2] * flat.shape[3])
+#
+# Notation: Xpad is x zero-padded by `pad` on every side; windows are indexed by the
+# output pixel (i, j) and the kernel offset (k, l). "A *filt K" is filtering
+# (cross-correlation): (A *filt K)[i, j] = sum_{k, l} A[i + k, j + l] K[k, l]; "A *full K"
+# is the full convolution: A zero-padded by HH-1 and WW-1 on each side, filtered by K
+# flipped in both axes.
 
 
-def _windows(flat, kernel_height, kernel_width, geometry, writeable=False):
-    """
-    View of flat (N, C, L) from _flat_padded as the convolution's windows, shape
-    (N, C, KH, KW, OH, Wq) with geometry = (stride s, Wp, OH, Wq) from _conv_geometry:
-
-        windows[n, c, k, l, i, j] = Xpad[n, c, s*i + k, s*j + l] = flat[n, c, (s*i + k)*Wp + s*j + l]
-
-    No data is copied. Windows of neighbouring outputs share entries, so a writeable view
-    must only be added to one kernel offset (k, l) at a time.
-    """
-    stride, padded_width, out_height, row_width = geometry
-    N, C, _ = flat.shape
-    sN, sC, s1 = flat.strides
-    return as_strided(flat, shape=(N, C, kernel_height, kernel_width, out_height, row_width),
-                      strides=(sN, sC, padded_width * s1, s1, stride * padded_width * s1,
-                               stride * s1), writeable=writeable)
-
-
-# Samples are processed in blocks whose im2col columns and outputs take at most this
-# many bytes, so that the column copy, the matrix product and the scatter of dX find
-# them in cache. Measured fwd+bwd on N=64, float32 (bench/compare_torch.py): 3x32x32
-# F32 k3 pad 1 9.6 -> 5.9 ms, 1x28x28 F32 k5 4.8 -> 3.6 ms; no change on the others.
-BLOCK_BYTES = 4 << 20
-
-
-def _sample_blocks(N, bytes_per_sample):
-    """The batch 0..N-1 as consecutive slices of at most BLOCK_BYTES / bytes_per_sample
-    samples (at least one), all of about the same size, and the largest size."""
-    count = max(1, -(-N // max(1, BLOCK_BYTES // bytes_per_sample)))   # ceil division
-    size = max(1, -(-N // count))
-    return [slice(start, min(N, start + size)) for start in range(0, N, size)], size
-
-
-def _column_buffer(block_size, windows, ones_row):
-    """
-    Room for the im2col columns of block_size samples: shape (block_size, C*KH*KW [+ 1],
-    OH*Wq) for windows (N, C, KH, KW, OH, Wq). Column p = i*Wq + j of a sample will hold
-    the C*KH*KW inputs that output pixel (i, j) sees, so that the convolution becomes one
-    matrix product per sample; with ones_row, a last row of ones (set here, once) is the
-    input that a bias multiplies.
-    """
-    _, C, KH, KW, OH, Wq = windows.shape
-    K = C * KH * KW
-    columns = np.empty((block_size, K + ones_row, OH * Wq), dtype=windows.dtype)
-    if ones_row:
-        columns[:, K] = 1
-    return columns
-
-
-def _fill_columns(columns, windows):
-    """im2col for one block: copy windows (n, C, KH, KW, OH, Wq) into the first n samples
-    of a _column_buffer; returns that part of it."""
-    n, C, KH, KW = windows.shape[:4]
-    block = columns[:n]
-    block[:, :C * KH * KW].reshape(windows.shape)[...] = windows   # the one copy
-    return block
-
-
-def _check_conv_inputs(x, w, b, stride, pad):
-    _check_ndim("x", x, 4, "(N, C, H, W)")
-    _check_ndim("w", w, 4, "(F, C, HH, WW)")
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"w has C={w.shape[1]} input channels but x has C={x.shape[1]}: "
-                         f"x shape {x.shape}, w shape {w.shape}")
-    if not (isinstance(stride, (int, np.integer)) and stride >= 1):
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
-    if not (isinstance(pad, (int, np.integer)) and pad >= 0):
-        raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
-    padded_height, padded_width = x.shape[2] + 2 * pad, x.shape[3] + 2 * pad
-    if not (w.shape[2] <= padded_height and w.shape[3] <= padded_width):
-        raise ValueError(f"w's {w.shape[2]}x{w.shape[3]} kernel is larger than x's "
-                         f"{padded_height}x{padded_width} padded input: x shape {x.shape}, "
-                         f"w shape {w.shape}, pad {pad}")
-    if b is not None:
-        if np.shape(b) != (w.shape[0],):
-            raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[0]},) to match w "
-                             f"{w.shape}")
-
-
-def _conv_geometry(x, w, stride, pad):
-    """
-    (stride s, padded width Wp, OH, Wq) and OW for a convolution of x (N, C, H, W) by w.
-
-    Wq is the width of the output rows as computed: OW for s > 1, but Wp for s = 1. With
-    Wq = Wp, for j >= OW a window wraps around into the next image row, and those outputs are
-    computed and discarded (Wp/OW more work: 7-17% for 3x3 and 5x5 kernels). In exchange
-    the output positions (i, j) of one kernel offset are one contiguous run of the
-    flattened image (row pitch Wq = Wp, step 1), so im2col copies long runs and the
-    backward pass adds each offset's gradient with one long add: both several times faster
-    than row by row.
-    """
-    padded_height, padded_width = x.shape[2] + 2 * pad, x.shape[3] + 2 * pad
-    out_height = (padded_height - w.shape[2]) // stride + 1
-    out_width = (padded_width - w.shape[3]) // stride + 1
-    row_width = padded_width if stride == 1 else out_width
-    return (stride, padded_width, out_height, row_width), out_width
-
-
-def _weight_rows(w, b):
-    """The filters as rows (F, C*KH*KW), with the bias as one more column if b is given:
-    a bias is a weight on an input that is always 1 (the ones row of _columns)."""
-    rows = w.reshape(w.shape[0], -1)
-    return rows if b is None else np.concatenate([rows, b.reshape(-1, 1)], axis=1)
-
-
-def _conv_forward(x, w, b, stride, pad):
-    """
-    Filtering of x by w (plus b) as one matrix product per sample,
-    (F, K) @ (K, OH*Wq) -> (F, OH, Wq), a block of samples at a time. The output is the
-    view of each row's first OW entries (not copied: a copy would cost a full pass and a
-    fresh array).
-    """
-    N, F = x.shape[0], w.shape[0]
-    geometry, out_width = _conv_geometry(x, w, stride, pad)
-    _, _, out_height, row_width = geometry
-    windows = _windows(_flat_padded(x, pad), w.shape[2], w.shape[3], geometry)
-    weight_rows = _weight_rows(w, b)
-    pixels = out_height * row_width
-    out = np.empty((N, F, pixels), dtype=np.result_type(x, weight_rows))
-    blocks, block_size = _sample_blocks(N, (weight_rows.shape[1] + F) * pixels * out.itemsize)
-    columns = _column_buffer(block_size, windows, ones_row=b is not None)
-    for block in blocks:
-        np.matmul(weight_rows, _fill_columns(columns, windows[block]), out=out[block])
-    return out.reshape(N, F, out_height, row_width)[:, :, :, :out_width]
-
-
-def _conv_backward(dout, x, w, b, stride, pad, need_dx=True):
-    """Gradients dx, dw, db of _conv_forward (derivation in conv_backward and
-    conv2d_backward), a block of samples at a time. dx is None if need_dx is False; db is
-    None if b is None."""
-    N, C, H, W = x.shape
-    F, _, KH, KW = w.shape
-    K = C * KH * KW
-    geometry, out_width = _conv_geometry(x, w, stride, pad)
-    _, padded_width, out_height, row_width = geometry
-    _check_dout(dout, (N, F, out_height, out_width))
-    flat = _flat_padded(x, pad)
-    windows = _windows(flat, KH, KW, geometry)
-    pixels = out_height * row_width
-    blocks, block_size = _sample_blocks(N, (K + 1 + F) * pixels * dout.itemsize)
-    columns = _column_buffer(block_size, windows, ones_row=b is not None)
-    # dY of a block laid out as the computed outputs, with 0 at the discarded ones
-    # (j >= OW), which therefore contribute nothing to any gradient
-    dout_rows = np.zeros((block_size, F, out_height, row_width), dtype=dout.dtype)
-    dw_rows = np.zeros((columns.shape[1], F), dtype=np.result_type(x, dout))
-    if need_dx:
-        dflat = np.zeros(flat.shape, dtype=np.result_type(w, dout))
-        dwindows = _windows(dflat, KH, KW, geometry, writeable=True)
-    for block in blocks:
-        block_columns = _fill_columns(columns, windows[block])
-        n = len(block_columns)
-        dout_rows[:n, :, :, :out_width] = dout[block]
-        block_dout = dout_rows[:n].reshape(n, F, pixels)
-
-        # dW[f, (c, k, l)] = sum_{n, p} dY[n, f, p] columns[n, (c, k, l), p], the sum over
-        # n of columns[n] @ dY[n].T (this orientation, (K, P) @ (P, F), is the faster
-        # GEMM); the ones row of the columns gives db[f] = sum_{n, p} dY[n, f, p] as the
-        # last row
-        dw_rows += (block_columns @ block_dout.transpose(0, 2, 1)).sum(axis=0)
-        if not need_dx:
-            continue
-
-        # dX. dcolumns[n] = W.T @ dY[n] is the gradient of every entry of every window
-        # (written over the columns, no longer needed). Adding it back into the windows
-        # of a zero image sums the contributions of all windows that share an entry; the
-        # windows of one kernel offset (k, l) don't overlap, so that is one add per offset.
-        dcolumns = np.matmul(w.reshape(F, K).T, block_dout, out=block_columns[:, :K])
-        dcolumns = dcolumns.reshape(n, C, KH, KW, out_height, row_width)
-        block_dwindows = dwindows[block]
-        for k in range(KH):
-            for l in range(KW):
-                block_dwindows[:, :, k, l] += dcolumns[:, :, k, l]
-    dw = dw_rows[:K].T.reshape(w.shape)
-    db = None if b is None else dw_rows[K]
-    if not need_dx:
-        return None, dw, db
-    dx = dflat.reshape(N, C, H + 2 * pad + 1, padded_width)[:, :, pad:pad + H, pad:pad + W]
-    return dx, dw, db
+def _pad_spatial(a, top, bottom, left, right):
+    """a (N, C, H, W) with zeros added around its last two axes."""
+    return np.pad(a, ((0, 0), (0, 0), (top, bottom), (left, right)))
 
 
 def conv_forward(x, w):
@@ -338,14 +252,9 @@ def conv_forward(x, w):
 
         Y[n, f, i, j] = sum_{c, k, l} X[n, c, i + k, j + l] W[f, c, k, l]
 
-    i.e. Y[n, f] = sum_c X[n, c] *filt W[f, c]. Implemented by im2col: each output
-    pixel's C*HH*WW inputs become one column (a strided view of the input, copied once),
-    and the layer is one matrix product per sample, (F, C*HH*WW) @ (C*HH*WW, pixels).
-    Samples go through in blocks whose columns take at most BLOCK_BYTES (4 MiB), so that
-    the copy, the product and the backward pass's scatter find their data in cache.
-    To make the copy (and the backward pass) fast, every output row is computed as wide
-    as the padded input row and the extra WW-1 outputs per row are dropped (see
-    _conv_geometry); the output is a view that leaves them out.
+    i.e. Y[n, f] = sum_c X[n, c] *filt W[f, c]. The code takes the HH x WW window of X
+    at every output pixel (a view, sliding_window_view) and contracts it with every
+    filter over (c, k, l) in one tensordot.
 
     Inputs:
     - x: input of shape (N, C, H, W).
@@ -355,8 +264,18 @@ def conv_forward(x, w):
     - out: output of shape (N, F, H - HH + 1, W - WW + 1).
     - cache: (x, w).
     """
-    _check_conv_inputs(x, w, None, 1, 0)
-    return _conv_forward(x, w, None, 1, 0), (x, w)
+    x, w = real_array("x", x), real_array("w", w)
+    check_conv_arguments(x, w)
+    out = _filter(x, w)
+    return out, (x, w)
+
+
+def _filter(x, w, stride=1):
+    """Y[n, f, i, j] = sum_{c, k, l} x[n, c, s*i + k, s*j + l] w[f, c, k, l]."""
+    windows = sliding_window_view(x, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
+    # windows[n, c, i, j, k, l] = x[n, c, s*i + k, s*j + l]
+    out = np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3]))   # (N, OH, OW, F)
+    return out.transpose(0, 3, 1, 2)
 
 
 def conv_backward(dout, cache):
@@ -366,15 +285,12 @@ def conv_backward(dout, cache):
     - dW[f, c, k, l] = sum_{n, i, j} X[n, c, i + k, j + l] dY[n, f, i, j]
       i.e. dW[f, c] = sum_n X[n, c] *filt dY[n, f]: filtering of X by dY.
     - dX[n, c, p, q] = sum_{f, k, l} dY[n, f, p - k, q - l] W[f, c, k, l]
-      (dY taken as 0 outside its H' x W' extent), i.e. dX[n, c] = sum_f W[f, c] *full dY[n, f]:
-      the full convolution of dY with W — equivalently, zero-pad dY by HH-1 and WW-1 and
-      filter it with the kernel flipped in both axes.
+      (dY taken as 0 outside its H' x W' extent), i.e. dX[n, c] = sum_f dY[n, f] *full W[f, c]:
+      the full convolution of dY with W, which is dY zero-padded by HH-1 and WW-1 and
+      filtered by the kernel flipped in both axes.
 
-    The code computes dW as one matrix product per sample with the im2col columns of X
-    (summed over n), and evaluates the dX sum one kernel offset (k, l) at a time: the
-    term sum_f W[f, c, k, l] dY[n, f] (one matrix product for all offsets) lands on dX
-    shifted by (k, l). For each (k, l) that is a single vectorized add over all of
-    n, c, i, j, several times faster than building a second im2col matrix of the padded dY.
+    The code computes exactly these two: dW by filtering X with dY as the kernel, dX by
+    padding dY and filtering it with the flipped kernels (channels and filters swapped).
 
     Inputs:
     - dout: upstream gradient of shape (N, F, H', W').
@@ -385,16 +301,14 @@ def conv_backward(dout, cache):
     - dw: gradient with respect to w, of shape (F, C, HH, WW).
     """
     x, w = cache
-    dx, dw, _ = _conv_backward(dout, x, w, None, 1, 0)
+    dx, dw, _ = conv2d_backward(dout, (x, w, None, 1, 0))
     return dx, dw
 
 
 def conv2d_forward(x, w, b=None, stride=1, pad=0):
     """
-    Convolution (filtering) with stride, zero padding and an optional bias per filter.
-    Same implementation as conv_forward, which is the case stride=1, pad=0, b=None. The
-    bias is added inside the matrix product, as the weight of an extra input that is
-    always 1 (a row of ones appended to the im2col columns).
+    Convolution (filtering) with stride, zero padding and an optional bias per filter;
+    conv_forward is the case stride=1, pad=0, b=None. With Xpad the zero-padded x:
 
         Y[n, f, i, j] = b[f] + sum_{c, k, l} Xpad[n, c, s*i + k, s*j + l] W[f, c, k, l]
 
@@ -409,17 +323,26 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0):
     - out: output of shape (N, F, 1 + (H + 2*pad - HH) // s, 1 + (W + 2*pad - WW) // s).
     - cache: (x, w, b, stride, pad).
     """
-    _check_conv_inputs(x, w, b, stride, pad)
-    return _conv_forward(x, w, b, stride, pad), (x, w, b, stride, pad)
+    x, w = real_array("x", x), real_array("w", w)
+    b = None if b is None else real_array("b", b)
+    check_conv_arguments(x, w, b, stride, pad)
+    out = _filter(_pad_spatial(x, pad, pad, pad, pad), w, stride)
+    if b is not None:
+        out = out + b[:, None, None]
+    return out, (x, w, b, stride, pad)
 
 
 def conv2d_backward(dout, cache, need_dx=True):
     """
-    Backward pass of conv2d_forward; see conv_backward for the derivation. With stride s
-    the window of output (i, j) starts at (s*i, s*j), so dX gathers
-    dY[n, f, i, j] W[f, c, k, l] at Xpad position (s*i + k, s*j + l), the padding is cut
-    off, and db[f] = sum_{n, i, j} dY[n, f, i, j] (it comes out of the dW product as the
-    gradient of the bias's weight on the constant input 1).
+    Backward pass of conv2d_forward (derivation in conv_backward). With stride s:
+
+    - db[f] = sum_{n, i, j} dY[n, f, i, j].
+    - dW[f, c, k, l] = sum_{n, i, j} Xpad[n, c, s*i + k, s*j + l] dY[n, f, i, j]: filtering
+      of Xpad by dY with the kernel's entries s apart.
+    - dXpad[n, c] = sum_f D[n, f] *full W[f, c], where D is dY dilated by s: s - 1 zeros
+      between neighbouring entries, D[n, f, s*i, s*j] = dY[n, f, i, j]. (Output (i, j) saw
+      Xpad from (s*i, s*j) on, so its gradient lands there.) Rows and columns of Xpad
+      that no window covered get 0; then the padding is cut off: dX = dXpad[pad:-pad].
 
     Inputs:
     - dout: upstream gradient of shape (N, F, H', W').
@@ -432,101 +355,50 @@ def conv2d_backward(dout, cache, need_dx=True):
     - dw: gradient with respect to w, of shape (F, C, HH, WW).
     - db: gradient with respect to b, of shape (F,); None if b was None.
     """
-    x, w, b, stride, pad = cache
-    return _conv_backward(dout, x, w, b, stride, pad, need_dx)
+    x, w, b, s, pad = cache
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    dout = real_array("dout", dout)
+    out_height, out_width = check_conv_arguments(x, w, b, s, pad)
+    _check_dout(dout, (N, F, out_height, out_width))
+    db = None if b is None else dout.sum(axis=(0, 2, 3))
+
+    # dilated dY: D[n, f, s*i, s*j] = dY[n, f, i, j], zeros between
+    span_height, span_width = s * (out_height - 1) + 1, s * (out_width - 1) + 1
+    dilated = np.zeros((N, F, span_height, span_width), dtype=dout.dtype)
+    dilated[:, :, ::s, ::s] = dout
+
+    # dW: filter Xpad (channels c as the batch) with D (samples n as the channels)
+    xpad = _pad_spatial(x, pad, pad, pad, pad)
+    windows = sliding_window_view(xpad, (span_height, span_width), axis=(2, 3))[:, :, :HH, :WW]
+    # windows[n, c, k, l, p, q] = Xpad[n, c, k + p, l + q]
+    dw = np.tensordot(dilated, windows, axes=([0, 2, 3], [0, 4, 5]))   # (F, C, HH, WW)
+    if not need_dx:
+        return None, dw, db
+
+    # dXpad: the full convolution of D with W, i.e. pad D by HH-1, WW-1 and filter it by
+    # the flipped kernels, with filters f as the input channels: kernel[c, f] = W[f, c] flipped
+    full = _filter(_pad_spatial(dilated, HH - 1, HH - 1, WW - 1, WW - 1),
+                   w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    # the last (Hp - HH) % s rows (and columns) of Xpad were in no window
+    uncovered_height = H + 2 * pad - full.shape[2]
+    uncovered_width = W + 2 * pad - full.shape[3]
+    dxpad = _pad_spatial(full, 0, uncovered_height, 0, uncovered_width)
+    dx = dxpad[:, :, pad:pad + H, pad:pad + W]
+    return dx, dw, db
 
 
 # ----------------------------------------------------------------------------- max pooling
 
-def _pool_geometry(x, pool_param):
-    _check_ndim("x", x, 4, "(N, C, H, W)")
-    try:
-        height, width, stride = (pool_param[key] for key in ("pool_height", "pool_width", "stride"))
-    except (KeyError, TypeError):
-        raise ValueError(f"pool_param must be a dict with keys 'pool_height', 'pool_width' "
-                         f"and 'stride', got {pool_param!r}") from None
-    if not all(isinstance(v, (int, np.integer)) and v >= 1 for v in (height, width, stride)):
-        raise ValueError(f"pool_param values must be positive integers, got {pool_param!r}")
-    if not (height <= x.shape[2] and width <= x.shape[3]):
-        raise ValueError(f"pool window {height}x{width} from pool_param is larger than x's "
-                         f"{x.shape[2]}x{x.shape[3]} spatial size (x shape {x.shape})")
-    out_height = (x.shape[2] - height) // stride + 1
-    out_width = (x.shape[3] - width) // stride + 1
-    return height, width, stride, out_height, out_width
+def _pool_windows(x, pool_param):
+    """The pooling windows of x (N, C, H, W) as a view (N, C, OH, OW, ph * pw), entry
+    k*pw + l of window (i, j) being x[n, c, s*i + k, s*j + l] (row-major in the window)."""
+    height, width, stride, out_height, out_width = check_pool_arguments(x, pool_param)
+    windows = sliding_window_view(x, (height, width), axis=(2, 3))[:, :, ::stride, ::stride]
+    return windows.reshape(*x.shape[:2], out_height, out_width, height * width)
 
 
-def _along(array, axis, start, stop, step):
-    """array[..., start:stop:step, ...] with the slice on the given axis."""
-    index = [slice(None)] * array.ndim
-    index[axis] = slice(start, stop, step)
-    return array[tuple(index)]
-
-
-def _sliding_max(x, axis, window, stride, count, with_choice=False):
-    """
-    Max over `window` consecutive entries along one axis, for `count` windows starting
-    every `stride` entries: out[.., i, ..] = max_k x[.., stride*i + k, ..]. With
-    with_choice, also the first k attaining it (ties keep the earlier k: the comparison is
-    strict); None otherwise.
-
-    One strided slice per window offset k, vectorized over everything else. Each slice is
-    copied to a contiguous array first: NumPy's comparisons and maxima are ~5x faster on
-    contiguous data (SIMD) than on a strided view, and the copy costs less than that.
-    Choices are built by arithmetic on the comparison, not by masked assignment or
-    np.where, which are ~10x slower on unpredictable masks.
-    """
-    last = stride * (count - 1) + 1
-    out = np.ascontiguousarray(_along(x, axis, 0, last, stride))
-    dtype = np.min_scalar_type(window - 1)
-    choice = np.zeros(out.shape, dtype=dtype) if with_choice else None
-    for k in range(1, window):
-        candidate = np.ascontiguousarray(_along(x, axis, k, k + last, stride))
-        if with_choice:
-            # k exceeds every earlier choice, so the max records k exactly where k is better
-            better = (candidate > out).view(np.uint8)
-            choice = (better.astype(dtype, copy=False) if k == 1
-                      else np.maximum(choice, better * dtype.type(k)))
-        out = np.maximum(out, candidate)
-    return (out.copy() if window == 1 else out), choice
-
-
-def _sliding_max_backward(dout, choice, axis, window, stride, size):
-    """Adjoint of _sliding_max: dout[.., i, ..] goes to entry stride*i + choice of an axis
-    of length size."""
-    shape = list(dout.shape)
-    shape[axis] = size
-    # when the windows tile the axis exactly, every entry of dx is written below
-    tiled = stride == window and size == window * dout.shape[axis]
-    dx = (np.empty if tiled else np.zeros)(shape, dtype=dout.dtype)
-    last = stride * (dout.shape[axis] - 1) + 1
-    for k in range(window):
-        entries = _along(dx, axis, k, k + last, stride)   # entry k of every window
-        if stride >= window:   # windows don't overlap: written once, no sum needed
-            np.multiply(dout, choice == k, out=entries)
-        else:
-            entries += dout * (choice == k)
-    return dx
-
-
-def _max_pool(x, pool_param, with_choices):
-    """
-    Separable max pooling: the max over a ph x pw window is the max over its ph rows of
-    each row's max over pw columns. Taking the first max per row, then the first row
-    holding the max, selects the first max in row-major order. Both stages are strided
-    slices (no copy of all windows): for 2x2 windows on (64, 16, 28, 28) float32 the forward
-    takes 0.5 ms, against 11.9 ms for reshaping into windows and reducing with max.
-
-    Returns out (N, C, OH, OW) and, if with_choices, the pair (row_choice, column_choice):
-    row_choice (N, C, OH, OW) is the window row holding the max, column_choice
-    (N, C, H, OW) the column of each image row's max in each window (else None).
-    """
-    height, width, stride, out_height, out_width = _pool_geometry(x, pool_param)
-    row_max, column_choice = _sliding_max(x, 3, width, stride, out_width, with_choices)
-    out, row_choice = _sliding_max(row_max, 2, height, stride, out_height, with_choices)
-    return out, ((row_choice, column_choice) if with_choices else None)
-
-
-def max_pool_forward(x, pool_param, keep_choices=False):
+def max_pool_forward(x, pool_param):
     """
     Max pooling: out[n, c, i, j] = max over the window x[n, c, s*i : s*i+ph, s*j : s*j+pw].
     Any window size and stride; windows may overlap (stride < window) or skip pixels.
@@ -537,40 +409,45 @@ def max_pool_forward(x, pool_param, keep_choices=False):
       - 'pool_height': window height ph.
       - 'pool_width': window width pw.
       - 'stride': distance s between neighbouring windows.
-    - keep_choices: if True, also record where each max was found, so that the backward
-      pass need not search the windows again (a third of its time for 2x2 windows). Meant
-      for training loops; the default keeps the homework's cache.
 
     Returns a tuple of:
     - out: output of shape (N, C, 1 + (H - ph) // s, 1 + (W - pw) // s).
-    - cache: (x, pool_param), or (x, pool_param, choices) with keep_choices.
+    - cache: (x, pool_param).
     """
-    out, choices = _max_pool(x, pool_param, keep_choices)
-    return out, ((x, pool_param, choices) if keep_choices else (x, pool_param))
+    x = real_array("x", x)
+    out = _pool_windows(x, pool_param).max(axis=-1)
+    return out, (x, pool_param)
 
 
 def max_pool_backward(dout, cache):
     """
     Backward pass of max pooling. The max is locally a selection, so each window's
-    gradient goes to the entry that was selected: the first max in row-major order when
-    several entries tie (ties are common after ReLU, where many inputs are exactly 0;
-    sending the gradient to every tied entry would multiply it). Where windows overlap,
-    an input chosen by several windows accumulates their gradients.
+    gradient goes to the entry that was selected:
+
+        dx[n, c, s*i + k*, s*j + l*] += dout[n, c, i, j],  (k*, l*) = the window's argmax
+
+    taking the first max in row-major order when several entries tie (ties are common
+    after ReLU, where many inputs are exactly 0; sending the gradient to every tied entry
+    would multiply it). Where windows overlap, an input chosen by several windows
+    accumulates their gradients (np.add.at sums repeated indices).
 
     Inputs:
     - dout: upstream gradient of shape (N, C, OH, OW).
-    - cache: (x, pool_param) from max_pool_forward, or (x, pool_param, choices) from
-      max_pool_forward with keep_choices=True.
+    - cache: (x, pool_param) from max_pool_forward.
 
     Returns:
     - dx: gradient with respect to x, of shape (N, C, H, W).
     """
     x, pool_param = cache[:2]
-    height, width, stride, out_height, out_width = _pool_geometry(x, pool_param)
+    dout = real_array("dout", dout)
+    _, width, stride, out_height, out_width = check_pool_arguments(x, pool_param)
     _check_dout(dout, (*x.shape[:2], out_height, out_width))
-    row_choice, column_choice = cache[2] if len(cache) == 3 else _max_pool(x, pool_param, True)[1]
-    drow_max = _sliding_max_backward(dout, row_choice, 2, height, stride, x.shape[2])
-    return _sliding_max_backward(drow_max, column_choice, 3, width, stride, x.shape[3])
+    choice = _pool_windows(x, pool_param).argmax(axis=-1)   # first max: argmax's rule
+    n, c, i, j = np.indices(dout.shape, sparse=True)
+    rows, columns = stride * i + choice // width, stride * j + choice % width
+    dx = np.zeros(x.shape, dtype=np.result_type(x, dout))
+    np.add.at(dx, (n, c, rows, columns), dout)
+    return dx
 
 
 # ----------------------------------------------------------------------------- losses
@@ -584,24 +461,26 @@ def _log_softmax(x):
 def softmax_loss(x, y):
     """
     Softmax (cross-entropy) loss, averaged over the batch. With p = softmax(x[n]),
-    loss_n = -log p[y_n] and d loss_n / d x[n, c] = p[c] - [c == y_n].
+    loss_n = -log p[y_n] and d loss_n / d x[n, c] = (p[c] - [c == y_n]) / N.
 
     Inputs:
-    - x: class scores of shape (N, C).
+    - x: class scores of shape (N, C); NaN raises ValueError.
     - y: integer labels of shape (N,), each in [0, C).
 
     Returns a tuple of:
-    - loss: scalar loss (mean over N).
+    - loss: scalar loss (mean over N; 0 for an empty batch).
     - dx: gradient of the loss with respect to x, of shape (N, C).
     """
+    x = real_array("x", x)
     y = _check_labels(y, x)
+    _check_scores("x", x)
     N = x.shape[0]
     log_probs = _log_softmax(x)
     rows = np.arange(N)
-    loss = -log_probs[rows, y].sum() / N
+    loss = -log_probs[rows, y].sum() / max(N, 1)
     dx = np.exp(log_probs)
     dx[rows, y] -= 1
-    dx /= N
+    dx /= max(N, 1)
     return loss, dx
 
 
@@ -616,6 +495,7 @@ def log_softmax_forward(x):
     - out: log-probabilities of shape (N, C).
     - cache: out.
     """
+    x = real_array("x", x)
     _check_ndim("x", x, 2, "(N, C)")
     out = _log_softmax(x)
     return out, out
@@ -634,6 +514,7 @@ def log_softmax_backward(dout, cache):
     - dx: gradient with respect to x, of shape (N, C).
     """
     out = cache
+    dout = real_array("dout", dout)
     _check_dout(dout, out.shape)
     return dout - np.exp(out) * dout.sum(axis=1, keepdims=True)
 
@@ -644,20 +525,22 @@ def nll_loss(log_probs, y):
     log_softmax_forward followed by nll_loss equals softmax_loss.
 
     Inputs:
-    - log_probs: log-probabilities of shape (N, C).
+    - log_probs: log-probabilities of shape (N, C); NaN raises ValueError.
     - y: integer labels of shape (N,), each in [0, C).
 
     Returns a tuple of:
-    - loss: scalar loss.
+    - loss: scalar loss (0 for an empty batch).
     - dlog_probs: gradient with respect to log_probs, of shape (N, C): -1/N at
       (n, y_n), 0 elsewhere.
     """
+    log_probs = real_array("log_probs", log_probs)
     y = _check_labels(y, log_probs)
+    _check_scores("log_probs", log_probs)
     N = log_probs.shape[0]
     rows = np.arange(N)
-    loss = -log_probs[rows, y].mean()
+    loss = -log_probs[rows, y].sum() / max(N, 1)
     dlog_probs = np.zeros_like(log_probs)
-    dlog_probs[rows, y] = -1 / N
+    dlog_probs[rows, y] = -1 / N if N else 0
     return loss, dlog_probs
 
 
@@ -682,6 +565,7 @@ def dropout_forward(x, dropout_param):
     - out: output of the shape of x.
     - cache: (dropout_param, mask); mask (shape of x, values 0 or 1/p) is None in test mode.
     """
+    x = real_array("x", x)
     p, mode = dropout_param.get("p"), dropout_param.get("mode")
     if not (isinstance(p, numbers.Real) and 0 < p <= 1):
         raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], "
@@ -692,8 +576,7 @@ def dropout_forward(x, dropout_param):
         return x, (dropout_param, None)
     seed = dropout_param.get("seed")
     uniform = np.random.default_rng(seed).random(x.shape) if seed is not None else np.random.random(x.shape)
-    dtype = np.result_type(x, np.float32)
-    mask = (uniform < p).astype(dtype) / dtype.type(p)
+    mask = (uniform < p).astype(x.dtype) / x.dtype.type(p)
     return x * mask, (dropout_param, mask)
 
 
@@ -709,6 +592,7 @@ def dropout_backward(dout, cache):
     - dx: gradient with respect to x.
     """
     dropout_param, mask = cache
+    dout = real_array("dout", dout)
     if mask is None:
         return dout
     _check_dout(dout, mask.shape)
@@ -726,9 +610,10 @@ def flatten_forward(x):
     - out: output of shape (N, D).
     - cache: the shape of x.
     """
-    if np.ndim(x) < 1:
-        raise ValueError(f"x must have a batch axis, got shape {np.shape(x)}")
-    return x.reshape(x.shape[0], -1), x.shape
+    x = real_array("x", x)
+    if x.ndim < 1:
+        raise ValueError(f"x must have a batch axis, got shape {x.shape}")
+    return x.reshape(x.shape[0], math.prod(x.shape[1:])), x.shape
 
 
 def flatten_backward(dout, cache):
@@ -743,5 +628,6 @@ def flatten_backward(dout, cache):
     - dx: gradient of shape (N, d_1, ..., d_k).
     """
     x_shape = cache
+    dout = real_array("dout", dout)
     _check_dout(dout, (x_shape[0], math.prod(x_shape[1:])))
     return dout.reshape(x_shape)

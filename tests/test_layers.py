@@ -172,38 +172,6 @@ def test_conv2d_matches_loops_and_numeric_gradients(N, C, H, W, F, HH, WW, strid
     assert_numeric_gradient(lambda b: forward(x, w, b), b, dout, db)
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_conv2d_in_sample_blocks_equals_one_block(monkeypatch, bias):
-    """Batches are processed in blocks of at most layers.BLOCK_BYTES of columns: a budget
-    of two samples' worth splits N=5 into blocks of 2, 2 and 1 (buffers reused, the last
-    block partial). Results must equal the single-block ones, and the gradients the
-    numeric ones."""
-    rng = np.random.default_rng(12)
-    N, C, H, W, F, HH, WW, stride, pad = 5, 2, 6, 5, 3, 3, 2, 1, 1
-    x, w, b = (rng.standard_normal(s) for s in ((N, C, H, W), (F, C, HH, WW), (F,)))
-    b = b if bias else None
-    out, cache = layers.conv2d_forward(x, w, b, stride, pad)
-    dout = rng.standard_normal(out.shape)
-    grads = layers.conv2d_backward(dout, cache)
-
-    OH, Wq = H + 2 * pad - HH + 1, W + 2 * pad    # computed rows are Wq wide (stride 1)
-    per_sample = (C * HH * WW + 1 + F) * OH * Wq * x.itemsize
-    monkeypatch.setattr(layers, "BLOCK_BYTES", 2 * per_sample)
-    assert layers._sample_blocks(N, per_sample)[1] == 2
-    blocked_out, blocked_cache = layers.conv2d_forward(x, w, b, stride, pad)
-    np.testing.assert_allclose(blocked_out, out, rtol=1e-13, atol=1e-13)
-    blocked_grads = layers.conv2d_backward(dout, blocked_cache)
-    for blocked, whole in zip(blocked_grads, grads):
-        if whole is None:
-            assert blocked is None
-        else:
-            np.testing.assert_allclose(blocked, whole, rtol=1e-13, atol=1e-13)
-    forward = lambda x: layers.conv2d_forward(x, w, b, stride, pad)[0]
-    assert_numeric_gradient(forward, x, dout, blocked_grads[0])
-    _, dw_only, _ = layers.conv2d_backward(dout, blocked_cache, need_dx=False)
-    np.testing.assert_allclose(dw_only, grads[1], rtol=1e-13, atol=1e-13)
-
-
 def test_conv2d_empty_batch():
     x, w, b = np.zeros((0, 2, 5, 5)), np.ones((3, 2, 3, 3)), np.zeros(3)
     out, cache = layers.conv2d_forward(x, w, b, 1, 1)
@@ -292,26 +260,6 @@ def test_max_pool_gradient_and_no_mutation(N, C, H, W, ph, pw, stride):
     dx = layers.max_pool_backward(dout, cache)
     assert_unchanged([x], [copy])
     assert_numeric_gradient(lambda x: layers.max_pool_forward(x, pool_param)[0], x, dout, dx)
-
-
-@pytest.mark.parametrize("N, C, H, W, ph, pw, stride", POOL_CASES + [(2, 3, 5, 7, 2, 2, 2)])
-def test_max_pool_keep_choices_gives_the_same_gradient(N, C, H, W, ph, pw, stride):
-    """The training cache (with the positions of the maxima) must route exactly as the
-    homework's cache, ties included; (5, 7) with 2x2/2 leaves an uncovered row and column,
-    whose gradient must be 0."""
-    rng = np.random.default_rng(7)
-    x = np.maximum(rng.integers(-2, 3, (N, C, H, W)), 0).astype(np.float32)  # many ties
-    pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
-    out, cache = layers.max_pool_forward(x, pool_param)
-    kept_out, kept_cache = layers.max_pool_forward(x, pool_param, keep_choices=True)
-    np.testing.assert_array_equal(kept_out, out)
-    assert len(cache) == 2 and len(kept_cache) == 3 and kept_cache[0] is x
-    dout = rng.standard_normal(out.shape).astype(np.float32)
-    dx = layers.max_pool_backward(dout, kept_cache)
-    np.testing.assert_array_equal(dx, layers.max_pool_backward(dout, cache))
-    assert dx.dtype == np.float32
-    covered_rows, covered_columns = stride * (out.shape[2] - 1) + ph, stride * (out.shape[3] - 1) + pw
-    assert not dx[:, :, covered_rows:].any() and not dx[:, :, :, covered_columns:].any()
 
 
 def test_max_pool_shape_errors():

@@ -1,0 +1,142 @@
+"""kernels.py (the fast convolution and pooling the models train with) computes what
+layers.py's reference functions compute: values, every gradient, dtypes, caches and
+errors, in float32 and float64, with strides, padding, odd shapes, ties and empty batches."""
+import numpy as np
+import pytest
+
+import kernels
+import layers
+from gradient_check import eval_numerical_gradient_array, rel_error
+
+# float64 results agree to round-off; float32 ones to float32 round-off of sums of ~100 terms
+TOLERANCE = {np.float64: 1e-12, np.float32: 2e-5}
+
+CONV_CASES = [  # N, C, H, W, F, HH, WW, stride, pad, bias
+    (2, 3, 5, 7, 4, 3, 2, 1, 0, False),   # the contract's conv: stride 1, no padding
+    (3, 2, 9, 8, 3, 3, 3, 2, 1, True),
+    (1, 1, 5, 5, 2, 5, 5, 1, 0, True),    # kernel as large as the image: one output
+    (2, 2, 8, 7, 2, 2, 3, 3, 2, True),    # stride 3 leaves uncovered rows and columns
+    (2, 4, 6, 6, 5, 1, 1, 1, 0, False),   # 1x1 kernel
+    (0, 2, 6, 6, 3, 3, 3, 1, 1, True),    # empty batch
+    (5, 2, 6, 5, 3, 3, 2, 1, 1, True),    # several samples per block
+]
+
+
+def close(fast, reference, dtype):
+    assert fast.dtype == reference.dtype and fast.shape == reference.shape
+    scale = max(1.0, float(np.abs(reference).max(initial=0)))
+    assert np.abs(fast - reference).max(initial=0) <= TOLERANCE[dtype] * scale
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N, C, H, W, F, HH, WW, stride, pad, bias", CONV_CASES)
+def test_fast_convolution_equals_the_reference(N, C, H, W, F, HH, WW, stride, pad, bias, dtype):
+    rng = np.random.default_rng(1)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((N, C, H, W), (F, C, HH, WW), (F,)))
+    b = b if bias else None
+    out, cache = layers.conv2d_forward(x, w, b, stride, pad)
+    fast_out, fast_cache = kernels.conv2d_forward(x, w, b, stride, pad)
+    close(fast_out, out, dtype)
+    assert all(a is b for a, b in zip(fast_cache, cache))
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    for need_dx in (True, False):
+        grads = layers.conv2d_backward(dout, cache, need_dx)
+        fast_grads = kernels.conv2d_backward(dout, fast_cache, need_dx)
+        for fast, reference in zip(fast_grads, grads):
+            if reference is None:
+                assert fast is None
+            else:
+                close(fast, reference, dtype)
+    if stride == 1 and pad == 0 and not bias:
+        contract_out, contract_cache = kernels.conv_forward(x, w)
+        close(contract_out, out, dtype)
+        for fast, reference in zip(kernels.conv_backward(dout, contract_cache),
+                                   layers.conv_backward(dout, layers.conv_forward(x, w)[1])):
+            close(fast, reference, dtype)
+
+
+POOL_CASES = [  # N, C, H, W, pool_height, pool_width, stride
+    (2, 3, 4, 4, 2, 2, 2),
+    (1, 2, 5, 7, 3, 2, 1),     # overlapping windows accumulate
+    (2, 2, 7, 7, 3, 3, 2),
+    (1, 1, 6, 5, 2, 1, 3),     # windows skip pixels
+    (2, 3, 5, 7, 2, 2, 2),     # an uncovered last row and column
+    (0, 2, 4, 4, 2, 2, 2),     # empty batch
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N, C, H, W, ph, pw, stride", POOL_CASES)
+def test_fast_max_pool_equals_the_reference_with_ties(N, C, H, W, ph, pw, stride, dtype):
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.integers(-2, 3, (N, C, H, W)), 0).astype(dtype)   # many ties, as after ReLU
+    pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+    out, cache = layers.max_pool_forward(x, pool_param)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = layers.max_pool_backward(dout, cache)
+    for keep_choices in (False, True):
+        fast_out, fast_cache = kernels.max_pool_forward(x, pool_param, keep_choices=keep_choices)
+        np.testing.assert_array_equal(fast_out, out)
+        assert fast_out.dtype == out.dtype and fast_cache[0] is x
+        assert len(fast_cache) == (3 if keep_choices else 2)
+        fast_dx = kernels.max_pool_backward(dout, fast_cache)
+        close(fast_dx, dx, dtype)
+        # the same entries get a gradient: ties went to the same (first) max
+        np.testing.assert_array_equal(fast_dx != 0, dx != 0)
+
+
+def test_fast_convolution_in_sample_blocks_equals_one_block(monkeypatch):
+    """Batches go through in blocks of at most kernels.BLOCK_BYTES of columns: a budget of
+    two samples' worth splits N=5 into blocks of 2, 2 and 1 (buffers reused, the last
+    block partial); the gradients must still be the numeric ones."""
+    rng = np.random.default_rng(12)
+    N, C, H, W, F, HH, WW, stride, pad = 5, 2, 6, 5, 3, 3, 2, 1, 1
+    x, w, b = (rng.standard_normal(s) for s in ((N, C, H, W), (F, C, HH, WW), (F,)))
+    OH, Wq = H + 2 * pad - HH + 1, W + 2 * pad    # computed rows are Wq wide (stride 1)
+    per_sample = (C * HH * WW + 1 + F) * OH * Wq * x.itemsize
+    monkeypatch.setattr(kernels, "BLOCK_BYTES", 2 * per_sample)
+    assert kernels._sample_blocks(N, per_sample)[1] == 2
+    out, cache = kernels.conv2d_forward(x, w, b, stride, pad)
+    close(out, layers.conv2d_forward(x, w, b, stride, pad)[0], np.float64)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = kernels.conv2d_backward(dout, cache)
+    for value, grad in ((x, dx), (w, dw), (b, db)):
+        def forward(_):
+            return kernels.conv2d_forward(x, w, b, stride, pad)[0]
+        numeric = eval_numerical_gradient_array(forward, value, dout)
+        assert rel_error(numeric, grad) < 1e-7
+
+
+def test_mixed_dtypes_follow_the_reference():
+    """float16 x with float32 w: the reference computes dX in float32 (w and dout's type),
+    and so must the fast kernel (computing it in x's float16 overflowed to inf)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 2, 6, 6)).astype(np.float16)
+    w = (rng.standard_normal((3, 2, 3, 3)) * 1e3).astype(np.float32)
+    for module in (layers, kernels):
+        out, cache = module.conv_forward(x, w)
+        dx, dw = module.conv_backward(out, cache)
+        assert out.dtype == dx.dtype == dw.dtype == np.float32
+        assert np.isfinite(dx).all()
+    close(kernels.conv_backward(out, cache)[0],
+          layers.conv_backward(out, layers.conv_forward(x, w)[1])[0], np.float32)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.conv2d_forward(np.zeros((2, 3, 5, 5)), np.zeros((2, 4, 3, 3))),
+    lambda m: m.conv2d_forward(np.zeros((2, 3, 5, 5)), np.zeros((2, 3, 3, 3)), np.zeros(3)),
+    lambda m: m.conv2d_forward(np.zeros((2, 3, 5, 5)), np.zeros((2, 3, 3, 3)), None, 0),
+    lambda m: m.conv2d_forward(np.zeros((3, 5, 5)), np.zeros((2, 3, 3, 3))),
+    lambda m: m.max_pool_forward(np.zeros((1, 1, 4, 4)), {"pool_height": 5, "pool_width": 2, "stride": 1}),
+    lambda m: m.max_pool_backward(np.zeros((1, 1, 3, 3)),
+                                  m.max_pool_forward(np.zeros((1, 1, 4, 4)),
+                                                     {"pool_height": 2, "pool_width": 2, "stride": 2})[1]),
+    lambda m: m.conv_backward(np.zeros((2, 2, 2, 2)), m.conv_forward(np.zeros((2, 3, 5, 5)),
+                                                                      np.zeros((2, 3, 3, 3)))[1]),
+])
+def test_same_errors(call):
+    with pytest.raises(ValueError) as reference:
+        call(layers)
+    with pytest.raises(ValueError) as fast:
+        call(kernels)
+    assert str(fast.value) == str(reference.value)

@@ -14,9 +14,20 @@ from collections.abc import Mapping
 import numpy as np
 
 from kernels import conv2d_backward, conv2d_forward, max_pool_backward, max_pool_forward
-from layers import (dropout_backward, dropout_forward, fc_backward, fc_forward,
-                    flatten_backward, flatten_forward, log_softmax_backward,
-                    log_softmax_forward, nll_loss, relu_backward, relu_forward, softmax_loss)
+from layers import (
+    dropout_backward,
+    dropout_forward,
+    fc_backward,
+    fc_forward,
+    flatten_backward,
+    flatten_forward,
+    log_softmax_backward,
+    log_softmax_forward,
+    nll_loss,
+    relu_backward,
+    relu_forward,
+    softmax_loss,
+)
 from softmax import init_weights
 
 
@@ -116,16 +127,20 @@ def _require_fits(input_dim, filter_size):
 # ============================================================================= Sequential
 #
 # A configurable network: a list of layer descriptions, run in order. Each description
-# knows four things about its layer:
+# knows about its layer:
 #   output_shape(input_shape)  the shape of one sample after the layer (batch axis N left
 #                              out); raises ValueError when the input doesn't fit
 #   init_params(...)           its parameters, e.g. {'W': ..., 'b': ...} (none for most)
-#   forward(x, params, ...)    -> (out, cache), calling the functions of layers.py
-#   backward(dout, cache)      -> (dx, grads), grads with the keys of its params
+#   init_state(...)            its state buffers, e.g. running statistics (none for most):
+#                              numbers the layer keeps between calls but does not train
+#   forward(x, params, state, train, seed) -> (out, cache), calling the functions of
+#                              layers.py / kernels.py; in training it may replace entries
+#                              of state (its own dict of buffers)
+#   backward(dout, cache, need_dx) -> (dx, grads), grads with the keys of its params
 # Sequential names the layers by kind and position (conv1, relu1, pool1, conv2, ...,
 # fc1, fc2, ...) and keeps all parameters in ONE flat dict, model.params, under
 # '<layer name>_<param>' keys ('conv1_W', 'conv1_b', 'fc1_W', ...), which is what the
-# Solver updates.
+# Solver updates, and all state buffers in model.state under the same kind of keys.
 
 def _pair(value, name):
     """An int k or a pair (h, w) -> (h, w) of positive ints."""
@@ -146,7 +161,8 @@ def _shape_text(shape):
 
 
 class Layer:
-    """Base of the layer descriptions: a layer without parameters that keeps the shape."""
+    """Base of the layer descriptions: a layer without parameters or state that keeps the
+    shape. Subclass it for a layer of your own."""
 
     kind = "layer"   # the name prefix in the model: conv, relu, pool, fc, ...
 
@@ -156,7 +172,10 @@ class Layer:
     def init_params(self, input_shape, weight_scale, seed, dtype):
         return {}
 
-    def forward(self, x, params, train=False, seed=None):
+    def init_state(self, input_shape, dtype):
+        return {}
+
+    def forward(self, x, params, state, train, seed):
         raise NotImplementedError
 
     def backward(self, dout, cache, need_dx=True):
@@ -211,7 +230,7 @@ class Conv(Layer):
             params["b"] = np.zeros(self.filters, dtype=dtype)
         return params
 
-    def forward(self, x, params, train=False, seed=None):
+    def forward(self, x, params, state, train, seed):
         return conv2d_forward(x, params["W"], params.get("b"), self.stride, self.pad)
 
     def backward(self, dout, cache, need_dx=True):
@@ -228,7 +247,7 @@ class ReLU(Layer):
 
     kind = "relu"
 
-    def forward(self, x, params, train=False, seed=None):
+    def forward(self, x, params, state, train, seed):
         return relu_forward(x)
 
     def backward(self, dout, cache, need_dx=True):
@@ -259,7 +278,7 @@ class MaxPool(Layer):
                              f"{_shape_text(input_shape)}")
         return C, 1 + (H - ph) // self.stride, 1 + (W - pw) // self.stride
 
-    def forward(self, x, params, train=False, seed=None):
+    def forward(self, x, params, state, train, seed):
         # in training, keep where the maxima are, so that backward need not search again
         return max_pool_forward(x, self.pool_param, keep_choices=train)
 
@@ -291,7 +310,7 @@ class Affine(Layer):
         return {"W": init_weights((fan_in, self.units), weight_scale, seed, dtype),
                 "b": np.zeros(self.units, dtype=dtype)}
 
-    def forward(self, x, params, train=False, seed=None):
+    def forward(self, x, params, state, train, seed):
         return fc_forward(x, params["W"], params["b"])
 
     def backward(self, dout, cache, need_dx=True):
@@ -318,7 +337,7 @@ class Dropout(Layer):
                              f"in (0, 1], got {keep!r}")
         self.keep = float(keep)
 
-    def forward(self, x, params, train=False, seed=None):
+    def forward(self, x, params, state, train, seed):
         mode = "train" if train else "test"
         return dropout_forward(x, {"p": self.keep, "mode": mode, "seed": seed})
 
@@ -337,7 +356,7 @@ class Flatten(Layer):
     def output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
 
-    def forward(self, x, params, train=False, seed=None):
+    def forward(self, x, params, state, train, seed):
         return flatten_forward(x)
 
     def backward(self, dout, cache, need_dx=True):
@@ -359,7 +378,7 @@ class LogSoftmax(Layer):
                              f"put an Affine layer before it")
         return tuple(input_shape)
 
-    def forward(self, x, params, train=False, seed=None):
+    def forward(self, x, params, state, train, seed):
         return log_softmax_forward(x)
 
     def backward(self, dout, cache, need_dx=True):
@@ -382,9 +401,21 @@ class Sequential:
         loss, grads = model.loss(X_batch, y_batch)   # training: dropout active
         log_probs = model.loss(X_test)               # inference: dropout off
 
+        out, caches = model.forward(X_batch, train=True)   # the same, step by step
+        loss, dout = nll_loss(out, y_batch)
+        dX, grads = model.backward(dout, caches)
+
     Layers are named by kind and position among their kind (conv1, conv2, relu1, pool1,
     fc1, dropout1, logsoftmax1, ...), and parameters are stored in the flat dict
     model.params as '<layer>_<param>': 'conv1_W', 'conv1_b', 'fc1_W', 'fc1_b', ...
+    Layers with state buffers (numbers kept between calls but not trained, such as a
+    normalization layer's running statistics) keep them in model.state under the same
+    kind of keys; save_params/load_params and Solver checkpoints include them.
+
+    The layers run in the order written. pool_before_relu=True is an explicit speed
+    option: a ReLU directly followed by a MaxPool then runs after it, on the pooled array
+    (4x smaller for a 2x2 pool). The numbers are the same, because max(relu(a), relu(b))
+    = relu(max(a, b)) and the gradient reaches the same input either way.
 
     The loss is the negative log-likelihood of the labels, averaged over the batch: if the
     last layer is LogSoftmax its outputs are log-probabilities and nll_loss is applied;
@@ -400,9 +431,10 @@ class Sequential:
         model.unfreeze('fc3')              # ... except the new head's
         Solver(model, data).train()        # trains model.trainable_params() only
 
-    Frozen parameters (the set model.frozen) get no gradient: loss() leaves them out of
-    grads, and backpropagation stops at the lowest layer that has a trainable
-    parameter, so a frozen bottom of the network costs only its forward pass.
+    Frozen parameters (the set model.frozen) get no gradient: backward() leaves them out
+    of grads, and with need_dx=False (as loss() calls it) backpropagation stops at the
+    lowest layer that has a trainable parameter, so a frozen bottom of the network costs
+    only its forward pass.
 
     Dropout randomness: training call number k (k = model.training_steps, counted from 0)
     draws its dropout masks from np.random.default_rng([model.seed, k]), so a seeded run is
@@ -412,16 +444,19 @@ class Sequential:
 
     checkpoint_state = ("training_steps",)  # saved and restored by Solver checkpoints
 
-    def __init__(self, input_shape, layers, weight_scale=None, dtype=np.float32, seed=None):
+    def __init__(self, input_shape, layers, weight_scale=None, dtype=np.float32, seed=None,
+                 pool_before_relu=False):
         """
         Inputs:
         - input_shape: shape of one sample, e.g. (C, H, W) for images or (D,).
         - layers: list of layer descriptions (Conv, ReLU, MaxPool, Affine, Dropout,
-          Flatten, LogSoftmax).
+          Flatten, LogSoftmax, or a Layer subclass of your own).
         - weight_scale: std of the Gaussian initial weights, or None for He
           initialization (std sqrt(2 / fan_in) per layer); biases start at 0.
         - dtype: dtype of the parameters and of the computation.
         - seed: seed of the initial weights and of the dropout masks (None: random).
+        - pool_before_relu: run a ReLU that is directly followed by a MaxPool after the
+          pool (same numbers, less work; see above). Default False: the written order.
 
         Raises ValueError, naming the layer, if a layer does not fit its input (e.g. a
         kernel larger than the image), if LogSoftmax is not last, or if the network does
@@ -432,12 +467,13 @@ class Sequential:
         self.dtype = np.dtype(dtype)
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
         self.weight_scale = weight_scale
+        self.pool_before_relu = bool(pool_before_relu)
         self.training_steps = 0
         self.frozen = set()   # names of parameters that get no gradient (see freeze)
         if not self.layers:
             raise ValueError("layers is empty: a Sequential model needs at least one layer")
 
-        self.names, self.output_shapes, self.params = [], [], {}
+        self.names, self.output_shapes, self.params, self.state = [], [], {}, {}
         counts = {}
         shape = self.input_shape
         for index, layer in enumerate(self.layers):
@@ -460,6 +496,8 @@ class Sequential:
                 np.random.SeedSequence([seed, index]).generate_state(1)[0])
             for key, value in layer.init_params(shape, weight_scale, layer_seed, self.dtype).items():
                 self.params[f"{name}_{key}"] = value
+            for key, value in layer.init_state(shape, self.dtype).items():
+                self.state[f"{name}_{key}"] = value
             self.names.append(name)
             self.output_shapes.append(next_shape)
             shape = next_shape
@@ -468,25 +506,104 @@ class Sequential:
                              f"({_shape_text(shape)}) per sample, but a classifier must end "
                              f"in class scores (C,): add an Affine layer")
 
-    def _execution_order(self):
-        """
-        Indices of the layers in the order they run: as listed, except that a ReLU
-        directly followed by a MaxPool runs after it. The result and every gradient are
-        the same (see ConvNet: max pooling commutes with the ReLU, and the gradient
-        reaches the same input), but the ReLU then runs on the pooled array, 4x smaller
-        for a 2x2 pool, forward and backward.
-        """
+    def execution_order(self):
+        """Indices of the layers in the order they run: as written, unless
+        pool_before_relu swaps a ReLU with the MaxPool right after it."""
         order = list(range(len(self.layers)))
+        if not self.pool_before_relu:
+            return order
         for position in range(len(order) - 1):
             if (isinstance(self.layers[order[position]], ReLU)
                     and isinstance(self.layers[order[position + 1]], MaxPool)):
                 order[position], order[position + 1] = order[position + 1], order[position]
         return order
 
-    def _layer_params(self, name):
+    def _layer_dict(self, values, name):
         prefix = name + "_"
-        return {key[len(prefix):]: value for key, value in self.params.items()
+        return {key[len(prefix):]: value for key, value in values.items()
                 if key.startswith(prefix)}
+
+    def forward(self, X, train=False, stop_after=None, start_after=None):
+        """
+        Run the layers on X.
+
+        Inputs:
+        - X: inputs of shape (N, *input_shape); cast to the model's dtype.
+        - train: training mode (dropout active, state buffers updated) or inference.
+        - stop_after: the name of a layer (e.g. 'relu2') to stop after, for the features
+          of a hidden layer; None runs them all.
+        - start_after: the name of a layer whose output X is: only the layers after it
+          run (with stop_after, a network can be run in parts). None: X is the input.
+
+        Returns a tuple of:
+        - out: the last run layer's output, (N, *its output shape).
+        - caches: the caches of the layers that ran, in the order they ran, as
+          (layer index, cache) pairs, for backward.
+        """
+        for name in (stop_after, start_after):
+            if name is not None and name not in self.names:
+                raise ValueError(f"{name!r} is not a layer of this model "
+                                 f"({', '.join(self.names)})")
+        first = 0 if start_after is None else self.names.index(start_after) + 1
+        last = len(self.layers) - 1 if stop_after is None else self.names.index(stop_after)
+        input_shape = self.input_shape if first == 0 else self.output_shapes[first - 1]
+        X = np.asarray(X).astype(self.dtype, copy=False)
+        if X.shape[1:] != input_shape:
+            where = "" if first == 0 else f" (the output of {start_after})"
+            raise ValueError(f"X has shape {X.shape}, expected (N, {_shape_text(input_shape)})"
+                             + where)
+        if train:
+            rng = np.random.default_rng([self.seed, self.training_steps])
+            self.training_steps += 1
+        # (a ReLU that pool_before_relu swapped with the pool after it still computes the
+        # written network's part: cut off from its pool, it runs on the unpooled array)
+        order = [index for index in self.execution_order() if first <= index <= last]
+        out, caches = X, []
+        for index in order:
+            layer, name = self.layers[index], self.names[index]
+            seed = int(rng.integers(2**63)) if train and isinstance(layer, Dropout) else None
+            state = self._layer_dict(self.state, name)
+            out, cache = layer.forward(out, self._layer_dict(self.params, name), state,
+                                       train, seed)
+            for key, value in state.items():
+                self.state[f"{name}_{key}"] = value
+            caches.append((index, cache))
+        return out, caches
+
+    def backward(self, dout, caches, need_dx=True):
+        """
+        Backpropagate dout, the gradient of the loss with respect to forward's output,
+        through the layers that ran, last first.
+
+        Inputs:
+        - dout: upstream gradient of the shape of forward's out.
+        - caches: the caches from forward.
+        - need_dx: True computes dX, the gradient with respect to X. False stops at the
+          lowest layer with a trainable parameter, which then computes no gradient for
+          its input, and returns None for dX (what training needs).
+
+        Returns a tuple of:
+        - dX: gradient with respect to X, of X's shape (None if need_dx is False).
+        - grads: dict of the parameter gradients of the layers that ran, except frozen
+          parameters (see freeze), keys as in model.params.
+        """
+        if need_dx:
+            first = -1
+        else:
+            first = min((index for index, _ in caches
+                         if any(key not in self.frozen
+                                for key in self._param_names_of(self.names[index]))),
+                        default=len(self.layers))
+        grads = {}
+        for index, cache in reversed(caches):
+            if index < first:   # (with pool_before_relu, a swapped ReLU-MaxPool pair has
+                break           # no parameters, so it lies wholly above or below `first`)
+            layer, name = self.layers[index], self.names[index]
+            dout, layer_grads = layer.backward(dout, cache, need_dx=index > first)
+            for key, value in layer_grads.items():
+                if f"{name}_{key}" not in self.frozen:
+                    grads[f"{name}_{key}"] = value
+        return (dout if need_dx else None), grads
 
     def loss(self, X, y=None):
         """
@@ -498,47 +615,16 @@ class Sequential:
         - if y is None (inference, dropout off): the last layer's outputs (N, C), i.e.
           log-probabilities if the network ends in LogSoftmax, else class scores.
         - else (training, dropout on): a tuple (loss, grads), grads a dict with the keys
-          of self.params.
+          of self.params (less the frozen ones).
         """
-        X = np.asarray(X).astype(self.dtype, copy=False)
-        if X.shape[1:] != self.input_shape:
-            raise ValueError(f"X has shape {X.shape}, expected (N, {_shape_text(self.input_shape)})")
-        train = y is not None
-        if train:
-            rng = np.random.default_rng([self.seed, self.training_steps])
-            self.training_steps += 1
-
-        order = self._execution_order()
-        out, caches = X, [None] * len(self.layers)
-        for index in order:
-            layer, name = self.layers[index], self.names[index]
-            seed = int(rng.integers(2**63)) if train and isinstance(layer, Dropout) else None
-            out, caches[index] = layer.forward(out, self._layer_params(name), train, seed)
-        if not train:
-            return out
-
+        if y is None:
+            return self.forward(X)[0]
+        out, caches = self.forward(X, train=True)
         if isinstance(self.layers[-1], LogSoftmax):
             loss, dout = nll_loss(out, y)
         else:
             loss, dout = softmax_loss(out, y)
-
-        # Backward, last layer first. Below the first (lowest) layer with a trainable
-        # parameter nothing needs a gradient, and that layer itself needs no gradient for
-        # its input. A frozen layer above it still passes dout down; its own parameter
-        # gradients are computed by the layer function but not kept.
-        grads = {}
-        first = min((i for i, name in enumerate(self.names)
-                     if any(key not in self.frozen for key in self._param_names_of(name))),
-                    default=len(self.layers))
-        for index in reversed(order):
-            if index < first:   # (a swapped ReLU-MaxPool pair has no parameters, so it
-                break           # lies entirely above or below the first trainable layer)
-            layer, name = self.layers[index], self.names[index]
-            dout, layer_grads = layer.backward(dout, caches[index], need_dx=index > first)
-            for key, value in layer_grads.items():
-                if f"{name}_{key}" not in self.frozen:
-                    grads[f"{name}_{key}"] = value
-        return loss, grads
+        return loss, self.backward(dout, caches, need_dx=False)[1]
 
     # ------------------------------------------------------------------ transfer learning
 
@@ -666,7 +752,7 @@ def save_params(model, path):
     Write model.params to the .npz file path (one array per parameter name), atomically:
     path holds either its old content or the complete new file. Returns path.
     """
-    from solver import _write_atomic   # the project's one atomic file writer
+    from solver import _write_atomic  # the project's one atomic file writer
     buffer = io.BytesIO()
     np.savez(buffer, **model.params)
     _write_atomic(buffer.getvalue(), path)

@@ -19,7 +19,7 @@ image's reference captions. The parameters of the epoch with the best validation
 are kept and captioned the test images once, at the end: BLEU-1..4 are reported.
 
 Data (--dataset):
-  mnist-scenes (default): the built-in set of data/mnist_scenes.py, scenes of 2 to 4 MNIST
+  mnist-scenes (default): the built-in set of mnist_scenes.py, scenes of 2 to 4 MNIST
       digits on a 64 x 64 canvas with 4 reference captions each (10,000 train / 1,000 val /
       1,000 test scenes; --quick: 1,000 / 200 / 200). Needs MNIST (--data-dir,
       $HANDGRAD_DATA or data/mnist/); the first run generates the scenes and trains their
@@ -155,7 +155,7 @@ def load_data(args):
 
 
 def _load_mnist_scenes(args):
-    from data import load_mnist_scenes
+    from mnist_scenes import load_mnist_scenes
     size = "small" if args.quick else "default"
     scenes = load_mnist_scenes(args.data_dir, seed=args.seed, size=size, cache_dir=args.cache_dir)
     data = {"name": "mnist-scenes" + ("-small" if args.quick else ""),

@@ -29,7 +29,6 @@ import numbers
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-
 # ----------------------------------------------------------------------------- checks
 # Each check raises at once, building its message only then: an f-string passed to a
 # helper would be formatted on every call (~20 us per training step of a small MLP).

@@ -11,13 +11,17 @@ the CPU build with
 Without it the script says so and exits with status 0.
 
 Rows (float32, forward + backward, milliseconds):
-- conv: conv2d_forward + conv2d_backward (dx, dw, db) vs F.conv2d + autograd (dx, dw, db),
-  on the four shapes of bench_layers.py.
+- conv: kernels.conv2d_forward + conv2d_backward (dx, dw, db), the fast kernels the models
+  train with, vs F.conv2d + autograd (dx, dw, db), on the four shapes of bench_layers.py;
+  "conv reference" rows time layers.py's versions (the formulas as written) the same way.
+- pool: kernels.max_pool_forward (keep_choices=True, as in training) + max_pool_backward
+  vs F.max_pool2d + autograd, N64 16x28x28 2x2 stride 2; "pool reference" times layers.py's.
 - cnn epoch: one epoch of synthetic 1x28x28 images (60,000 by default), batch 64, plain
   SGD (lr 0.01), of conv16 3x3 pad 1 - relu - max pool 2x2 - fc100 - relu - fc10 -
   softmax loss: cnn.Sequential + optim.sgd vs nn.Sequential + torch.optim.SGD, each
-  written in that natural order (cnn.Sequential runs that ReLU after the pool, which gives
-  the same numbers; PyTorch runs the layers as given). Neither computes the data's dX.
+  written in that natural order and run in it. Neither computes the data's dX.
+  "cnn epoch, pool before relu" is the same network with Sequential's explicit
+  pool_before_relu=True (the ReLU runs on the 4x smaller pooled array; the same numbers).
 - mlp epoch: softmax.SoftmaxClassifier 784 - 100 - 10 vs nn.Sequential, same epoch.
 - lstm: lstm_forward + lstm_backward, T=16, N=64, D=256, H=512, vs a PyTorch step loop
   written the same way (one input-projection matmul, then h @ Wh per step; autograd does
@@ -93,9 +97,14 @@ def cases(args):
     rows = []
     if "conv" in args.only:
         rows += [(conv_name(*shape), "conv", shape, 10) for shape in CONV_SHAPES]
+        rows += [(conv_name(*shape) + " reference", "conv_reference", shape, 3)
+                 for shape in CONV_SHAPES]
+        rows.append((f"max pool N{BATCH} 16x28x28 2x2/2", "pool", None, 10))
+        rows.append((f"max pool N{BATCH} 16x28x28 2x2/2 reference", "pool_reference", None, 3))
     if "cnn" in args.only:
         rows.append((f"cnn epoch ({args.images // 1000}k images, batch {BATCH})", "cnn",
                      args.images, 1))
+        rows.append((f"cnn epoch, pool before relu", "cnn_pool_first", args.images, 1))
     if "mlp" in args.only:
         rows.append((f"mlp epoch ({args.images // 1000}k images, batch {BATCH})", "mlp",
                      args.images, 3))
@@ -120,6 +129,7 @@ def data(images):
 
 def handgrad_case(kind, parameter):
     """A function running one timed unit of the row on handgrad's side."""
+    import kernels
     import layers
     import optim
     import rnn_layers
@@ -130,21 +140,36 @@ def handgrad_case(kind, parameter):
     def randn(*shape):
         return rng.standard_normal(shape, dtype=np.float32)
 
-    if kind == "conv":
+    if kind in ("conv", "conv_reference"):
+        module = kernels if kind == "conv" else layers
         N, C, H, W, F, k, pad = parameter
         x, w, b = randn(N, C, H, W), randn(F, C, k, k), randn(F)
         dout = randn(N, F, H + 2 * pad - k + 1, W + 2 * pad - k + 1)
 
         def run():
-            out, cache = layers.conv2d_forward(x, w, b, 1, pad)
-            layers.conv2d_backward(dout, cache)
+            out, cache = module.conv2d_forward(x, w, b, 1, pad)
+            module.conv2d_backward(dout, cache)
         return run
 
-    if kind in ("cnn", "mlp"):
+    if kind in ("pool", "pool_reference"):
+        x, dout = np.maximum(randn(BATCH, 16, 28, 28), 0), randn(BATCH, 16, 14, 14)
+        pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+        def run():
+            if kind == "pool":
+                out, cache = kernels.max_pool_forward(x, pool_param, keep_choices=True)
+                kernels.max_pool_backward(dout, cache)
+            else:
+                out, cache = layers.max_pool_forward(x, pool_param)
+                layers.max_pool_backward(dout, cache)
+        return run
+
+    if kind in ("cnn", "cnn_pool_first", "mlp"):
         X, y = data(parameter)
-        if kind == "cnn":
+        if kind != "mlp":
             model = Sequential((1, 28, 28), [Conv(16, 3, pad=1), ReLU(), MaxPool(2),
-                                             Affine(100), ReLU(), Affine(10)], seed=0)
+                                             Affine(100), ReLU(), Affine(10)], seed=0,
+                               pool_before_relu=kind == "cnn_pool_first")
         else:
             model = SoftmaxClassifier(784, 100, 10, weight_scale=None, dtype=np.float32, seed=0)
         configs = {name: {"learning_rate": 0.01} for name in model.params}
@@ -196,7 +221,16 @@ def torch_case(kind, parameter):
     def randn(*shape, grad=False):
         return torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)).requires_grad_(grad)
 
-    if kind == "conv":
+    if kind in ("pool", "pool_reference"):
+        x = torch.relu(randn(BATCH, 16, 28, 28)).requires_grad_(True)
+        dout = randn(BATCH, 16, 14, 14)
+
+        def run():
+            x.grad = None
+            F.max_pool2d(x, 2).backward(dout)
+        return run
+
+    if kind in ("conv", "conv_reference"):
         N, C, H, W, F_, k, pad = parameter
         x, w, b = randn(N, C, H, W, grad=True), randn(F_, C, k, k, grad=True), randn(F_, grad=True)
         dout = randn(N, F_, H + 2 * pad - k + 1, W + 2 * pad - k + 1)
@@ -206,10 +240,10 @@ def torch_case(kind, parameter):
             F.conv2d(x, w, b, padding=pad).backward(dout)
         return run
 
-    if kind in ("cnn", "mlp"):
+    if kind in ("cnn", "cnn_pool_first", "mlp"):
         X, y = data(parameter)
         X, y = torch.from_numpy(X), torch.from_numpy(y)
-        if kind == "cnn":
+        if kind != "mlp":
             model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                                   nn.Flatten(), nn.Linear(16 * 14 * 14, 100), nn.ReLU(),
                                   nn.Linear(100, 10))

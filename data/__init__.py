@@ -39,6 +39,5 @@ __all__ += ['load_coco_data', 'find_coco_dir']
 from .images import find_hymenoptera_dir, load_hymenoptera, load_image_folder  # noqa: E402
 __all__ += ['load_image_folder', 'load_hymenoptera', 'find_hymenoptera_dir']
 
-# MNIST scenes, the built-in captioning dataset (generated on first use, cached): mnist_scenes.py
-from .mnist_scenes import load_mnist_scenes  # noqa: E402
-__all__ += ['load_mnist_scenes']
+# The MNIST-scenes captioning set is built with handgrad's models, so it lives beside them:
+# mnist_scenes.py (load_mnist_scenes) and scene_encoder.py at the top level.

@@ -1,5 +1,5 @@
-"""Tests for data/mnist_scenes.py (the MNIST scenes captioning dataset) and
-data/scene_encoder.py (its image encoder).
+"""Tests for mnist_scenes.py (the MNIST scenes captioning dataset) and scene_encoder.py
+(its image encoder).
 
 Most tests run on a synthetic MNIST made here (rectangles of ink, labels at random), so
 they need no data and run in seconds. The tests marked `real MNIST` load MNIST through
@@ -10,11 +10,21 @@ import os
 import numpy as np
 import pytest
 
+import mnist_scenes
+import scene_encoder
 from cnn import Affine, Conv, Flatten, ReLU, Sequential
-from data import datasets, load_mnist_scenes, mnist_scenes, scene_encoder
-from data.mnist_scenes import (CANVAS_SIZE, CAPTION_LENGTH, CAPTIONS_PER_IMAGE,
-                               IDX_TO_WORD, MAX_CAPTION_WORDS, SIZE_HEIGHTS, WORD_TO_IDX)
+from data import datasets
 from gradient_check import eval_numerical_gradient, rel_error
+from mnist_scenes import (
+    CANVAS_SIZE,
+    CAPTION_LENGTH,
+    CAPTIONS_PER_IMAGE,
+    IDX_TO_WORD,
+    MAX_CAPTION_WORDS,
+    SIZE_HEIGHTS,
+    WORD_TO_IDX,
+    load_mnist_scenes,
+)
 
 TINY = (24, 8, 8)              # train / val / test scenes of the end-to-end tests
 TINY_EPOCHS = (1, 1)           # encoder epochs of the end-to-end tests

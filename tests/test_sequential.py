@@ -173,31 +173,56 @@ def test_matches_convnet_with_the_same_parameters():
         np.testing.assert_allclose(grads[ours], convnet_grads[theirs], rtol=1e-10, atol=1e-14)
 
 
-def test_relu_before_pool_runs_after_it_with_identical_results():
-    """Sequential runs a ReLU that is followed by MaxPool after the pool (cheaper, same
-    math); loss and gradients must equal running the layers literally in the listed
-    order, with many exact ties at 0 inside the pool windows."""
+def test_layers_run_in_the_written_order():
+    """ReLU written before MaxPool runs before it (the model computes what was written),
+    and forward/backward composed by hand equal loss()."""
     rng = np.random.default_rng(8)
-    model = Sequential((2, 8, 8), [Conv(3, 3, pad=1), ReLU(), MaxPool(2), MaxPool(2, stride=1),
-                                   Affine(5), ReLU(), Affine(4)], dtype=np.float64, seed=1)
-    assert model._execution_order() == [0, 2, 3, 1, 4, 5, 6]
+    layers_ = [Conv(3, 3, pad=1), ReLU(), MaxPool(2), MaxPool(2, stride=1), Affine(5), ReLU(),
+               Affine(4)]
+    model = Sequential((2, 8, 8), layers_, dtype=np.float64, seed=1)
+    assert model.execution_order() == list(range(7))
     X, y = rng.standard_normal((3, 2, 8, 8)), np.array([0, 3, 1])
-    loss, grads = model.loss(X, y)
+    out, caches = model.forward(X, train=True)
+    assert [index for index, _ in caches] == list(range(7))
+    pool_input = caches[2][1][0]
+    assert (pool_input == 0).mean() > 0.3 and (pool_input >= 0).all()   # the ReLU's output
+    loss, dout = softmax_loss(out, y)
+    dX, grads = model.backward(dout, caches)
+    assert dX.shape == X.shape
+    assert (loss, grads.keys()) == (model.loss(X, y)[0], model.loss(X, y)[1].keys())
 
-    out, caches = X, []
-    for layer, name in zip(model.layers, model.names):
-        out, cache = layer.forward(out, model._layer_params(name))
-        caches.append(cache)
-    assert (caches[2][0] == 0).mean() > 0.3   # the pool's input: ReLU output, ties at 0
-    literal_loss, dout = softmax_loss(out, y)
-    literal = {}
-    for index in reversed(range(len(model.layers))):
-        dout, layer_grads = model.layers[index].backward(dout, caches[index], need_dx=index > 0)
-        literal.update({f"{model.names[index]}_{key}": value for key, value in layer_grads.items()})
-    assert loss == literal_loss
-    assert grads.keys() == literal.keys()
+    # dX, on a network without max-pool near-ties within the numeric step
+    model = Sequential((2, 6, 6), [Conv(3, 3), ReLU(), Affine(5), ReLU(), Affine(4)],
+                       dtype=np.float64, seed=2)
+    randomize_biases(model, rng)
+    X = rng.standard_normal((3, 2, 6, 6))
+    out, caches = model.forward(X, train=True)
+    dX, _ = model.backward(softmax_loss(out, y)[1], caches)
+    numeric = eval_numerical_gradient(lambda X: softmax_loss(model.forward(X)[0], y)[0], X,
+                                      verbose=False)
+    assert rel_error(numeric, dX) < 1e-7
+
+
+def test_pool_before_relu_is_an_explicit_option_with_identical_results():
+    """pool_before_relu=True runs a ReLU followed by MaxPool after the pool (cheaper, same
+    math): loss and gradients equal the written order's, with many exact ties at 0."""
+    rng = np.random.default_rng(8)
+    layers_ = [Conv(3, 3, pad=1), ReLU(), MaxPool(2), MaxPool(2, stride=1), Affine(5), ReLU(),
+               Affine(4)]
+    written = Sequential((2, 8, 8), layers_, dtype=np.float64, seed=1)
+    swapped = Sequential((2, 8, 8), layers_, dtype=np.float64, seed=1, pool_before_relu=True)
+    assert swapped.execution_order() == [0, 2, 3, 1, 4, 5, 6]
+    X, y = rng.standard_normal((3, 2, 8, 8)), np.array([0, 3, 1])
+    loss, grads = written.loss(X, y)
+    swapped_loss, swapped_grads = swapped.loss(X, y)
+    assert loss == swapped_loss
+    assert grads.keys() == swapped_grads.keys()
     for key in grads:
-        np.testing.assert_array_equal(grads[key], literal[key])
+        np.testing.assert_array_equal(grads[key], swapped_grads[key])
+    # hidden features stop where asked, in either order
+    for name in ("relu1", "pool1", "pool2"):
+        np.testing.assert_array_equal(written.forward(X, stop_after=name)[0],
+                                      swapped.forward(X, stop_after=name)[0])
 
 
 # ----------------------------------------------------------------------------- modes, dtype, seeds

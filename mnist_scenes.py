@@ -1,6 +1,9 @@
-"""MNIST scenes: a built-in, offline image-captioning dataset made of real images.
+"""MNIST scenes: a built-in, offline image-captioning dataset made of real images and
+handgrad's own models (the scenes are drawn from MNIST digits; their features come from a
+CNN trained here, scene_encoder.py). It lives beside the models, not in data/, which
+only loads files.
 
-    from data import load_mnist_scenes
+    from mnist_scenes import load_mnist_scenes
     data = load_mnist_scenes()              # first call generates and caches (~2.6 min)
     data = load_mnist_scenes(size='small')  # 1,000 / 200 / 200 scenes, for --quick runs
 
@@ -94,7 +97,7 @@ get several times slower: OPENBLAS_NUM_THREADS=1 avoids that.)
 Image features
 --------------
 A small convolutional network, built with cnn.Sequential and trained here by handgrad
-(Solver, Adam), encodes each scene; data/scene_encoder.py describes it. It is trained on
+(Solver, Adam), encodes each scene; scene_encoder.py describes it. It is trained on
 proxy tasks, not on captions, and then frozen, like the VGG features of the course's COCO
 data: first its conv layers learn to tell, for each cell of an 8 x 8 grid over the
 canvas, which digit (and size) is centred around there, if any; then its fully connected
@@ -168,7 +171,8 @@ import time
 
 import numpy as np
 
-from .datasets import DATA_ENV, REPO_DATA_DIR, load_mnist
+import scene_encoder
+from data.datasets import DATA_ENV, REPO_DATA_DIR, load_mnist
 
 # Bump when the scenes, captions, vocabulary or features change: old caches regenerate.
 CACHE_VERSION = 3
@@ -526,7 +530,6 @@ def build_mnist_scenes(mnist, seed=0, counts=SIZES['default'], encoder_epochs=EN
     `references` (images, labels, sizes, boxes, num_digits, sources, captions,
     image_idxs, features, spatial_features), plus 'encoder_params' (dict), 'info' (dict).
     """
-    from . import scene_encoder   # needs the repo's cnn, layers, solver modules
 
     start, cpu_start = time.perf_counter(), time.process_time()
     pools = _split_pools(mnist)

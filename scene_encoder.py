@@ -1,4 +1,4 @@
-"""The image encoder of the MNIST scenes (data/mnist_scenes.py): a small CNN trained by
+"""The image encoder of the MNIST scenes (mnist_scenes.py): a small CNN trained by
 handgrad, whose hidden layers give the captioning features.
 
 Architecture (cnn.Sequential; input one 64 x 64 canvas scaled to [0, 1]):
@@ -136,23 +136,6 @@ class SlotClassifier:
             raise ValueError(f"groups {groups} do not add up to the network's "
                              f"{net.output_shapes[-1][0]} outputs")
 
-    def _layer_params(self, name):
-        prefix = name + '_'
-        return {key[len(prefix):]: value for key, value in self.params.items()
-                if key.startswith(prefix)}
-
-    def forward(self, X, stop_after=None):
-        """Run the layers in order, up to and including the layer named `stop_after`
-        (default: all); returns (outputs, caches), dicts keyed by layer name."""
-        out = np.asarray(X).astype(self.net.dtype, copy=False)
-        outputs, caches = {}, {}
-        for layer, name in zip(self.net.layers, self.net.names):
-            out, caches[name] = layer.forward(out, self._layer_params(name))
-            outputs[name] = out
-            if name == stop_after:
-                break
-        return outputs, caches
-
     def slot_scores(self, scores):
         """Network outputs (N, M) -> list of per-group scores (N, num_slots, num_classes)."""
         N, blocks, start = scores.shape[0], [], 0
@@ -164,10 +147,9 @@ class SlotClassifier:
         return blocks
 
     def loss(self, X, y=None):
-        outputs, caches = self.forward(X)
-        scores = outputs[self.net.names[-1]]
         if y is None:
-            return scores
+            return self.net.forward(X)[0]
+        scores, caches = self.net.forward(X, train=True)
         y = np.asarray(y)
         N, loss, dblocks, first_slot = scores.shape[0], 0.0, [], 0
         for (slots, classes, channels_first), block in zip(self.groups,
@@ -181,14 +163,7 @@ class SlotClassifier:
             dblock = slots * dblock.reshape(N, slots, classes)
             dblocks.append((dblock.transpose(0, 2, 1) if channels_first else dblock)
                            .reshape(N, -1))
-        dout = np.concatenate(dblocks, axis=1)
-
-        grads = {}
-        for index in range(len(self.net.layers) - 1, -1, -1):
-            layer, name = self.net.layers[index], self.net.names[index]
-            dout, layer_grads = layer.backward(dout, caches[name], need_dx=index > 0)
-            for key, value in layer_grads.items():
-                grads[f'{name}_{key}'] = value
+        _, grads = self.net.backward(np.concatenate(dblocks, axis=1), caches, need_dx=False)
         return loss, grads
 
     def predict(self, X, batch_size=500):
@@ -275,7 +250,7 @@ class SceneEncoder:
         """The trunk's output divided by grid_scale, (N, 64, 8, 8), for network inputs
         X (N, 1, 64, 64)."""
         last = self.detector.net.names[TRUNK_LAYERS - 1]
-        grid = np.concatenate([self.detector.forward(X[i:i + batch_size], last)[0][last]
+        grid = np.concatenate([self.detector.net.forward(X[i:i + batch_size], stop_after=last)[0]
                                for i in range(0, len(X), batch_size)])
         return grid / np.float32(self.grid_scale)
 
@@ -291,15 +266,17 @@ class SceneEncoder:
         """
         trunk_end = self.detector.net.names[TRUNK_LAYERS - 1]
         parts = {'pooled': [], 'spatial': [], 'cells': [], 'reading': []}
+        detector, reader = self.detector.net, self.reader.net
         for i in range(0, len(images), batch_size):
-            outputs, _ = self.detector.forward(to_input(images[i:i + batch_size]))
-            grid = outputs[trunk_end] / np.float32(self.grid_scale)      # (n, C, 8, 8)
-            blocks = self.detector.slot_scores(outputs[self.detector.net.names[-1]])
-            parts['cells'].append(blocks[0].argmax(2))
-            reader_outputs, _ = self.reader.forward(grid)
-            blocks = self.reader.slot_scores(reader_outputs[self.reader.net.names[-1]])
+            trunk, _ = detector.forward(to_input(images[i:i + batch_size]), stop_after=trunk_end)
+            head, _ = detector.forward(trunk, start_after=trunk_end)
+            parts['cells'].append(self.detector.slot_scores(head)[0].argmax(2))
+            grid = trunk / np.float32(self.grid_scale)                    # (n, C, 8, 8)
+            pooled, _ = reader.forward(grid, stop_after=POOLED_LAYER)
+            scores, _ = reader.forward(pooled, start_after=POOLED_LAYER)
+            blocks = self.reader.slot_scores(scores)
             parts['reading'].append(np.concatenate([b.argmax(2) for b in blocks], axis=1))
-            parts['pooled'].append(reader_outputs[POOLED_LAYER].astype(np.float32))
+            parts['pooled'].append(pooled.astype(np.float32))
             n = len(grid)
             parts['spatial'].append(
                 grid.reshape(n, CHANNELS, GRID * GRID).transpose(0, 2, 1).astype(np.float32))

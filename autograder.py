@@ -42,21 +42,31 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:   # run from elsewhere, or imported by pytest: find our grader/ first
     sys.path.insert(0, HERE)
 
-from gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error  # noqa: E402
 from grader import config as grading_config  # noqa: E402
 from grader import suite_layers, suite_rnn_layers  # noqa: E402,F401  (they register the tests)
 from grader.checks import REGISTRY, THRESHOLD, GradeFailure, set_seed  # noqa: E402,F401  (THRESHOLD re-exported)
-from grader.report import (Grading, Result, escape, printed_section,  # noqa: E402
-                           total_line, write_csv, write_results)
+from grader.report import (  # noqa: E402
+    Grading,
+    Result,
+    escape,
+    printed_section,
+    total_line,
+    write_csv,
+    write_results,
+)
 from grader.runner import StudentError, Submission, Unavailable  # noqa: E402
-from grader.sandbox import (ChildLost, Limits, Sandbox, SubmissionError,  # noqa: E402
-                            plan_isolation)
+from grader.sandbox import ChildLost, Limits, Sandbox, SubmissionError, plan_isolation  # noqa: E402
+from gradient_check import (  # noqa: E402
+    eval_numerical_gradient,
+    eval_numerical_gradient_array,
+    rel_error,
+)
 
 __all__ = ['rel_error', 'eval_numerical_gradient', 'eval_numerical_gradient_array',
            'grade', 'main']
 
 MODULES = list(dict.fromkeys(t.module for t in REGISTRY))   # in order: layers first
-GRADER_FILES = ['autograder.py', 'gradient_check.py'] + sorted(
+GRADER_FILES = ['autograder.py', 'fileio.py', 'gradient_check.py'] + sorted(
     os.path.join('grader', f) for f in os.listdir(os.path.join(HERE, 'grader')) if f.endswith('.py'))
 
 # Part 1 of API.md: the homework's functions. `--contract` grades only tests of these,

@@ -9,10 +9,12 @@
 import io
 import numbers
 import os
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
+from fileio import write_atomic
 from kernels import conv2d_backward, conv2d_forward, max_pool_backward, max_pool_forward
 from layers import (
     dropout_backward,
@@ -744,52 +746,84 @@ class Sequential:
 # ============================================================================= saving
 #
 # Any model of the project keeps its parameters in the dict model.params (ConvNet,
-# Sequential, softmax.SoftmaxClassifier), so one .npz file with one array per key
-# holds a trained model: np.load(path) gives the same names and arrays.
+# Sequential, softmax.SoftmaxClassifier), and a Sequential its state buffers in
+# model.state, so one .npz file holds a trained model: one array per parameter name, and
+# one per state buffer under 'state/<name>'.
+
+STATE_PREFIX = "state/"
+
 
 def save_params(model, path):
     """
-    Write model.params to the .npz file path (one array per parameter name), atomically:
-    path holds either its old content or the complete new file. Returns path.
+    Write model.params (and model.state, if the model has state buffers) to the .npz
+    file path, one array per name, atomically: path holds either its old content or the
+    complete new file. Returns path.
     """
-    from solver import _write_atomic  # the project's one atomic file writer
+    arrays = dict(model.params)
+    arrays.update({STATE_PREFIX + name: value
+                   for name, value in (getattr(model, "state", None) or {}).items()})
     buffer = io.BytesIO()
-    np.savez(buffer, **model.params)
-    _write_atomic(buffer.getvalue(), path)
-    return path
+    np.savez(buffer, **arrays)
+    return write_atomic(path, buffer.getvalue())
 
 
 def load_params(model, source):
     """
-    Load parameters into model.params from source: the path of an .npz file written by
-    save_params (or np.savez(path, **model.params)), or a dict of arrays (e.g. one
-    adapted from such a file). They must fit:
-    - there must be exactly the names of model.params;
-    - each array must have the shape of the model's parameter of that name.
-    Otherwise ValueError names every missing and extra parameter and every shape
-    mismatch with both shapes, and model.params is left unchanged. Arrays are cast to
-    the dtype of the model's parameter. Returns model.
+    Load parameters (and state buffers) into the model from source: the path of an .npz
+    file written by save_params (or np.savez(path, **model.params)), or a dict of arrays
+    (e.g. one adapted from such a file). They must fit:
+    - there must be exactly the names of model.params (and, under 'state/<name>', of
+      model.state: a file without them leaves the model's state as it is);
+    - each array must have the shape of the model's array of that name;
+    - every value must be finite, also after the cast to the model's dtype (1e300 would
+      overflow float32 to inf).
+    Otherwise ValueError names every missing and extra name, every shape mismatch with
+    both shapes and every array holding non-finite values, and the model is left
+    unchanged. Arrays are cast to the dtype of the model's array. Returns model.
     """
     if isinstance(source, Mapping):
         loaded = {name: np.asarray(value) for name, value in source.items()}
         where = "The given parameters"
     else:
-        with np.load(source, allow_pickle=False) as npz:
-            loaded = {name: npz[name] for name in npz.files}
+        try:
+            with np.load(source, allow_pickle=False) as npz:
+                loaded = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(f"cannot read parameters from {os.fspath(source)}: {error} "
+                             f"(expected an .npz file written by save_params)") from None
         where = f"The parameters in {os.fspath(source)}"
+    state = getattr(model, "state", None) or {}
+    ours = dict(model.params)
+    if any(name.startswith(STATE_PREFIX) for name in loaded) or not state:
+        ours.update({STATE_PREFIX + name: value for name, value in state.items()})
     problems = []
-    missing = [name for name in model.params if name not in loaded]
-    extra = [name for name in loaded if name not in model.params]
+    missing = [name for name in ours if name not in loaded]
+    extra = [name for name in loaded if name not in ours]
     if missing:
         problems.append(f"missing {', '.join(missing)}")
     if extra:
         problems.append(f"extra {', '.join(extra)} (not parameters of the model)")
+    cast = {}
     for name, value in loaded.items():
-        if name in model.params and value.shape != model.params[name].shape:
+        if name not in ours:
+            continue
+        if value.shape != ours[name].shape:
             problems.append(f"{name} has shape {value.shape} there but "
-                            f"{model.params[name].shape} in the model")
+                            f"{ours[name].shape} in the model")
+        elif value.dtype.kind not in "biuf":
+            problems.append(f"{name} has dtype {value.dtype}, not real numbers")
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                cast[name] = value.astype(ours[name].dtype)
+            if not np.isfinite(cast[name]).all():
+                overflow = " after the cast to " + str(ours[name].dtype) \
+                    if np.isfinite(value).all() else ""
+                problems.append(f"{name} holds non-finite values (NaN or inf){overflow}")
     if problems:
-        raise ValueError(f"{where} do not fit the model's parameters: " + "; ".join(problems))
-    for name, value in loaded.items():
-        model.params[name] = value.astype(model.params[name].dtype)
+        raise ValueError(f"{where} do not fit the model: " + "; ".join(problems))
+    for name, value in cast.items():
+        if name.startswith(STATE_PREFIX):
+            state[name[len(STATE_PREFIX):]] = value
+        else:
+            model.params[name] = value
     return model

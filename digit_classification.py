@@ -35,6 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from cnn import ConvNet
 from data import load_mnist, standardized_splits
+from fileio import write_atomic
 from plots import plot_accuracy, plot_loss
 from softmax import SoftmaxClassifier
 from solver import Solver
@@ -130,8 +131,9 @@ def train(kind, config, data, args, epochs, checkpoint_name=None, verbose=False)
                     optim_config={"learning_rate": args.learning_rate}, lr_decay=args.lr_decay,
                     batch_size=args.batch_size, num_epochs=epochs, print_every=100,
                     verbose=verbose, seed=args.seed, checkpoint_name=checkpoint_name)
-    if args.resume and solver.resume_latest():
-        print(f"  resumed from {checkpoint_name}_latest.pkl after epoch {solver.epoch}")
+    latest = args.resume and solver.resume_latest()
+    if latest:
+        print(f"  resumed from {latest} after epoch {solver.epoch}")
     start_epoch, start = solver.epoch, time.perf_counter()
     solver.train()
     seconds_per_epoch = (time.perf_counter() - start) / max(1, solver.epoch - start_epoch)
@@ -172,8 +174,7 @@ def run_sweep(kind, data, args):
             _, solver, seconds = train(kind, config, data, args, args.sweep_epochs)
             entry = {"config": config, "val_acc": solver.best_val_acc, "seconds_per_epoch": seconds}
             saved[key], note = entry, f"({seconds:.1f} s/epoch)"
-            with open(saved_path, "w") as f:
-                json.dump(saved, f, indent=1)
+            write_atomic(saved_path, json.dumps(saved, indent=1))
         sweep.append(entry)
         print(f"  {describe(config):<50} val acc {entry['val_acc']:.4f}  {note}")
     return sweep
@@ -213,8 +214,8 @@ def main(argv=None):
 
     os.makedirs(args.results_dir, exist_ok=True)
     summary_path = os.path.join(args.results_dir, "digit_classification.json")
-    with open(summary_path, "w") as f:
-        json.dump({"args": vars(args), "wall_time_seconds": wall_time, "results": results}, f, indent=2)
+    write_atomic(summary_path, json.dumps({"args": vars(args), "wall_time_seconds": wall_time,
+                                           "results": results}, indent=2))
 
     print(f"\n{'model':<34} {'chosen configuration':<46} {'val acc':>8} {'test acc':>9} {'s/epoch':>8}")
     for result in results.values():

@@ -59,8 +59,18 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from cnn import Affine, Conv, Dropout, LogSoftmax, MaxPool, ReLU, Sequential  # noqa: E402
+from cnn import (  # noqa: E402
+    Affine,
+    Conv,
+    Dropout,
+    LogSoftmax,
+    MaxPool,
+    ReLU,
+    Sequential,
+    save_params,
+)
 from data import load_fashion_mnist, standardized_splits  # noqa: E402
+from fileio import write_atomic  # noqa: E402
 from plots import plot_accuracy, save_figure  # noqa: E402
 from solver import NonFiniteLossError, Solver, epoch_means  # noqa: E402
 
@@ -129,8 +139,8 @@ def train(lr, data, args):
     solver = Solver(model, train_data, update_rule="sgd", optim_config={"learning_rate": lr},
                     batch_size=args.batch_size, num_epochs=args.epochs, print_every=200,
                     seed=args.seed, checkpoint_name=checkpoint_name)
-    latest = f"{checkpoint_name}_latest.pkl"
-    if args.resume and solver.resume_latest():
+    latest = args.resume and solver.resume_latest()
+    if latest:
         print(f"  resumed from {latest} after epoch {solver.epoch}")
     start_epoch, start = solver.epoch, time.perf_counter()
     diverged = None
@@ -297,7 +307,7 @@ def main(argv=None):
             f"Fashion-MNIST CNN, plain SGD, batch {args.batch_size}: learning rates compared"),
         "params": f"{name}_cnn_params.npz",
     }
-    np.savez(files["params"], **model.params)
+    save_params(model, files["params"])
     if args.plot_filters:
         files["conv1_filters"], files["conv2_filters"] = plot_filters(model.params, args.results_dir)
     files["json"] = os.path.join(args.results_dir, "fashion_classification.json")
@@ -307,8 +317,7 @@ def main(argv=None):
         "chosen_learning_rate": lr, "best_val_acc": best["best_val_acc"], "test_acc": test_acc,
         "wall_time_seconds": wall_time, "files": files,
     }
-    with open(files["json"], "w") as f:
-        json.dump(results, f, indent=2)
+    write_atomic(files["json"], json.dumps(results, indent=2))
 
     print(f"\n{'learning rate':>13} {'final val acc':>14} {'best val acc':>13} {'best epoch':>11} {'s/epoch':>8}")
     for run in runs:

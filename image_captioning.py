@@ -72,6 +72,7 @@ import time
 import numpy as np
 
 from bleu import bleu_scores, corpus_bleu, decode_captions, group_references
+from fileio import write_atomic
 from plots import plot_accuracy, save_figure
 from rnn import AttentionCaptioningRNN, CaptioningRNN
 from solver import NonFiniteLossError, Solver, epoch_means
@@ -327,8 +328,8 @@ def train(name, data, args):
                     batch_size=args.batch_size, num_epochs=args.epochs,
                     grad_clip=args.grad_clip or None, metric=bleu4, num_train_samples=1000,
                     print_every=200, seed=args.seed, checkpoint_name=checkpoint_name)
-    latest = f"{checkpoint_name}_latest.pkl"
-    if args.resume and solver.resume_latest():
+    latest = args.resume and solver.resume_latest()
+    if latest:
         print(f"  resumed from {latest} after epoch {solver.epoch}")
     start_epoch, start = solver.epoch, time.perf_counter()
     diverged = None
@@ -562,10 +563,9 @@ def main(argv=None):
     files["loss_plot"], files["bleu4_plot"] = plot_curves(records, data, args.results_dir)
     for name, captions in test_captions.items():
         files[f"captions_{name}"] = os.path.join(args.results_dir, f"captions_{name}.json")
-        with open(files[f"captions_{name}"], "w") as f:
-            json.dump({str(image_id): caption_text(words)
-                       for image_id, words in zip(data["test"]["ids"].tolist(), captions)},
-                      f, indent=1)
+        write_atomic(files[f"captions_{name}"], json.dumps(
+            {str(image_id): caption_text(words)
+             for image_id, words in zip(data["test"]["ids"].tolist(), captions)}, indent=1))
     if test_captions:
         files["examples"] = plot_examples(data, example_ids, test_captions,
                                           os.path.join(args.results_dir, "captioning_examples.png"))
@@ -577,8 +577,7 @@ def main(argv=None):
     results = {"args": vars(args), "dataset": data["name"],
                "num_images": {s: len(data[s]["features"]) for s in ("train", "val", "test")},
                "models": records, "wall_time_seconds": wall_time, "files": files}
-    with open(files["json"], "w") as f:
-        json.dump(results, f, indent=2)
+    write_atomic(files["json"], json.dumps(results, indent=2))
 
     print(f"\ntest BLEU on {num_test} {data['name']} test images (greedy captions, "
           f"parameters of the best validation epoch):")

@@ -190,7 +190,7 @@ def fc_backward(dout, cache, need_dx=True):
     N = x.shape[0]
     _check_dout(dout, (N, w.shape[1]))
     dx = (dout @ w.T).reshape(x.shape) if need_dx else None
-    dw = x.reshape(N, -1).T @ dout
+    dw = x.reshape(N, w.shape[0]).T @ dout
     db = dout.sum(axis=0)
     return dx, dw, db
 

@@ -166,13 +166,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 import scene_encoder
 from data.datasets import DATA_ENV, REPO_DATA_DIR, load_mnist
+from fileio import atomic_path
 
 # Bump when the scenes, captions, vocabulary or features change: old caches regenerate.
 CACHE_VERSION = 3
@@ -649,18 +649,12 @@ def _read_cache(path, key):
 
 
 def _write_cache(directory, file_name, arrays):
-    """Write arrays to directory/file_name atomically (temp file, then rename)."""
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.' + file_name, suffix='.part')
-    try:
-        with os.fdopen(fd, 'wb') as f:
+    """Write arrays to directory/file_name atomically (fileio.atomic_path)."""
+    path = os.path.join(directory, file_name)
+    with atomic_path(path) as temporary:
+        with open(temporary, 'wb') as f:
             np.savez(f, **arrays)
-        os.chmod(tmp_path, 0o644)
-        path = os.path.join(directory, file_name)
-        os.replace(tmp_path, path)
-        return path
-    except BaseException:
-        os.remove(tmp_path)
-        raise
+    return path
 
 
 def _to_storage(built, key):

@@ -1,5 +1,4 @@
 """Training-curve figures shared by the scripts, saved as PNG files (Agg backend, no screen)."""
-import os
 
 import matplotlib
 
@@ -7,11 +6,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fileio import atomic_path  # noqa: E402
+
 
 def save_figure(fig, path):
-    """Save fig to path (creating its folder), close it, and return the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    """Save fig as a PNG to path atomically (creating its folder), close it, and return
+    the path."""
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
     return path
 

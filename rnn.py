@@ -20,12 +20,23 @@ that course graders can monkeypatch e.g. `rnn.temporal_fc_forward` and see it us
 """
 import numpy as np
 
-from layers import fc_backward, fc_forward
-from rnn_layers import (attention_step_backward, attention_step_forward, lstm_backward,
-                        lstm_forward, lstm_step_backward, lstm_step_forward, rnn_backward,
-                        rnn_forward, rnn_step_forward, temporal_fc_backward,
-                        temporal_fc_forward, temporal_softmax_loss, word_embedding_backward,
-                        word_embedding_forward)
+from layers import fc_backward, fc_forward, real_array
+from rnn_layers import (
+    attention_step_backward,
+    attention_step_forward,
+    lstm_backward,
+    lstm_forward,
+    lstm_step_backward,
+    lstm_step_forward,
+    rnn_backward,
+    rnn_forward,
+    rnn_step_forward,
+    temporal_fc_backward,
+    temporal_fc_forward,
+    temporal_softmax_loss,
+    word_embedding_backward,
+    word_embedding_forward,
+)
 
 NULL_TOKEN = '<NULL>'
 START_TOKEN = '<START>'
@@ -150,8 +161,7 @@ class CaptioningRNN:
         - grads: dict with the keys of self.params, grads[k] of the shape of params[k].
         """
         p = self.params
-        # float64 features with float32 params would promote everything to float64
-        features = np.asarray(features).astype(p['W_proj'].dtype, copy=False)
+        features = real_array("features", features)   # NumPy promotion, as the layers
         captions = _check_captions(captions, features.shape[0])
         # step t reads word t and predicts word t + 1
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
@@ -197,7 +207,7 @@ class CaptioningRNN:
                              "use AttentionCaptioningRNN for return_attention=True")
         max_length = _check_max_length(max_length)
         p = self.params
-        features = np.asarray(features).astype(p['W_proj'].dtype, copy=False)
+        features = real_array("features", features)
         N = features.shape[0]
         captions = np.full((N, max_length), self._null, dtype=np.int32)
         words = _start_words(self._start, N, type(self).__name__)
@@ -305,7 +315,7 @@ class AttentionCaptioningRNN:
         self.params = {name: value.astype(dtype) for name, value in params.items()}
 
     def _check_features(self, features):
-        features = np.asarray(features).astype(self.params['W_attn_a'].dtype, copy=False)
+        features = real_array("features", features)   # NumPy promotion, as the layers
         D = self.params['W_attn_a'].shape[0]
         L = self.num_positions
         if features.ndim != 3 or features.shape[2] != D or (L is not None
@@ -360,7 +370,9 @@ class AttentionCaptioningRNN:
         scores, scores_cache = temporal_fc_forward(hs, p['W_vocab'], p['b_vocab'])
         loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
 
-        grads = {name: np.zeros_like(value) for name, value in p.items()}
+        # sums over steps, in the promoted type (float64 features give float64 gradients)
+        grads = {name: np.zeros(value.shape, np.result_type(value, features))
+                 for name, value in p.items()}
         dhs, grads['W_vocab'], grads['b_vocab'] = temporal_fc_backward(dscores, scores_cache)
         dx_words = np.empty_like(x_words, dtype=dhs.dtype)
         da_proj = np.zeros_like(a_proj, dtype=dhs.dtype)

@@ -9,9 +9,12 @@ Every forward returns (out, cache) and every backward takes (dout, cache), where
 gradient of the loss with respect to out. Two take more: lstm_step_backward(dnext_h,
 dnext_c, cache) gets the gradients of both outputs, and the attention backward passes,
 (dcontext, cache, dalpha=None), an optional gradient of the attention weights. Inputs are
-never modified. Outputs follow NumPy's type promotion of the inputs, so float32 in gives
-float32 out. A wrong shape raises ValueError naming the argument and both shapes; a word
-index or label out of range raises ValueError naming the argument.
+never modified. Arrays may be nested lists; floating inputs keep NumPy's type promotion
+(float32 in gives float32 out), integer and bool inputs are treated as float64, other
+dtypes raise TypeError naming the argument. An empty batch (N = 0) works forward and
+backward (the loss of an empty batch is 0). A wrong shape raises ValueError naming the
+argument and both shapes; a word index or label out of range raises ValueError naming
+the argument.
 
 Part 1 of ../shared/API.md (rnn_step_*, rnn_*, word_embedding_*, temporal_fc_*,
 temporal_softmax_loss) is a drop-in contract for the cs231n-style homework: names, argument
@@ -23,10 +26,32 @@ Notation: sigma(a) = 1 / (1 + exp(-a)) with sigma' = sigma (1 - sigma); tanh' = 
 """
 import numpy as np
 
-
 # ----------------------------------------------------------------------------- checks
 # Each check raises at once, building its message only then: an f-string passed to a
 # helper would be formatted on every call (~20 us per training step of a small MLP).
+
+
+def _real(name, value):
+    """
+    value as an ndarray of a floating dtype: float arrays are returned as they are (the
+    same object), lists are converted, integer and bool arrays become float64; other
+    dtypes raise TypeError naming the argument. (layers.real_array's rule; repeated here
+    so that this file needs nothing but NumPy.)
+    """
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except ValueError as error:   # a ragged list
+            raise ValueError(f"{name} is not a rectangular array of numbers: {error}") from None
+    if value.dtype.kind == "f":
+        return value
+    if value.dtype.kind in "biu":
+        return value.astype(np.float64)
+    raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
+
+
+def _reals(**named):
+    return [_real(name, value) for name, value in named.items()]
 
 
 def _check_ndim(name, array, ndim, layout):
@@ -115,6 +140,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     - next_h: next hidden state, of shape (N, H).
     - cache: (Wx, Wh, x, prev_h, h_raw), h_raw (N, H) the pre-tanh value (contract order).
     """
+    x, prev_h, Wx, Wh, b = _reals(x=x, prev_h=prev_h, Wx=Wx, Wh=Wh, b=b)
     _check_cell(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, 1)
     h_raw = x @ Wx + prev_h @ Wh + b
     next_h = np.tanh(h_raw)
@@ -143,6 +169,7 @@ def rnn_step_backward(dnext_h, cache):
     - dWh: gradient with respect to Wh, of shape (H, H).
     - db: gradient with respect to b, of shape (H,).
     """
+    dnext_h = _real("dnext_h", dnext_h)
     Wx, Wh, x, prev_h, h_raw = cache
     _check_dout("dnext_h", dnext_h, h_raw.shape)
     next_h = np.tanh(h_raw)
@@ -177,6 +204,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     - h: hidden states of every time step, of shape (T, N, H).
     - cache: (x, h0, Wx, Wh, b, h).
     """
+    x, h0, Wx, Wh, b = _reals(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
     _check_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, 1)
     T, N, D = x.shape
     H = h0.shape[1]
@@ -217,6 +245,7 @@ def rnn_backward(dh, cache):
     - dWh: gradient with respect to Wh, of shape (H, H).
     - db: gradient with respect to b, of shape (H,).
     """
+    dh = _real("dh", dh)
     x, h0, Wx, Wh, b, h = cache
     _check_dout("dh", dh, h.shape)
     T, N, D = x.shape
@@ -288,6 +317,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     - cache: (x, prev_h, prev_c, Wx, Wh, b, gates, next_c), where gates (N, 4H) holds
       the activated gates [i, f, o, g] side by side.
     """
+    x, prev_h, prev_c, Wx, Wh, b = _reals(x=x, prev_h=prev_h, prev_c=prev_c, Wx=Wx, Wh=Wh, b=b)
     _check_cell(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, 4)
     if np.shape(prev_c) != prev_h.shape:
         raise ValueError(f"prev_c has shape {np.shape(prev_c)}, expected the shape of prev_h "
@@ -336,6 +366,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     - dWh: gradient with respect to Wh, of shape (H, 4H).
     - db: gradient with respect to b, of shape (4H,).
     """
+    dnext_h, dnext_c = _real("dnext_h", dnext_h), _real("dnext_c", dnext_c)
     x, prev_h, prev_c, Wx, Wh, b, gates, next_c = cache
     _check_dout("dnext_h", dnext_h, next_c.shape)
     _check_dout("dnext_c", dnext_c, next_c.shape)
@@ -378,6 +409,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     - cache: (x, h0, Wx, Wh, b, gates, c, h), with gates (T, N, 4H) the activated
       [i, f, o, g] of every step and c (T, N, H) the cell states.
     """
+    x, h0, Wx, Wh, b = _reals(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
     _check_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, 4)
     T, N, D = x.shape
     H = h0.shape[1]
@@ -425,6 +457,7 @@ def lstm_backward(dh, cache):
     - dWh: gradient with respect to Wh, of shape (H, 4H).
     - db: gradient with respect to b, of shape (4H,).
     """
+    dh = _real("dh", dh)
     x, h0, Wx, Wh, b, gates, c, h = cache
     _check_dout("dh", dh, h.shape)
     T, N, D = x.shape
@@ -467,6 +500,7 @@ def word_embedding_forward(x, W):
     - out: word vectors of shape (N, T, D).
     - cache: (x, W).
     """
+    W = _real("W", W)
     _check_ndim("W", W, 2, "(V, D)")
     indices = _check_indices("x", x, W.shape[0], "word indices", "W", W.shape)
     return W[indices], (x, W)
@@ -490,6 +524,7 @@ def word_embedding_backward(dout, cache):
     Returns:
     - dW: gradient with respect to W, of shape (V, D).
     """
+    dout = _real("dout", dout)
     x, W = cache
     indices = np.asarray(x)
     _check_dout("dout", dout, indices.shape + W.shape[1:])
@@ -515,6 +550,7 @@ def temporal_fc_forward(x, w, b):
     - out: output of shape (N, T, M).
     - cache: exactly (x, w, b, out) (contract).
     """
+    x, w, b = _reals(x=x, w=w, b=b)
     _check_ndim("x", x, 3, "(N, T, D)")
     _check_ndim("w", w, 2, "(D, M)")
     N, T, D = x.shape
@@ -547,6 +583,7 @@ def temporal_fc_backward(dout, cache):
     - dw: gradient with respect to w, of shape (D, M).
     - db: gradient with respect to b, of shape (M,).
     """
+    dout = _real("dout", dout)
     x, w, b, out = cache
     _check_dout("dout", dout, out.shape)
     N, T, D = x.shape
@@ -580,9 +617,10 @@ def temporal_softmax_loss(x, y, mask):
       accepted too).
 
     Returns a tuple of:
-    - loss: scalar loss (a NumPy scalar of x's dtype).
+    - loss: scalar loss (a NumPy scalar of x's dtype; 0 for an empty batch).
     - dx: gradient of the loss with respect to x, of shape (N, T, V).
     """
+    x = _real("x", x)
     _check_ndim("x", x, 3, "(N, T, V)")
     N, T, V = x.shape
     if np.shape(y) != (N, T):
@@ -601,10 +639,10 @@ def temporal_softmax_loss(x, y, mask):
     shifted = x - x.max(axis=2, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
     picked = log_probs[np.arange(N)[:, None], np.arange(T), y]          # (N, T)
-    loss = -np.where(mask, picked, 0).sum() / N
+    loss = -np.where(mask, picked, 0).sum() / max(N, 1)   # an empty batch: 0
     dx = np.exp(log_probs)
     dx[np.arange(N)[:, None], np.arange(T), y] -= 1
-    dx = np.where(mask[:, :, None], dx / N, 0)
+    dx = np.where(mask[:, :, None], dx / max(N, 1), 0)
     return loss, dx.astype(log_probs.dtype, copy=False)
 
 
@@ -684,6 +722,8 @@ def attention_forward(h, A, W_h, W_a, v, b=None):
       (N, L), each row of alpha summing to 1.
     - cache: (h, A, W_h, W_a, v, b, s, alpha), s = tanh(z) of shape (N, L, K).
     """
+    h, A, W_h, W_a, v = _reals(h=h, A=A, W_h=W_h, W_a=W_a, v=v)
+    b = None if b is None else _real("b", b)
     K = _check_attention(h, A, W_h, v)
     _check_ndim("W_a", W_a, 2, "(D, K)")
     if np.shape(W_a) != (A.shape[2], K):
@@ -731,6 +771,8 @@ def attention_backward(dcontext, cache, dalpha=None):
     - dv: gradient with respect to v, of shape (K,).
     - db: gradient with respect to b, of shape (K,); None if b was None.
     """
+    dcontext = _real("dcontext", dcontext)
+    dalpha = None if dalpha is None else _real("dalpha", dalpha)
     h, A, W_h, W_a, v, b, s, alpha = cache
     dh, dA, dz, dW_h, dv = _attention_core_backward(dcontext, dalpha, h, A, W_h, v, s, alpha)
     N, L, D = A.shape
@@ -764,6 +806,7 @@ def attention_step_forward(h, A, A_proj, W_h, v):
     - (context, alpha): context (N, D) and attention weights (N, L).
     - cache: (h, A, W_h, v, s, alpha), s of shape (N, L, K).
     """
+    h, A, A_proj, W_h, v = _reals(h=h, A=A, A_proj=A_proj, W_h=W_h, v=v)
     K = _check_attention(h, A, W_h, v)
     N, L, _ = A.shape
     if np.shape(A_proj) != (N, L, K):
@@ -793,5 +836,7 @@ def attention_step_backward(dcontext, cache, dalpha=None):
     - dW_h: gradient with respect to W_h, of shape (H, K).
     - dv: gradient with respect to v, of shape (K,).
     """
+    dcontext = _real("dcontext", dcontext)
+    dalpha = None if dalpha is None else _real("dalpha", dalpha)
     h, A, W_h, v, s, alpha = cache
     return _attention_core_backward(dcontext, dalpha, h, A, W_h, v, s, alpha)

@@ -43,26 +43,32 @@ A run with a seed is reproducible, and a run resumed from a checkpoint ends with
 the same parameters as a run that was never interrupted:
 
     solver = Solver(model, data, num_epochs=20, seed=0, checkpoint_name='ckpt/net', ...)
-    solver.resume('ckpt/net_latest.pkl')   # same model class, data and kwargs
-    solver.train()                         # continues with the next epoch
+    solver.resume_latest()   # or solver.resume('ckpt/net_epoch_7.npz'); same model, data, kwargs
+    solver.train()           # continues with the next epoch
+
+Checkpoints are .npz archives of plain arrays with the settings as JSON inside (see
+save_checkpoint); resuming reads them with allow_pickle=False and never runs code from a
+file.
 """
-import copy
+import io
+import json
 import math
 import os
-import pickle
 import sys
-import tempfile
 import time
 import warnings
+import zipfile
 
 import numpy as np
 
 import optim
+from fileio import check_writable, remove_temporaries, write_atomic
 
 
 class NonFiniteLossError(FloatingPointError):
     """
-    Raised by Solver.train() when a minibatch loss is nan or inf.
+    Raised by Solver.train() when a minibatch loss is nan or inf, or when the model's
+    scores on the training or validation subset are (the metric is then NaN).
 
     Training stops at once: model.params is restored to the best validation parameters
     found so far (the parameters from the start of train() if no epoch finished yet), and
@@ -123,7 +129,11 @@ class Solver:
       order of the training samples, the training-metric subset, augment's draws).
       Default None.
     - checkpoint_name: path prefix; if set, after every epoch k the Solver writes
-      '<checkpoint_name>_epoch_<k>.pkl' and '<checkpoint_name>_latest.pkl'. Default None.
+      '<checkpoint_name>_epoch_<k>.npz' (see save_checkpoint). The folder must be
+      writable: train() checks that before the first epoch. Default None.
+    - checkpoint_keep: how many of the newest epoch checkpoints to keep; older ones are
+      deleted, except the best validation epoch's. None keeps all. Default 1: the latest
+      and the best.
 
     Attributes:
     - epoch: number of epochs completed.
@@ -154,13 +164,15 @@ class Solver:
         'augment': None,
         'seed': None,
         'checkpoint_name': None,
+        'checkpoint_keep': 1,
     }
 
     # Epochs with more iterations than this show a tqdm progress bar (when verbose).
     PROGRESS_BAR_MIN_ITERATIONS = 50
 
     # Kwargs that may differ between a run and its resumption without a warning.
-    _FREE_TO_CHANGE = {'num_epochs', 'print_every', 'verbose', 'checkpoint_name', 'seed'}
+    _FREE_TO_CHANGE = {'num_epochs', 'print_every', 'verbose', 'checkpoint_name',
+                       'checkpoint_keep', 'seed'}
 
     def __init__(self, model, data, **kwargs):
         unknown = sorted(set(kwargs) - set(self.DEFAULTS))
@@ -179,6 +191,10 @@ class Solver:
                 raise ValueError(f"X_{split} has {n_x} rows but y_{split} has {n_y}")
         if len(self.X_train) == 0:
             raise ValueError("X_train is empty")
+        if len(self.X_val) == 0:
+            raise ValueError("X_val is empty: the Solver chooses the best parameters on it")
+        for split in ('X_train', 'X_val'):
+            _check_finite(split, data[split])
 
         options = {**self.DEFAULTS, **kwargs}
         self.update_rule = options['update_rule']
@@ -195,6 +211,12 @@ class Solver:
         self.augment = options['augment']
         self.seed = options['seed']
         self.checkpoint_name = options['checkpoint_name']
+        self.checkpoint_keep = options['checkpoint_keep']
+        if self.checkpoint_keep is not None and (
+                not isinstance(self.checkpoint_keep, (int, np.integer))
+                or isinstance(self.checkpoint_keep, bool) or self.checkpoint_keep < 1):
+            raise ValueError(f"checkpoint_keep must be a positive int or None (keep all), "
+                             f"got {self.checkpoint_keep!r}")
         self._kwargs = options
 
         if isinstance(self.update_rule, str):
@@ -288,14 +310,23 @@ class Solver:
             X, y = X[idx], y[idx]
         if self.metric is not None:
             return float(self.metric(self.model, X, y))
-        y_pred = np.concatenate([np.argmax(self.model.loss(X[i:i + batch_size]), axis=1)
-                                 for i in range(0, len(X), batch_size)])
-        return float(np.mean(y_pred == y))
+        predictions = []
+        for i in range(0, len(X), batch_size):
+            scores = self.model.loss(X[i:i + batch_size])
+            if not np.isfinite(scores).all():   # argmax of NaN scores would look like a guess
+                return math.nan
+            predictions.append(np.argmax(scores, axis=1))
+        return float(np.mean(np.concatenate(predictions) == y))
 
-    def _evaluate(self, X, y, idx):
+    def _evaluate(self, X, y, idx, split):
+        """The metric on a split's fixed subset; a non-finite value (e.g. NaN scores from
+        diverged parameters) stops training like a non-finite loss."""
         if idx is not None:
             X, y = X[idx], y[idx]
-        return self.check_accuracy(X, y, batch_size=self.batch_size)
+        value = self.check_accuracy(X, y, batch_size=self.batch_size)
+        if not math.isfinite(value):
+            self._stop_non_finite_metric(value, split)
+        return value
 
     def train(self):
         """
@@ -310,6 +341,8 @@ class Solver:
         num_iterations = self.num_epochs * iterations_per_epoch
         if not self.best_params:
             self.best_params = self._copy_params()
+        if self.checkpoint_name is not None and self.epoch < self.num_epochs:
+            self._prepare_checkpoint_directory()
 
         while self.epoch < self.num_epochs:
             start = time.perf_counter()
@@ -335,8 +368,9 @@ class Solver:
             self.epoch += 1
 
             self._decay_learning_rates()
-            train_acc = self._evaluate(self.X_train, self.y_train, self._train_sample_idx)
-            val_acc = self._evaluate(self.X_val, self.y_val, self._val_sample_idx)
+            train_acc = self._evaluate(self.X_train, self.y_train, self._train_sample_idx,
+                                       'training')
+            val_acc = self._evaluate(self.X_val, self.y_val, self._val_sample_idx, 'validation')
             self.train_acc_history.append(train_acc)
             self.val_acc_history.append(val_acc)
             if val_acc > self.best_val_acc:
@@ -403,8 +437,7 @@ class Solver:
             restored = "the parameters from the start of train()"
         checkpoint = ""
         if self.checkpoint_name is not None and self.epoch > 0:
-            checkpoint = (f" The last good checkpoint is "
-                          f"{self.checkpoint_name}_epoch_{self.epoch}.pkl.")
+            checkpoint = f" The last good checkpoint is {self.checkpoint_path(self.epoch)}."
         lrs = sorted({c['learning_rate'] for c in self.optim_configs.values()
                       if 'learning_rate' in c})
         lr_text = f" (now {', '.join(f'{lr:g}' for lr in lrs)})" if lrs else ""
@@ -416,6 +449,17 @@ class Solver:
             f"a sensible scale (e.g. normalized), use a smaller weight_scale, or set "
             f"grad_clip.", epoch=epoch, iteration=iteration, loss=loss)
 
+    def _stop_non_finite_metric(self, value, split):
+        """Restore the best params and raise NonFiniteLossError for a non-finite metric."""
+        self._restore_best_params()
+        raise NonFiniteLossError(
+            f"The {split} {self._metric_name()} after epoch {self.epoch} is {value} "
+            f"(the model's scores are not finite: its parameters have diverged). Training "
+            f"stopped; model.params was restored to the best validation parameters so far "
+            f"(the parameters from the start of train() if none). Hints: lower the learning "
+            f"rate, use a smaller weight_scale, or set grad_clip.",
+            epoch=self.epoch, iteration=self.iteration, loss=value)
+
     def _copy_params(self):
         return {p: w.copy() for p, w in self.model.params.items()}
 
@@ -426,82 +470,142 @@ class Solver:
 
     # Checkpoints ------------------------------------------------------------------------
 
-    def _checkpoint(self):
-        """Everything needed to continue training bit-identically, as plain Python and
-        NumPy objects (loading needs no handgrad class)."""
-        return {
-            'format': 'handgrad-solver-checkpoint-1',
+    def _checkpoint_arrays(self):
+        """
+        Everything needed to continue training bit-identically, as arrays and JSON-able
+        plain data (numbers, strings, lists, dicts): the content of a checkpoint file.
+        """
+        arrays, optim_scalars = {}, {}
+        for p, config in self.optim_configs.items():
+            optim_scalars[p] = {}
+            for key, value in config.items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"optim/{p}/{key}"] = value
+                else:
+                    optim_scalars[p][key] = _plain(value, f"optim_configs[{p!r}][{key!r}]")
+        arrays.update({f"params/{p}": w for p, w in self.model.params.items()})
+        arrays.update({f"best_params/{p}": w for p, w in self.best_params.items()})
+        arrays.update({f"state/{k}": v for k, v in _model_state(self.model).items()})
+        for name, idx in (("train_sample_idx", self._train_sample_idx),
+                          ("val_sample_idx", self._val_sample_idx)):
+            if idx is not None:
+                arrays[name] = idx
+        finite = math.isfinite(self.best_val_acc)
+        meta = {
+            'format': CHECKPOINT_FORMAT,
             'epoch': self.epoch,
             'iteration': self.iteration,
-            'params': self._copy_params(),
-            'optim_configs': pickle.loads(pickle.dumps(self.optim_configs)),
-            'best_val_acc': self.best_val_acc,
-            'best_params': {p: w.copy() for p, w in self.best_params.items()},
-            'loss_history': list(self.loss_history),
-            'train_acc_history': list(self.train_acc_history),
-            'val_acc_history': list(self.val_acc_history),
-            'rng_state': self.rng.bit_generator.state,
-            'train_sample_idx': self._train_sample_idx,
-            'val_sample_idx': self._val_sample_idx,
+            'optim_configs': optim_scalars,
+            'best_val_acc': self.best_val_acc if finite else None,
+            'loss_history': [float(v) for v in self.loss_history],
+            'train_acc_history': [float(v) for v in self.train_acc_history],
+            'val_acc_history': [float(v) for v in self.val_acc_history],
+            'rng_state': _plain(self.rng.bit_generator.state, "rng_state"),
             'kwargs': self._describe_kwargs(),
-            'model_state': {name: copy.deepcopy(getattr(self.model, name))
-                            for name in getattr(self.model, 'checkpoint_state', ())},
+            'model_attributes': {name: _plain(getattr(self.model, name), name)
+                                 for name in getattr(self.model, 'checkpoint_state', ())},
         }
+        arrays[CHECKPOINT_META] = np.frombuffer(
+            json.dumps(meta, allow_nan=False).encode(), dtype=np.uint8)
+        return arrays
 
     def _describe_kwargs(self):
-        """The Solver's kwargs, with callables replaced by their names (for pickling)."""
+        """The Solver's kwargs as plain data, callables replaced by their names."""
         def describe(value):
             if callable(value):
                 return f"{getattr(value, '__module__', '?')}." \
                        f"{getattr(value, '__qualname__', repr(value))}"
-            return value
+            if isinstance(value, (str, bool, int, float, type(None))):
+                return value
+            try:
+                return _plain(value, "")
+            except TypeError:
+                return repr(value)
         described = {k: describe(v) for k, v in self._kwargs.items()}
         described['update_rule'] = describe(self.update_rule)
-        described['optim_config'] = dict(self.optim_config)
+        described['optim_config'] = describe(dict(self.optim_config))
         described['trainable'] = list(self.trainable)
         described['seed'] = repr(self.seed)
         return described
 
     def save_checkpoint(self, path):
         """
-        Write the Solver's state to path, atomically (see _write_atomic).
+        Write the Solver's state to path, atomically (fileio.write_atomic): the file
+        holds its old content or the complete new one, even if the process is killed.
 
-        The file is a pickled dict of plain Python and NumPy objects, so it can be loaded
-        with pickle.load and nothing from handgrad:
-        - 'format': 'handgrad-solver-checkpoint-1'.
-        - 'epoch', 'iteration': epochs completed and updates made.
-        - 'params': copies of model.params.
-        - 'optim_configs': per trained parameter, the optim config with its state
-          (adam's m, v, t; the decayed learning rate; ...).
-        - 'best_val_acc', 'best_params'.
-        - 'loss_history', 'train_acc_history', 'val_acc_history'.
-        - 'rng_state': the random generator's bit_generator.state.
-        - 'train_sample_idx', 'val_sample_idx': the fixed metric subsets (None = all).
-        - 'kwargs': the Solver's kwargs (callables as 'module.name'), checked on resume.
-        - 'model_state': the model's attributes named in its optional
-          `checkpoint_state` tuple (state outside model.params, e.g. a counter that
-          seeds dropout masks), restored by resume().
+        The file is an .npz archive of plain arrays (np.load(path, allow_pickle=False)
+        reads it; nothing in it is pickled or executable):
+        - 'params/<name>', 'best_params/<name>': model.params and the best parameters;
+        - 'optim/<name>/<key>': array state of the update rule (adam's m and v, ...);
+        - 'state/<name>': the model's state buffers (model.state, if it has one);
+        - 'train_sample_idx', 'val_sample_idx': the fixed metric subsets (absent = all);
+        - 'checkpoint.json': UTF-8 JSON as uint8 bytes, with 'format' (CHECKPOINT_FORMAT),
+          'epoch', 'iteration', 'optim_configs' (the scalar entries: learning rate, adam's
+          t, ...), 'best_val_acc' (null before the first epoch), the three histories,
+          'rng_state' (the random generator's state as plain numbers), 'kwargs' (the
+          Solver's settings, checked on resume) and 'model_attributes' (the model's
+          attributes named in its optional `checkpoint_state`, e.g. the counter that
+          seeds dropout masks).
+
+        Raises fileio.WriteError naming the file if it cannot be written.
         """
-        _write_atomic(pickle.dumps(self._checkpoint(), protocol=pickle.HIGHEST_PROTOCOL),
-                      path)
+        buffer = io.BytesIO()
+        np.savez(buffer, **self._checkpoint_arrays())
+        write_atomic(path, buffer.getvalue())
+        return path
+
+    def checkpoint_path(self, epoch):
+        """The file of epoch's checkpoint: '<checkpoint_name>_epoch_<epoch>.npz'."""
+        return f"{self.checkpoint_name}_epoch_{epoch}.npz"
+
+    def _checkpoint_epochs(self):
+        """Epochs that have a checkpoint file under checkpoint_name, ascending."""
+        prefix = os.path.basename(self.checkpoint_name) + "_epoch_"
+        directory = os.path.dirname(os.path.abspath(self.checkpoint_name))
+        epochs = []
+        for name in (os.listdir(directory) if os.path.isdir(directory) else ()):
+            number = name[len(prefix):-len(".npz")]
+            if name.startswith(prefix) and name.endswith(".npz") and number.isdigit():
+                epochs.append(int(number))
+        return sorted(epochs)
 
     def _write_checkpoints(self):
-        data = pickle.dumps(self._checkpoint(), protocol=pickle.HIGHEST_PROTOCOL)
-        _write_atomic(data, f"{self.checkpoint_name}_epoch_{self.epoch}.pkl")
-        _write_atomic(data, f"{self.checkpoint_name}_latest.pkl")
+        """Write this epoch's checkpoint, then delete the older ones that checkpoint_keep
+        does not keep (the newest checkpoint_keep epochs and the best epoch's stay)."""
+        self.save_checkpoint(self.checkpoint_path(self.epoch))
+        if self.checkpoint_keep is None:
+            return
+        best_epoch = (int(np.argmax(self.val_acc_history)) + 1) if self.val_acc_history else None
+        for epoch in self._checkpoint_epochs()[:-self.checkpoint_keep]:
+            if epoch != best_epoch and epoch < self.epoch:
+                os.unlink(self.checkpoint_path(epoch))
+
+    def _prepare_checkpoint_directory(self):
+        """Before the first epoch: the checkpoint folder must be writable (fail now, not
+        after an epoch's work), and temporary files of killed writes are removed."""
+        check_writable(os.path.dirname(os.path.abspath(self.checkpoint_name)))
+        remove_temporaries(f"{self.checkpoint_name}_epoch_*.npz")
 
     def resume_latest(self):
         """
-        Resume from '<checkpoint_name>_latest.pkl' if checkpoint_name is set and that file
-        exists (see resume). Returns the checkpoint's path, or None if there was none.
+        Resume from the newest complete checkpoint under checkpoint_name (the highest
+        epoch whose file loads; an unreadable one is skipped with a warning), if
+        checkpoint_name is set and there is one (see resume). Leftover temporary files
+        of a killed write are removed first. Returns the checkpoint's path, or None.
         """
         if self.checkpoint_name is None:
             return None
-        path = f"{self.checkpoint_name}_latest.pkl"
-        if not os.path.exists(path):
-            return None
-        self.resume(path)
-        return path
+        remove_temporaries(f"{self.checkpoint_name}_epoch_*.npz")
+        for epoch in reversed(self._checkpoint_epochs()):
+            path = self.checkpoint_path(epoch)
+            try:
+                arrays, meta = _read_checkpoint(path)
+            except CheckpointError as error:
+                warnings.warn(f"skipping {path}: {error}")
+                continue
+            self._restore(path, arrays, meta)
+            return path
+        return None
 
     def resume(self, path):
         """
@@ -509,33 +613,35 @@ class Solver:
 
         Build the Solver as for the original run (same kind of model, data and kwargs;
         num_epochs may be larger), call resume(path), then train(). The model's
-        parameters, the optimizer state, the counters, histories, best parameters and
-        the random generator's state are all restored, so the result is identical to a
-        run that was never interrupted.
+        parameters and state, the optimizer state, the counters, histories, best
+        parameters and the random generator's state are all restored, so the result is
+        identical to a run that was never interrupted.
 
-        Raises ValueError if the checkpoint's parameter names or shapes, or its set of
-        trained parameters, don't match this Solver's model. Warns if other kwargs that
-        affect training differ from the checkpoint's.
+        Reading a checkpoint never runs code from the file: it must be an .npz archive of
+        plain arrays (see save_checkpoint). Raises CheckpointError (a ValueError) naming
+        the file if it cannot be read, is truncated or corrupt, is a pickle (such as an
+        old handgrad checkpoint) or another foreign file, or does not fit this Solver's
+        model (parameter names or shapes, the set of trained parameters). Warns if other
+        kwargs that affect training differ from the checkpoint's.
         """
-        with open(path, 'rb') as f:
-            checkpoint = pickle.load(f)
-        if not isinstance(checkpoint, dict) or 'params' not in checkpoint:
-            raise ValueError(f"{path} is not a Solver checkpoint")
+        arrays, meta = _read_checkpoint(path)
+        self._restore(path, arrays, meta)
 
-        ours = {p: np.shape(w) for p, w in self.model.params.items()}
-        theirs = {p: np.shape(w) for p, w in checkpoint['params'].items()}
-        if ours != theirs:
-            problems = [f"{p}: checkpoint {theirs.get(p, 'missing')}, "
-                        f"model {ours.get(p, 'missing')}"
-                        for p in sorted(set(ours) | set(theirs))
-                        if ours.get(p) != theirs.get(p)]
-            raise ValueError(f"Checkpoint {path} does not match the model's parameters: "
-                             + "; ".join(problems))
-        if set(checkpoint['optim_configs']) != set(self.trainable):
-            raise ValueError(f"Checkpoint {path} trained "
-                             f"{sorted(checkpoint['optim_configs'])} but this Solver "
-                             f"trains {sorted(self.trainable)}")
-        saved, current = checkpoint.get('kwargs', {}), self._describe_kwargs()
+    def _restore(self, path, arrays, meta):
+        def group(prefix):
+            return {key[len(prefix):]: value for key, value in arrays.items()
+                    if key.startswith(prefix)}
+        params, best_params, state = group("params/"), group("best_params/"), group("state/")
+        for what, theirs, ours in (("parameters", params, self.model.params),
+                                   ("state buffers", state, _model_state(self.model))):
+            mismatch = _shape_mismatch(theirs, ours)
+            if mismatch:
+                raise CheckpointError(f"Checkpoint {path} does not match the model's {what}: "
+                                      + mismatch)
+        if set(meta['optim_configs']) != set(self.trainable):
+            raise CheckpointError(f"Checkpoint {path} trained {sorted(meta['optim_configs'])} "
+                                  f"but this Solver trains {sorted(self.trainable)}")
+        saved, current = meta.get('kwargs', {}), self._describe_kwargs()
         changed = [k for k in current if k not in self._FREE_TO_CHANGE
                    and k in saved and not _same(saved[k], current[k])]
         if changed:
@@ -544,21 +650,112 @@ class Solver:
                                       for k in changed)
                           + "; the run will not be identical to an uninterrupted one")
 
-        for p, w in checkpoint['params'].items():
-            self.model.params[p] = w.copy()
-        self.optim_configs = checkpoint['optim_configs']
-        self.epoch = checkpoint['epoch']
-        self.iteration = checkpoint['iteration']
-        self.best_val_acc = checkpoint['best_val_acc']
-        self.best_params = checkpoint['best_params']
-        self.loss_history = checkpoint['loss_history']
-        self.train_acc_history = checkpoint['train_acc_history']
-        self.val_acc_history = checkpoint['val_acc_history']
-        self.rng.bit_generator.state = checkpoint['rng_state']
-        self._train_sample_idx = checkpoint['train_sample_idx']
-        self._val_sample_idx = checkpoint['val_sample_idx']
-        for name, value in checkpoint.get('model_state', {}).items():
-            setattr(self.model, name, copy.deepcopy(value))
+        optim_configs = {p: dict(config) for p, config in meta['optim_configs'].items()}
+        for key, value in group("optim/").items():
+            p, name = key.rsplit("/", 1)
+            optim_configs[p][name] = value
+        for p, w in params.items():
+            self.model.params[p] = w
+        for key, value in state.items():
+            self.model.state[key] = value
+        self.optim_configs = optim_configs
+        self.epoch = meta['epoch']
+        self.iteration = meta['iteration']
+        best = meta['best_val_acc']
+        self.best_val_acc = -np.inf if best is None else best
+        self.best_params = best_params
+        self.loss_history = list(meta['loss_history'])
+        self.train_acc_history = list(meta['train_acc_history'])
+        self.val_acc_history = list(meta['val_acc_history'])
+        self.rng.bit_generator.state = meta['rng_state']
+        self._train_sample_idx = arrays.get("train_sample_idx")
+        self._val_sample_idx = arrays.get("val_sample_idx")
+        for name, value in meta.get('model_attributes', {}).items():
+            setattr(self.model, name, value)
+
+
+CHECKPOINT_FORMAT = 'handgrad-solver-checkpoint-2'
+CHECKPOINT_META = 'checkpoint.json'
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used: unreadable, truncated, foreign or not fitting the
+    model. The message names the file."""
+
+
+def _model_state(model):
+    """The model's state buffers (a dict of arrays), or {} for a model without them."""
+    return getattr(model, 'state', None) or {}
+
+
+def _shape_mismatch(theirs, ours):
+    """'' if the two dicts of arrays have the same names and shapes, else what differs."""
+    theirs = {k: np.shape(v) for k, v in theirs.items()}
+    ours = {k: np.shape(v) for k, v in ours.items()}
+    return "; ".join(f"{k}: checkpoint {theirs.get(k, 'missing')}, model {ours.get(k, 'missing')}"
+                     for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
+
+
+def _plain(value, name):
+    """value as JSON-able plain data (NumPy scalars to Python numbers); TypeError naming
+    it for anything else (an array in a place that takes scalars, an object, ...)."""
+    if isinstance(value, (bool, str, type(None))):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise TypeError(f"{name} is {value}, which a checkpoint cannot hold")
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{name}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(f"{name} is a {type(value).__name__}, which a checkpoint cannot hold "
+                    f"as plain data")
+
+
+def _read_checkpoint(path):
+    """(arrays, meta) of a checkpoint file, read without unpickling anything; raises
+    CheckpointError naming the file for anything else."""
+    path = os.fspath(path)
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(4)
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+    if head[:1] == b'\x80' or head[:1] in (b'(', b']', b'}'):
+        raise CheckpointError(
+            f"{path} is a pickle, not a handgrad checkpoint (.npz). Older handgrad versions "
+            f"wrote pickled checkpoints; they are not loaded, because unpickling a file can "
+            f"run any code in it. Retrain, or resume with the version that wrote it.")
+    if head != b'PK\x03\x04':
+        raise CheckpointError(f"{path} is not a handgrad checkpoint (an .npz archive written "
+                              f"by Solver.save_checkpoint); it starts with {head!r}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        meta = json.loads(arrays.pop(CHECKPOINT_META).tobytes().decode())
+    except KeyError:
+        raise CheckpointError(f"{path} is an .npz archive but not a Solver checkpoint: it "
+                              f"has no {CHECKPOINT_META}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({error}); resume "
+                              f"from another one (Solver.resume_latest skips it)") from None
+    if not isinstance(meta, dict) or meta.get('format') != CHECKPOINT_FORMAT:
+        found = meta.get('format') if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path} has format {found!r}, expected {CHECKPOINT_FORMAT!r}")
+    return arrays, meta
+
+
+def _check_finite(name, X):
+    """Floating data must be finite: one NaN in a batch makes that step's loss NaN."""
+    X = np.asarray(X)
+    if X.dtype.kind in 'fc' and not np.isfinite(X).all():
+        bad = np.argwhere(~np.isfinite(X))
+        raise ValueError(f"{name} holds {len(bad)} non-finite values (NaN or inf), the first "
+                         f"in sample {bad[0][0]} at index {tuple(bad[0][1:].tolist())}: clean "
+                         f"or drop those samples before training")
 
 
 def _same(a, b):
@@ -566,30 +763,6 @@ def _same(a, b):
         return bool(a == b)
     except Exception:   # e.g. arrays of different shapes inside a config
         return repr(a) == repr(b)
-
-
-def _write_atomic(data, path):
-    """
-    Write bytes to path so that path always holds either its old content or the
-    complete new one, even if the process dies mid-write: write a temporary file in the
-    same directory, flush and fsync it, then os.replace it onto path.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def epoch_means(loss_history, num_train, batch_size):

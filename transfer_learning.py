@@ -77,9 +77,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from cnn import Sequential, load_params, save_params
 from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_split
 from fashion_classification import fashion_layers
+from fileio import write_atomic
 from layers import log_softmax_forward
 from plots import save_figure
-from solver import NonFiniteLossError, Solver, _write_atomic
+from solver import NonFiniteLossError, Solver
 
 SCENARIOS = ("scratch", "finetune", "freeze")
 TARGETS = ("digits", "ants-bees")
@@ -261,7 +262,7 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
       the Solver; augment: the Solver's augment hook for training batches, or None.
     - checkpoint_name, resume: Solver checkpoints after every epoch (and the losses so
       far in '<checkpoint_name>_losses.json'); resume continues from
-      '<checkpoint_name>_latest.pkl' if it exists.
+      the newest complete '<checkpoint_name>_epoch_<k>.npz' if there is one.
 
     After every epoch the Solver calls the metric below on the whole training set and on
     the validation set; it returns the accuracy (which the Solver uses to keep the best
@@ -280,7 +281,7 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
         loss, accuracy = evaluate(model, X, y)
         losses["val" if X is X_val else "train"].append(loss)
         if losses_file and X is X_val:   # the losses so far, beside the checkpoints
-            _write_atomic(json.dumps(losses).encode(), losses_file)
+            write_atomic(losses_file, json.dumps(losses))
         return accuracy
 
     solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": learning_rate},
@@ -500,8 +501,7 @@ def main(argv=None):
     results["wall_time_seconds"] = time.perf_counter() - start
     files["json"] = os.path.join(args.results_dir, "transfer_learning.json")
     results["files"] = files
-    with open(files["json"], "w") as f:
-        json.dump(results, f, indent=2)
+    write_atomic(files["json"], json.dumps(results, indent=2))
 
     if source:
         print(f"\nsource (Fashion-MNIST): best val acc {source['best_val_acc']:.4f} "

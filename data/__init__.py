@@ -33,10 +33,12 @@ __all__ = [
 
 # COCO captioning in the course's format (the .h5 files need the optional h5py): coco.py
 from .coco import find_coco_dir, load_coco_data  # noqa: E402
+
 __all__ += ['load_coco_data', 'find_coco_dir']
 
 # Image folders (torchvision ImageFolder layout) and the ants-vs-bees set: images.py
 from .images import find_hymenoptera_dir, load_hymenoptera, load_image_folder  # noqa: E402
+
 __all__ += ['load_image_folder', 'load_hymenoptera', 'find_hymenoptera_dir']
 
 # The MNIST-scenes captioning set is built with handgrad's models, so it lives beside them:

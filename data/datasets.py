@@ -34,11 +34,12 @@ import http.client
 import operator
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 
 import numpy as np
+
+from fileio import WriteError, atomic_path
 
 from .idx import parse_idx, read_idx_bytes
 
@@ -220,24 +221,18 @@ def _sha256_of_file(path):
     return digest.hexdigest()
 
 
-def _fetch(url, directory, file_name):
-    """Download url into a new temp file in directory; return the temp path."""
-    # The temp file lives in the target directory so os.replace is atomic.
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.%s.' % file_name,
-                                    suffix='.part')
+def _fetch(url, path):
+    """Download url into path (a temporary file of fileio.atomic_path)."""
     try:
         print('Downloading %s ...' % url, end=' ', file=sys.stderr, flush=True)
-        with os.fdopen(fd, 'wb') as out, \
-                urllib.request.urlopen(url, timeout=60) as response:
+        with open(path, 'wb') as out, urllib.request.urlopen(url, timeout=60) as response:
             size = 0
             for block in iter(lambda: response.read(1 << 20), b''):
                 out.write(block)
                 size += len(block)
         print('%.1f MB' % (size / 1e6), file=sys.stderr, flush=True)
-        return tmp_path
     except BaseException:
         print('failed', file=sys.stderr, flush=True)
-        os.remove(tmp_path)
         raise
 
 
@@ -252,21 +247,22 @@ def _download_file(mirrors, file_name, directory, expected_sha256):
     for mirror in mirrors:
         url = mirror.rstrip('/') + '/' + gz_name
         try:
-            tmp_path = _fetch(url, directory, file_name)
+            # the file appears under its name only complete and verified
+            with atomic_path(os.path.join(directory, gz_name)) as tmp_path:
+                _fetch(url, tmp_path)
+                actual = _sha256_of_file(tmp_path)
+                if actual != expected_sha256:
+                    raise ChecksumError(
+                        '%s downloaded from %s has the wrong sha256:\n  expected %s\n'
+                        '  actual   %s\nThe download is corrupt or the mirror serves a '
+                        'different file; nothing was saved. Try again later or another '
+                        'mirror.' % (gz_name, url, expected_sha256, actual))
+        except WriteError:
+            raise
         except (OSError, http.client.HTTPException) as e:
             # urllib.error.URLError and socket timeouts are OSErrors.
             errors.append((url, e))
             continue
-        actual = _sha256_of_file(tmp_path)
-        if actual != expected_sha256:
-            os.remove(tmp_path)
-            raise ChecksumError(
-                '%s downloaded from %s has the wrong sha256:\n  expected %s\n'
-                '  actual   %s\nThe download is corrupt or the mirror serves a '
-                'different file; nothing was saved. Try again later or another '
-                'mirror.' % (gz_name, url, expected_sha256, actual))
-        os.chmod(tmp_path, 0o644)  # mkstemp makes it owner-only
-        os.replace(tmp_path, os.path.join(directory, gz_name))
         return []
     return errors
 

@@ -21,7 +21,11 @@ from functools import partial
 
 import numpy as np
 
-from gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from gradient_check import (
+    eval_numerical_gradient,
+    eval_numerical_gradient_array,
+    rel_error,
+)
 
 THRESHOLD = 1e-7       # largest relative error accepted between two computations of a value
 FLOAT32_THRESHOLD = 1e-4   # the same for float32 inputs against the float64 reference

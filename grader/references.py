@@ -10,7 +10,6 @@ Shapes follow API.md: conv and pool inputs (N, C, H, W), recurrent inputs time-m
 """
 import numpy as np
 
-
 # ------------------------------------------------------------------- dense and pointwise
 
 def fc(x, w, b):

@@ -7,10 +7,10 @@ with control characters escaped, so it cannot pass for the grader's own lines.
 """
 import csv
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
+
+from fileio import write_atomic
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 PRINTED_SHOWN = 2000   # characters of a test's printed output shown in its result
@@ -102,21 +102,8 @@ def results_json(grading, final=True):
     }
 
 
-def write_atomically(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".results-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def write_results(path, grading, final=True):
-    write_atomically(path, json.dumps(results_json(grading, final), indent=2, allow_nan=False))
+    write_atomic(path, json.dumps(results_json(grading, final), indent=2, allow_nan=False))
 
 
 def write_csv(path, rows):
@@ -127,4 +114,4 @@ def write_csv(path, rows):
     writer.writerow(["student", "score", "max_score", "failed_tests", "note"])
     for row in rows:
         writer.writerow(row)
-    write_atomically(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())

@@ -6,8 +6,20 @@ random shapes, and the standard checks of each forward/backward pair (grader/che
 import numpy as np
 
 from grader import references as ref
-from grader.checks import (away_from_zero, distinct, expect_close, expect_value_error, fail,
-                           graded, layer, pair, positive, randn, require_right_values, rng)
+from grader.checks import (
+    away_from_zero,
+    distinct,
+    expect_close,
+    expect_value_error,
+    fail,
+    graded,
+    layer,
+    pair,
+    positive,
+    randn,
+    require_right_values,
+    rng,
+)
 
 MODULE = 'layers'
 

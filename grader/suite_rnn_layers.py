@@ -7,8 +7,19 @@ and the standard checks of each pair (grader/checks.py).
 import numpy as np
 
 from grader import references as ref
-from grader.checks import (away_from_zero, expect_close, expect_value_error, fail, graded,
-                           layer, pair, positive, randn, require_right_values, rng)
+from grader.checks import (
+    away_from_zero,
+    expect_close,
+    expect_value_error,
+    fail,
+    graded,
+    layer,
+    pair,
+    positive,
+    randn,
+    require_right_values,
+    rng,
+)
 
 MODULE = 'rnn_layers'
 

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 import autograder
-from grader import checks, config as grading_config, references as ref
+from grader import checks
+from grader import config as grading_config
+from grader import references as ref
 
 ROOT = Path(autograder.__file__).resolve().parent
 ROOT_USER = os.geteuid() == 0

@@ -10,8 +10,16 @@ import time
 import numpy as np
 import pytest
 
-from bleu import (bleu_from_stats, bleu_scores, bleu_stats, brevity_penalty, corpus_bleu,
-                  decode_caption, decode_captions, group_references)
+from bleu import (
+    bleu_from_stats,
+    bleu_scores,
+    bleu_stats,
+    brevity_penalty,
+    corpus_bleu,
+    decode_caption,
+    decode_captions,
+    group_references,
+)
 
 
 def words(sentence):

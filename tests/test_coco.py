@@ -11,9 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from data import datasets
-from data import DatasetNotFoundError, find_coco_dir, load_coco_data
-from data import coco
+from data import DatasetNotFoundError, coco, datasets, find_coco_dir, load_coco_data
 
 KEYS = {'train_captions', 'train_image_idxs', 'val_captions', 'val_image_idxs',
         'train_features', 'val_features', 'idx_to_word', 'word_to_idx',

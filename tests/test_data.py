@@ -16,11 +16,20 @@ import numpy as np
 import pytest
 
 import data
-from data import datasets
-from data import (ChecksumError, DatasetNotFoundError, IdxFormatError,
-                  download_dataset, find_dataset_dir, load_fashion_mnist,
-                  load_mnist, load_mnist_npz, read_idx, train_val_split,
-                  write_idx)
+from data import (
+    ChecksumError,
+    DatasetNotFoundError,
+    IdxFormatError,
+    datasets,
+    download_dataset,
+    find_dataset_dir,
+    load_fashion_mnist,
+    load_mnist,
+    load_mnist_npz,
+    read_idx,
+    train_val_split,
+    write_idx,
+)
 
 FILE_NAMES = datasets.FILE_NAMES
 

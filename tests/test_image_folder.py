@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data import DatasetNotFoundError, find_hymenoptera_dir, load_hymenoptera, load_image_folder
+from data import (
+    DatasetNotFoundError,
+    find_hymenoptera_dir,
+    load_hymenoptera,
+    load_image_folder,
+)
 from data.images import load_image
 
 

@@ -5,7 +5,11 @@ import pytest
 
 import layers
 from grader import references
-from gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from gradient_check import (
+    eval_numerical_gradient,
+    eval_numerical_gradient_array,
+    rel_error,
+)
 
 TOLERANCE = 1e-7
 

@@ -287,17 +287,42 @@ def test_captioning_rnn_sample_has_no_attention():
 # ----------------------------------------------------------------------------- dtypes, inputs, errors
 
 @pytest.mark.parametrize("kind", ['rnn', 'lstm', 'attention'])
-def test_float32_model_stays_float32_and_inputs_unchanged(kind):
+def test_dtypes_follow_numpy_promotion_and_inputs_unchanged(kind):
+    """float32 model and features: float32 throughout. float32 model with float64
+    features: NumPy promotes, so the loss and every gradient are float64 (close to the
+    all-float64 computation: only products of two float32 parameters, such as the word
+    vectors times Wx, are rounded to float32), and so are the attention weights of sample."""
     rng = np.random.default_rng(0)
     model, features = make_model(kind, rng, dtype=np.float32)
-    features = features.astype(np.float64)               # float64 data, float32 model
     captions = random_captions(rng, N=2, T=5, V=len(WORDS))
-    copies = features.copy(), captions.copy()
     loss, grads = model.loss(features, captions)
     assert loss.dtype == np.float32 and np.ndim(loss) == 0
     assert all(grads[k].dtype == np.float32 for k in model.params)
+
+    features = features.astype(np.float64)
+    copies = features.copy(), captions.copy()
+    loss, grads = model.loss(features, captions)
+    assert loss.dtype == np.float64 and np.ndim(loss) == 0
+    assert all(grads[k].dtype == np.float64 for k in model.params)
     np.testing.assert_array_equal(features, copies[0])
     np.testing.assert_array_equal(captions, copies[1])
+    wide, _ = make_model(kind, rng, dtype=np.float64)
+    wide.params = {k: v.astype(np.float64) for k, v in model.params.items()}
+    wide_loss, wide_grads = wide.loss(features, captions)
+    assert loss == pytest.approx(wide_loss, rel=1e-6)
+    for k in model.params:
+        np.testing.assert_allclose(grads[k], wide_grads[k], rtol=1e-4, atol=1e-7)
+    if kind == 'attention':
+        captions_out, alphas = model.sample(features, max_length=4, return_attention=True)
+        assert alphas.dtype == np.float64
+    else:
+        captions_out = model.sample(features, max_length=4)
+    np.testing.assert_array_equal(captions_out, wide.sample(features, max_length=4))
+    assert captions_out.dtype == np.int32
+    # integer features are numbers too (float64); strings are refused, naming them
+    assert model.loss(np.ones(features.shape, dtype=np.int64), captions)[0].dtype == np.float64
+    with pytest.raises(TypeError, match="features must hold real numbers"):
+        model.loss(np.full(features.shape, 'x'), captions)
 
 
 def test_errors():

@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 
 import rnn_layers as rl
-from gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from gradient_check import (
+    eval_numerical_gradient,
+    eval_numerical_gradient_array,
+    rel_error,
+)
 
 TOLERANCE = 1e-7
 LOG2, LOG3 = np.log(2.0), np.log(3.0)   # tanh(log 2) = 3/5, tanh(log(3) / 2) = 1/2

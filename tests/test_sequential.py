@@ -3,8 +3,20 @@ train/test modes and reproducibility, equivalence with ConvNet, bad configuratio
 import numpy as np
 import pytest
 
-from cnn import (Affine, Conv, ConvNet, Dropout, Flatten, LogSoftmax, MaxPool, ReLU,
-                 Sequential)
+from cnn import (
+    Affine,
+    Conv,
+    ConvNet,
+    Dropout,
+    Flatten,
+    Layer,
+    LogSoftmax,
+    MaxPool,
+    ReLU,
+    Sequential,
+    load_params,
+    save_params,
+)
 from gradient_check import eval_numerical_gradient, rel_error
 from layers import softmax_loss
 from solver import Solver
@@ -297,13 +309,97 @@ def test_solver_trains_it_and_resume_is_exact(tmp_path):
     interrupted = small_dropout_model(seed=1)
     Solver(interrupted, data, num_epochs=2, checkpoint_name=name, **kwargs).train()
     resumed = small_dropout_model(seed=1)
-    solver = Solver(resumed, data, num_epochs=4, **kwargs)
-    solver.resume(name + "_latest.pkl")
+    solver = Solver(resumed, data, num_epochs=4, checkpoint_name=name, **kwargs)
+    assert solver.resume_latest() == name + "_epoch_2.npz"
     assert resumed.training_steps == solver.iteration   # restored from the checkpoint
     solver.train()
     assert solver.best_val_acc > 0.75   # chance: about 0.5
     for key in straight.params:
         np.testing.assert_array_equal(resumed.params[key], straight.params[key])
+
+
+# ----------------------------------------------------------------------------- layer state
+
+class RunningMean(Layer):
+    """A layer with a state buffer, as a normalization layer has: out = x - mean, where
+    mean is the running mean of the training inputs (updated after use, so training
+    and inference see the same constant and dx = dout)."""
+
+    kind = "center"
+
+    def init_state(self, input_shape, dtype):
+        return {"running_mean": np.zeros(input_shape, dtype=dtype)}
+
+    def forward(self, x, params, state, train, seed):
+        out = x - state["running_mean"]
+        if train:
+            state["running_mean"] = 0.9 * state["running_mean"] + 0.1 * x.mean(axis=0)
+        return out, None
+
+    def backward(self, dout, cache, need_dx=True):
+        return dout, {}
+
+
+def stateful_model(seed=1):
+    return Sequential((5,), [Affine(6), ReLU(), RunningMean(), Affine(3)], dtype=np.float64,
+                      seed=seed)
+
+
+def test_layer_state_is_kept_saved_loaded_and_checkpointed(tmp_path):
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((80, 5)), rng.integers(0, 3, 80)
+    data = {"X_train": X[:60], "y_train": y[:60], "X_val": X[60:], "y_val": y[60:]}
+    model = stateful_model()
+    assert list(model.state) == ["center1_running_mean"]
+    model.forward(X[:4])                                   # inference: state unchanged
+    assert not model.state["center1_running_mean"].any()
+    hidden = model.forward(X[:4], train=True, stop_after="relu1")[0]
+    np.testing.assert_allclose(model.state["center1_running_mean"], 0)   # not reached
+    model.forward(X[:4], train=True)
+    np.testing.assert_allclose(model.state["center1_running_mean"], 0.1 * hidden.mean(axis=0))
+
+    # save_params / load_params carry the state; a file without it leaves it alone
+    path = save_params(model, str(tmp_path / "model.npz"))
+    with np.load(path) as npz:
+        assert sorted(npz.files) == sorted([*model.params, "state/center1_running_mean"])
+    other = load_params(stateful_model(seed=2), path)
+    np.testing.assert_array_equal(other.state["center1_running_mean"],
+                                  model.state["center1_running_mean"])
+    with pytest.raises(ValueError, match=r"state/center1_running_mean has shape \(3,\) there"):
+        load_params(other, {**model.params, "state/center1_running_mean": np.zeros(3)})
+
+    # Solver checkpoints carry it: a resumed run equals an uninterrupted one, state included
+    kwargs = dict(update_rule="adam", batch_size=16, verbose=False, seed=0)
+    straight = stateful_model()
+    Solver(straight, data, num_epochs=3, **kwargs).train()
+    name = str(tmp_path / "run")
+    Solver(stateful_model(), data, num_epochs=1, checkpoint_name=name, **kwargs).train()
+    resumed = stateful_model(seed=5)
+    solver = Solver(resumed, data, num_epochs=3, checkpoint_name=name, **kwargs)
+    solver.resume_latest()
+    np.testing.assert_array_equal(resumed.state["center1_running_mean"],
+                                  np.load(name + "_epoch_1.npz")["state/center1_running_mean"])
+    solver.train()
+    np.testing.assert_array_equal(resumed.state["center1_running_mean"],
+                                  straight.state["center1_running_mean"])
+    for key in straight.params:
+        np.testing.assert_array_equal(resumed.params[key], straight.params[key])
+
+
+def test_load_params_refuses_non_finite_values_and_overflow(tmp_path):
+    model = Sequential((4,), [Affine(3)], seed=0)            # float32
+    good = {key: value.astype(np.float64) for key, value in model.params.items()}
+    for bad, message in ((np.nan, r"fc1_W holds non-finite values \(NaN or inf\)$"),
+                         (1e300, r"fc1_W holds non-finite values \(NaN or inf\) after the "
+                                 r"cast to float32")):
+        params = dict(good, fc1_W=np.full((4, 3), bad))
+        with pytest.raises(ValueError, match=message):
+            load_params(model, params)
+    assert not np.isnan(model.params["fc1_W"]).any()     # left unchanged
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(ValueError, match=r"cannot read parameters from .*broken.npz"):
+        load_params(model, str(broken))
 
 
 # ----------------------------------------------------------------------------- bad configurations

@@ -1,5 +1,7 @@
 """Tests for solver.py, with tiny models defined here (plain NumPy, own gradients)."""
+import errno
 import glob
+import json
 import os
 import pickle
 import sys
@@ -7,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import fileio
 import solver as solver_module
 from solver import NonFiniteLossError, Solver
 
@@ -170,48 +173,137 @@ def test_check_accuracy_batches_and_subsamples():
     assert solver.check_accuracy(X, y, num_samples=5) in {0.4, 0.6, 0.8, 1.0}
 
 
-def test_checkpoints_written_atomically_and_loadable(tmp_path):
+def read_checkpoint(path):
+    """A checkpoint read as plain data, with nothing of handgrad."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    return arrays, json.loads(arrays.pop('checkpoint.json').tobytes())
+
+
+def test_checkpoints_are_plain_npz_keep_latest_and_best(tmp_path):
     prefix = str(tmp_path / 'new_dir' / 'net')
     model = TwoLayerNet()
     solver = Solver(model, make_data(), update_rule='adam', batch_size=16, num_epochs=3,
                     seed=1, checkpoint_name=prefix, verbose=False)
     solver.train()
-    names = sorted(os.listdir(tmp_path / 'new_dir'))
-    assert names == ['net_epoch_1.pkl', 'net_epoch_2.pkl', 'net_epoch_3.pkl',
-                     'net_latest.pkl']                      # no temporary files left
-    with open(prefix + '_latest.pkl', 'rb') as f:
-        latest = pickle.load(f)
-    with open(prefix + '_epoch_1.pkl', 'rb') as f:
-        first = pickle.load(f)
-    assert first['epoch'] == 1 and latest['epoch'] == 3 and latest['iteration'] == 12
-    assert latest['optim_configs']['W1']['t'] == 12
-    assert latest['val_acc_history'] == solver.val_acc_history
-    assert latest['best_val_acc'] == solver.best_val_acc
+    best_epoch = int(np.argmax(solver.val_acc_history)) + 1
+    names = sorted(os.listdir(tmp_path / 'new_dir'))      # no temporary files left
+    assert names == sorted({f'net_epoch_{best_epoch}.npz', 'net_epoch_3.npz'})
+    arrays, meta = read_checkpoint(prefix + '_epoch_3.npz')
+    assert meta['format'] == solver_module.CHECKPOINT_FORMAT
+    assert meta['epoch'] == 3 and meta['iteration'] == 12
+    assert meta['optim_configs']['W1']['t'] == 12
+    assert meta['val_acc_history'] == solver.val_acc_history
+    assert meta['best_val_acc'] == solver.best_val_acc
+    assert meta['kwargs']['update_rule'] == 'optim.adam'
     for p in model.params:
-        np.testing.assert_array_equal(latest['best_params'][p], model.params[p])
-    assert set(latest) >= {'params', 'optim_configs', 'epoch', 'iteration', 'loss_history',
-                           'train_acc_history', 'val_acc_history', 'best_val_acc',
-                           'best_params', 'rng_state', 'kwargs'}
-    assert latest['kwargs']['update_rule'] == 'optim.adam'
+        np.testing.assert_array_equal(arrays[f'best_params/{p}'], model.params[p])
+    assert {'params/W1', 'optim/W1/m', 'optim/W1/v'} <= set(arrays)
 
-    # Public save_checkpoint; a write that fails midway leaves the old file intact.
-    path = str(tmp_path / 'manual.pkl')
+    # checkpoint_keep=None keeps every epoch; 2 keeps the newest two (and the best)
+    for keep, expected in ((None, {1, 2, 3}), (2, {2, 3, best_epoch})):
+        other = str(tmp_path / f'keep{keep}' / 'net')
+        Solver(TwoLayerNet(), make_data(), update_rule='adam', batch_size=16, num_epochs=3,
+               seed=1, checkpoint_name=other, checkpoint_keep=keep, verbose=False).train()
+        assert sorted(os.listdir(tmp_path / f'keep{keep}')) == sorted(
+            f'net_epoch_{k}.npz' for k in expected)
+    with pytest.raises(ValueError, match='checkpoint_keep'):
+        Solver(TwoLayerNet(), make_data(), checkpoint_keep=0)
+
+
+def test_failed_write_keeps_the_old_checkpoint_and_names_the_file(tmp_path, monkeypatch):
+    solver = Solver(TwoLayerNet(), make_data(), batch_size=16, num_epochs=1, verbose=False)
+    solver.train()
+    path = str(tmp_path / 'manual.npz')
     solver.save_checkpoint(path)
-    with open(path, 'rb') as f:
-        assert pickle.load(f)['epoch'] == 3
     before = open(path, 'rb').read()
 
-    def broken_fsync(fd):
-        raise OSError("disk full")
-    real_fsync = os.fsync
-    os.fsync = broken_fsync
-    try:
-        with pytest.raises(OSError):
-            solver_module._write_atomic(b'garbage', path)
-    finally:
-        os.fsync = real_fsync
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, 'fsync', disk_full)
+    with pytest.raises(fileio.WriteError, match=r"cannot write .*manual\.npz: No space left"):
+        solver.save_checkpoint(path)
+    monkeypatch.undo()
     assert open(path, 'rb').read() == before
-    assert sorted(os.listdir(tmp_path)) == ['manual.pkl', 'new_dir']
+    assert os.listdir(tmp_path) == ['manual.npz']       # the temporary file was removed
+
+
+def test_unwritable_checkpoint_folder_fails_before_the_first_epoch(tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a folder')
+    solver = Solver(TwoLayerNet(), make_data(), batch_size=16, num_epochs=2, verbose=False,
+                    checkpoint_name=str(blocker / 'net'))
+    with pytest.raises(fileio.WriteError, match=r"cannot write files in .*file"):
+        solver.train()
+    assert solver.epoch == 0 and solver.loss_history == []
+
+
+class RunsCode:
+    """Unpickling this creates a file: what a crafted checkpoint would do."""
+    marker = None
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_resume_refuses_pickles_and_foreign_files_without_running_them(tmp_path):
+    data = make_data()
+    solver = Solver(TwoLayerNet(), data, verbose=False)
+    marker = tmp_path / 'code_ran'
+    RunsCode.marker = str(marker)
+    crafted = tmp_path / 'net_epoch_9.pkl'
+    crafted.write_bytes(pickle.dumps({'params': RunsCode()}))
+    with pytest.raises(solver_module.CheckpointError, match=r"net_epoch_9\.pkl is a pickle"):
+        solver.resume(str(crafted))
+    assert not marker.exists()
+    # a pickle named like a checkpoint is refused too
+    disguised = tmp_path / 'net_epoch_9.npz'
+    disguised.write_bytes(crafted.read_bytes())
+    with pytest.raises(solver_module.CheckpointError, match="is a pickle"):
+        solver.resume(str(disguised))
+    # an .npz with an object array (which only unpickling could load)
+    objects = tmp_path / 'objects.npz'
+    np.savez(objects, **{'checkpoint.json': np.array([RunsCode()], dtype=object)})
+    with pytest.raises(solver_module.CheckpointError, match="objects.npz is truncated or corrupt"):
+        solver.resume(str(objects))
+    assert not marker.exists()
+    # other files, an archive without the metadata, a missing file, a truncated checkpoint
+    text = tmp_path / 'notes.txt'
+    text.write_text('hello')
+    with pytest.raises(solver_module.CheckpointError, match="notes.txt is not a handgrad checkpoint"):
+        solver.resume(str(text))
+    plain = tmp_path / 'params.npz'
+    np.savez(plain, W1=np.zeros(3))
+    with pytest.raises(solver_module.CheckpointError, match="params.npz .* has no checkpoint.json"):
+        solver.resume(str(plain))
+    with pytest.raises(solver_module.CheckpointError, match="cannot read checkpoint .*missing.npz"):
+        solver.resume(str(tmp_path / 'missing.npz'))
+    good = tmp_path / 'good.npz'
+    solver.save_checkpoint(str(good))
+    truncated = tmp_path / 'truncated.npz'
+    truncated.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    with pytest.raises(solver_module.CheckpointError, match="truncated.npz is truncated or corrupt"):
+        solver.resume(str(truncated))
+
+
+def test_resume_latest_takes_the_newest_complete_checkpoint(tmp_path):
+    data = make_data(N=50)
+    kwargs = dict(update_rule='adam', batch_size=16, seed=7, verbose=False,
+                  checkpoint_keep=None)
+    prefix = str(tmp_path / 'run')
+    Solver(TwoLayerNet(seed=0), data, num_epochs=3, checkpoint_name=prefix, **kwargs).train()
+    # a killed write of epoch 4 left its temporary file; epoch 3's file got truncated
+    leftover = tmp_path / '.run_epoch_4.npz.abc123.tmp'
+    leftover.write_bytes(b'PK partial')
+    newest = tmp_path / 'run_epoch_3.npz'
+    newest.write_bytes(newest.read_bytes()[:100])
+    solver = Solver(TwoLayerNet(seed=0), data, num_epochs=3, checkpoint_name=prefix, **kwargs)
+    with pytest.warns(UserWarning, match=r"skipping .*run_epoch_3\.npz"):
+        assert solver.resume_latest() == prefix + '_epoch_2.npz'
+    assert solver.epoch == 2 and not leftover.exists()
+    assert Solver(TwoLayerNet(), data, verbose=False).resume_latest() is None   # no name
+    empty = Solver(TwoLayerNet(), data, verbose=False, checkpoint_name=str(tmp_path / 'x' / 'n'))
+    assert empty.resume_latest() is None
 
 
 def test_resume_is_bit_identical_to_uninterrupted_run(tmp_path):
@@ -227,7 +319,7 @@ def test_resume_is_bit_identical_to_uninterrupted_run(tmp_path):
            **kwargs).train()
     resumed = TwoLayerNet(seed=99)                   # fresh, different initial weights
     resumed_solver = Solver(resumed, data, num_epochs=4, **kwargs)
-    resumed_solver.resume(prefix + '_epoch_2.pkl')
+    resumed_solver.resume(prefix + '_epoch_2.npz')
     assert resumed_solver.epoch == 2
     resumed_solver.train()
 
@@ -258,7 +350,7 @@ def test_augment_changes_training_batches_and_resume_stays_identical(tmp_path):
     Solver(TwoLayerNet(seed=0), data, num_epochs=1, checkpoint_name=prefix, **kwargs).train()
     resumed = TwoLayerNet(seed=5)
     solver = Solver(resumed, data, num_epochs=3, **kwargs)
-    solver.resume(prefix + '_latest.pkl')
+    solver.resume(prefix + '_epoch_1.npz')
     solver.train()
     for p in full.params:
         assert np.array_equal(full.params[p], resumed.params[p]), p
@@ -272,8 +364,8 @@ def test_resume_without_seed_restores_generator_and_subsample(tmp_path):
     runs = []
     for _ in range(2):       # two fresh solvers with different (unseeded) generators
         model = TwoLayerNet(seed=5)
-        s = Solver(model, data, num_epochs=3, **kwargs)
-        s.resume(prefix + '_latest.pkl')
+        s = Solver(model, data, num_epochs=3, checkpoint_name=prefix, **kwargs)
+        s.resume_latest()
         s.train()
         runs.append((model, s))
     (m1, s1), (m2, s2) = runs
@@ -291,7 +383,7 @@ def test_defaults():
 
 def test_resume_rejects_mismatched_params_and_warns_on_changed_kwargs(tmp_path):
     data = make_data()
-    path = str(tmp_path / 'ckpt.pkl')
+    path = str(tmp_path / 'ckpt.npz')
     Solver(TwoLayerNet(), data, num_epochs=0, verbose=False).save_checkpoint(path)
     with pytest.raises(ValueError, match=r"W1: checkpoint \(8, 16\), model \(8, 5\)"):
         Solver(TwoLayerNet(H=5), data, verbose=False).resume(path)
@@ -316,11 +408,11 @@ def test_nan_loss_stops_restores_best_and_keeps_last_good_checkpoint(tmp_path):
     assert solver.epoch == 3 and len(solver.loss_history) == 9
     for p in inner.params:
         np.testing.assert_array_equal(inner.params[p], solver.best_params[p])
-    assert not os.path.exists(prefix + '_epoch_4.pkl')
-    with open(prefix + '_latest.pkl', 'rb') as f:
-        latest = pickle.load(f)
-    assert latest['epoch'] == 3
-    assert all(np.all(np.isfinite(w)) for w in latest['params'].values())
+    assert not os.path.exists(prefix + '_epoch_4.npz')
+    assert f"last good checkpoint is {prefix}_epoch_3.npz" in str(info.value)
+    arrays, meta = read_checkpoint(prefix + '_epoch_3.npz')
+    assert meta['epoch'] == 3
+    assert all(np.all(np.isfinite(arrays[f'params/{p}'])) for p in inner.params)
     assert glob.glob(str(tmp_path / '.*')) == []
 
 
@@ -467,4 +559,4 @@ def test_resume_latest_continues_a_run_or_reports_none(tmp_path):
     assert fresh.resume_latest() is None               # nothing written yet
     fresh.train()
     again = Solver(TwoLayerNet(seed=5), data, num_epochs=2, checkpoint_name=prefix, **kwargs)
-    assert again.resume_latest() == prefix + '_latest.pkl' and again.epoch == 1
+    assert again.resume_latest() == prefix + '_epoch_1.npz' and again.epoch == 1

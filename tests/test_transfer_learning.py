@@ -11,8 +11,18 @@ import pytest
 
 import cnn
 import transfer_learning as tl
-from cnn import (Affine, Conv, Dropout, Flatten, LogSoftmax, MaxPool, ReLU, Sequential,
-                 load_params, save_params)
+from cnn import (
+    Affine,
+    Conv,
+    Dropout,
+    Flatten,
+    LogSoftmax,
+    MaxPool,
+    ReLU,
+    Sequential,
+    load_params,
+    save_params,
+)
 from data import DatasetNotFoundError, find_dataset_dir, find_hymenoptera_dir
 from softmax import init_weights
 from solver import Solver

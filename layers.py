@@ -300,7 +300,19 @@ def conv_backward(dout, cache):
     - dw: gradient with respect to w, of shape (F, C, HH, WW).
     """
     x, w = cache
-    dx, dw, _ = conv2d_backward(dout, (x, w, None, 1, 0))
+    dout = real_array("dout", dout)
+    F, C, HH, WW = w.shape
+    _check_dout(dout, (x.shape[0], F, *check_conv_arguments(x, w)))
+
+    # dW[f, c] = sum_n X[n, c] *filt dY[n, f]: windows of X as large as dY, one per (k, l)
+    windows = sliding_window_view(x, dout.shape[2:], axis=(2, 3))
+    # windows[n, c, k, l, i, j] = X[n, c, k + i, l + j]
+    dw = np.tensordot(dout, windows, axes=([0, 2, 3], [0, 4, 5]))        # (F, C, HH, WW)
+
+    # dX[n, c] = sum_f dY[n, f] *full W[f, c]: pad dY by HH-1, WW-1 and filter it by the
+    # flipped kernels, with the filters f as input channels: kernel[c, f] = W[f, c] flipped
+    dout_padded = _pad_spatial(dout, HH - 1, HH - 1, WW - 1, WW - 1)
+    dx = _filter(dout_padded, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     return dx, dw
 
 

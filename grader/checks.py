@@ -29,6 +29,8 @@ from gradient_check import (
 
 THRESHOLD = 1e-7       # largest relative error accepted between two computations of a value
 FLOAT32_THRESHOLD = 1e-4   # the same for float32 inputs against the float64 reference
+NOISE_FACTOR = 10          # a numeric gradient's error may be this many times its estimate
+CASE_FRACTION = 1e-2       # float32 values are compared at >= this fraction of the case's scale
 STEP = 1e-3            # step h of the numeric gradients (see numeric_gradient)
 
 
@@ -113,11 +115,20 @@ def describe_value(value):
     return repr(value)[:80] if isinstance(value, (str, int, float)) else type(value).__name__
 
 
-def expect_close(what, actual, expected, threshold=THRESHOLD):
+def expect_close(what, actual, expected, threshold=THRESHOLD, noise=None, case_scale=0.0):
     """
     Fail unless `actual` has the shape of `expected` and rel_error(actual, expected)
-    <= threshold (at FLOAT32_THRESHOLD and above: the largest error relative to the largest
-    expected magnitude). Returns the relative error.
+    <= threshold. Returns the relative error.
+
+    - noise: the error estimate of a numeric `expected` (numeric_gradient_and_noise); up
+      to NOISE_FACTOR times it is not counted against an entry, so an entry that is ~0 by
+      chance is not failed for the numeric gradient's own round-off.
+    - At FLOAT32_THRESHOLD and above (float32 results against the float64 reference),
+      the error is the largest one relative to the array's largest magnitude, or to
+      CASE_FRACTION of case_scale (the largest magnitude of the case's outputs and
+      gradients) if that is larger: float32 round-off is relative to the magnitudes the
+      computation goes through, so a value that cancellation made tiny (a sum of terms of
+      size 1 that comes out at 1e-6) cannot be right to 1e-4 of itself.
     """
     actual, expected = as_array(what, actual), np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:
@@ -125,9 +136,11 @@ def expect_close(what, actual, expected, threshold=THRESHOLD):
     if not expected.size:
         error = 0.0
     elif threshold >= FLOAT32_THRESHOLD:
-        # float32 against the float64 reference: round-off is relative to the array's
-        # scale, so an entry far smaller than the others is compared at that scale
-        error = float(np.max(np.abs(actual - expected)) / max(1e-8, np.max(np.abs(expected))))
+        scale = max(1e-8, np.max(np.abs(expected)), CASE_FRACTION * case_scale)
+        error = float(np.max(np.abs(actual - expected)) / scale)
+    elif noise is not None:
+        difference = np.maximum(np.abs(actual - expected) - NOISE_FACTOR * noise, 0)
+        error = float(np.max(difference / np.maximum(1e-8, np.abs(actual) + np.abs(expected))))
     else:
         error = rel_error(actual, expected)
     if not error <= threshold:   # also catches NaN
@@ -202,11 +215,23 @@ def numeric_gradient(f, x, df=None):
     - x: float64 array, perturbed in place (by up to 2 * STEP) and restored.
     - df: None, or the upstream gradient: then the gradient is that of sum(f(x) * df).
     """
+    return numeric_gradient_and_noise(f, x, df)[0]
+
+
+def numeric_gradient_and_noise(f, x, df=None):
+    """
+    numeric_gradient's value R(STEP) and an estimate of its error per entry,
+    |R(STEP) - R(STEP / 2)|: the two extrapolations differ by their truncation and
+    round-off errors, and round-off (~1e-16 |f| / h, absolute) is what makes an entry
+    that is ~0 by chance look wrong in an elementwise relative comparison.
+    """
     if df is None:
         centered = lambda h: eval_numerical_gradient(f, x, verbose=False, h=h)
     else:
         centered = lambda h: eval_numerical_gradient_array(f, x, df, h=h)
-    return (4 * centered(STEP) - centered(2 * STEP)) / 3
+    half, whole, double = centered(STEP / 2), centered(STEP), centered(2 * STEP)
+    value = (4 * whole - double) / 3
+    return value, np.abs(value - (4 * half - whole) / 3)
 
 
 def flat(out):
@@ -302,15 +327,18 @@ def reference_values(spec, index, label, args):
         out = call()
         generator = rng(f'{spec.name} dout {index}')
         dout = None if spec.backward is None else like(out, partial(positive, generator))
-        grads = []
+        grads, noises = [], []
         for name in spec.wrt:
             if args64[name] is None:
-                grads.append(None)
+                grad, noise = None, None
             elif dout is None:
-                grads.append(numeric_gradient(lambda _: call(), args64[name]))
+                grad, noise = numeric_gradient_and_noise(lambda _: call(), args64[name])
             else:
-                grads.append(numeric_gradient(lambda _: flat(call()), args64[name], flat(dout)))
-        _expected[key] = (out, dout, grads)
+                grad, noise = numeric_gradient_and_noise(lambda _: flat(call()), args64[name],
+                                                         flat(dout))
+            grads.append(grad)
+            noises.append(noise)
+        _expected[key] = (out, dout, grads, noises)
     return _expected[key]
 
 
@@ -333,17 +361,19 @@ def outputs(out):
     return out if isinstance(out, tuple) else (out,)
 
 
-def expect_forward_values(spec, label, out, ref_out, threshold=THRESHOLD):
+def expect_forward_values(spec, label, out, ref_out, threshold=THRESHOLD, case_scale=0.0):
     """The forward's output (a loss, an array or a tuple of arrays) against the reference's."""
     if spec.backward is None:
-        return expect_close(f"{spec.forward} loss [{label}]", out, ref_out, threshold)
+        return expect_close(f"{spec.forward} loss [{label}]", out, ref_out, threshold,
+                            case_scale=case_scale)
     outs, ref_outs = outputs(out), outputs(ref_out)
     if len(outs) != len(ref_outs):
         fail(f"{spec.forward} [{label}]: returned {len(outs)} outputs, expected {len(ref_outs)}")
     worst = 0.0
     for k, (o, r) in enumerate(zip(outs, ref_outs)):
         suffix = f"[{k}]" if len(ref_outs) > 1 else ""
-        worst = max(worst, expect_close(f"{spec.forward} out{suffix} [{label}]", o, r, threshold))
+        worst = max(worst, expect_close(f"{spec.forward} out{suffix} [{label}]", o, r, threshold,
+                                        case_scale=case_scale))
     return worst
 
 
@@ -353,11 +383,14 @@ def run_case(spec, forward, backward, index, label, args, threshold=THRESHOLD, c
     Returns (out, cache, grads, worst relative error). With `cast` (e.g. as_float32) the
     inputs and dout are cast first and compared with the float64 reference at `threshold`.
     """
-    ref_out, ref_dout, ref_grads = reference_values(spec, index, label, args)
+    ref_out, ref_dout, ref_grads, noises = reference_values(spec, index, label, args)
+    magnitudes = [np.max(np.abs(a), initial=0) for a in (*outputs(ref_out), *ref_grads)
+                  if a is not None]
+    case_scale = float(max(magnitudes, default=0)) if cast else 0.0
     sent = {k: cast(v) for k, v in args.items()} if cast else copy.deepcopy(args)
     out, cache = pair(spec.forward, forward(*sent.values()))
     worst = 0.0 if spec.expected is not None else expect_forward_values(spec, label, out, ref_out,
-                                                                        threshold)
+                                                                        threshold, case_scale)
     if spec.backward is None:   # a loss: (loss, dx)
         grads = (cache,)
     else:
@@ -371,14 +404,14 @@ def run_case(spec, forward, backward, index, label, args, threshold=THRESHOLD, c
         spec.expected(label, sent, None if spec.backward is None else dout, out, grads)
         return out, cache, grads, worst
     failures = []
-    for name, grad, expected in zip(spec.wrt, grads, ref_grads):
+    for name, grad, expected, noise in zip(spec.wrt, grads, ref_grads, noises):
         what = f"{spec.backward or spec.forward} d{name} [{label}]"
         if expected is None:
             if grad is not None:
                 failures.append(f"{what}: expected None ({name} was None)")
             continue
         try:
-            worst = max(worst, expect_close(what, grad, expected, threshold))
+            worst = max(worst, expect_close(what, grad, expected, threshold, noise, case_scale))
         except GradeFailure as e:
             failures.append(str(e))
     if failures:

@@ -93,6 +93,16 @@ def test_our_modules_get_full_marks_and_valid_gradescope_json(tmp_path):
     assert 'isolation' in output
 
 
+@pytest.mark.parametrize("seed", [1, 11])
+def test_round_off_on_entries_cancelled_to_near_zero_fails_nothing(seed):
+    """Seed 1 draws an attention_step case whose float32 dh is one entry of 7.5e-7 (terms
+    of size ~1 cancel); seed 11 one whose float64 dW_h has an entry of 1.1e-7. Compared
+    at their own size they failed a correct implementation (by float32 round-off, and by
+    the numeric gradient's own round-off); they must not."""
+    grading = autograder.grade(only=['attention_step'], seed=seed)
+    assert grading.results and grading.passed, [r.output for r in grading.results if not r.passed]
+
+
 def test_gradient_checks_leave_a_wide_margin_on_our_modules():
     # A correct implementation must not fail by round-off: our worst relative error in
     # every gradient check is at least 100x below the threshold.

@@ -2,9 +2,15 @@
 
 - ConvNet: the contract's fixed conv - relu - 2x2 max pool - fc - relu - fc - softmax.
 - Sequential: any stack of layer descriptions (Conv, ReLU, MaxPool, Affine, Dropout,
-  Flatten, LogSoftmax), with a summary table of output shapes and parameter counts,
-  frozen parameters (freeze/unfreeze) and a replaceable last layer (replace_head).
-- save_params / load_params: any model's params to and from .npz, shapes checked.
+  Flatten, LogSoftmax, or a Layer of your own), run in the order written, as a network:
+  forward(X, train) -> (out, caches), backward(dout, caches) -> (dX, grads), loss(X, y);
+  layer state buffers (model.state), a summary table of output shapes and parameter
+  counts, frozen parameters (freeze/unfreeze) and a replaceable last layer (replace_head).
+- save_params / load_params: any model's params (and layer state) to and from .npz,
+  shapes and finite values checked.
+
+The models train with the fast convolution and pooling of kernels.py; the other layers
+come from layers.py.
 """
 import io
 import numbers
@@ -43,10 +49,12 @@ class ConvNet:
     The convolution is the contract's conv_forward: filtering, stride 1, no padding, no
     bias, so it maps H x W to (H - k + 1) x (W - k + 1), which the pool halves (floor).
 
-    Two shortcuts with identical results: the code pools before the ReLU, since
-    max(relu(a), relu(b)) = relu(max(a, b)) and the gradient reaches the same entry
-    either way, and the ReLU then runs on a 4x smaller array; and the first layer skips
-    dX (conv2d_backward with need_dx=False), since nothing needs the gradient of the data.
+    It runs the fast convolution and pooling of kernels.py (equal to layers.py's, see
+    tests/test_kernels.py), and takes two shortcuts with identical results: it pools
+    before the ReLU, since max(relu(a), relu(b)) = relu(max(a, b)) and the gradient
+    reaches the same entry either way, and the ReLU then runs on a 4x smaller array; and
+    the first layer skips dX (conv2d_backward with need_dx=False), since nothing needs
+    the gradient of the data.
 
     Parameters in self.params: W1 (F, C, k, k), W2 (F * PH * PW, hidden_dim), b2 (hidden_dim,),
     W3 (hidden_dim, num_classes), b3 (num_classes,), all of the given dtype.

@@ -244,6 +244,14 @@ def _pad_spatial(a, top, bottom, left, right):
     return np.pad(a, ((0, 0), (0, 0), (top, bottom), (left, right)))
 
 
+def _filter(x, w, stride=1):
+    """Y[n, f, i, j] = sum_{c, k, l} x[n, c, s*i + k, s*j + l] w[f, c, k, l]."""
+    windows = sliding_window_view(x, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
+    # windows[n, c, i, j, k, l] = x[n, c, s*i + k, s*j + l]
+    out = np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3]))   # (N, OH, OW, F)
+    return out.transpose(0, 3, 1, 2)
+
+
 def conv_forward(x, w):
     """
     Convolutional layer as *filtering* (cross-correlation: the kernel is not flipped),
@@ -267,14 +275,6 @@ def conv_forward(x, w):
     check_conv_arguments(x, w)
     out = _filter(x, w)
     return out, (x, w)
-
-
-def _filter(x, w, stride=1):
-    """Y[n, f, i, j] = sum_{c, k, l} x[n, c, s*i + k, s*j + l] w[f, c, k, l]."""
-    windows = sliding_window_view(x, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
-    # windows[n, c, i, j, k, l] = x[n, c, s*i + k, s*j + l]
-    out = np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3]))   # (N, OH, OW, F)
-    return out.transpose(0, 3, 1, 2)
 
 
 def conv_backward(dout, cache):

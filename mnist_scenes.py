@@ -1,6 +1,7 @@
-"""MNIST scenes: a built-in, offline image-captioning dataset made of real images and
-handgrad's own models (the scenes are drawn from MNIST digits; their features come from a
-CNN trained here, scene_encoder.py). It lives beside the models, not in data/, which
+"""MNIST scenes: a built-in, offline captioning dataset of real digits and our own features.
+
+The scenes are drawn from MNIST digits; their features come from a CNN trained here with
+handgrad's models (scene_encoder.py). So it lives beside the models, not in data/, which
 only loads files.
 
     from mnist_scenes import load_mnist_scenes

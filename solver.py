@@ -9,6 +9,9 @@ The Solver knows nothing about the model's architecture. A model only needs:
 - model.loss(X): returns class scores of shape (N, C); only used by the default metric
   (classification accuracy). Models that are not classifiers, such as captioning models,
   pass their own `metric` instead.
+- optionally model.state, a dict of arrays the model keeps but does not train (e.g.
+  running statistics), and model.checkpoint_state, names of attributes holding plain
+  numbers (e.g. a counter that seeds dropout masks): checkpoints save and restore both.
 
 Example (classification):
 

@@ -560,3 +560,47 @@ def test_resume_latest_continues_a_run_or_reports_none(tmp_path):
     fresh.train()
     again = Solver(TwoLayerNet(seed=5), data, num_epochs=2, checkpoint_name=prefix, **kwargs)
     assert again.resume_latest() == prefix + '_epoch_1.npz' and again.epoch == 1
+
+
+def test_non_finite_data_is_refused_naming_the_split_and_sample():
+    data = make_data()
+    data['X_val'] = data['X_val'].copy()
+    data['X_val'][4, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X_val holds 1 non-finite values .* sample 4 at "
+                                         r"index \(2,\)"):
+        Solver(TwoLayerNet(), data)
+    data = make_data()
+    data['X_train'] = data['X_train'].copy()
+    data['X_train'][0, 0] = np.inf
+    with pytest.raises(ValueError, match="X_train holds 1 non-finite"):
+        Solver(TwoLayerNet(), data)
+    with pytest.raises(ValueError, match="X_val is empty"):
+        Solver(TwoLayerNet(), {**make_data(), 'X_val': np.zeros((0, 8)), 'y_val': np.zeros(0)})
+
+
+class NanScores(TwoLayerNet):
+    """Finite losses, but NaN class scores from the second evaluation on: what diverged
+    parameters give on the validation set while the training batches still look fine."""
+
+    evaluations = 0
+
+    def loss(self, X, y=None):
+        if y is not None:
+            return super().loss(X, y)
+        NanScores.evaluations += 1
+        scores = super().loss(X)
+        # epoch 1 takes 5 score batches: 3 of the 60 training samples, 2 of the 30 val ones
+        return np.full_like(scores, np.nan) if NanScores.evaluations > 5 else scores
+
+
+def test_non_finite_validation_scores_stop_training(tmp_path):
+    NanScores.evaluations = 0
+    model = NanScores()
+    solver = Solver(model, make_data(), batch_size=20, num_epochs=3, num_train_samples=None,
+                    verbose=False, checkpoint_name=str(tmp_path / 'net'))
+    with pytest.raises(NonFiniteLossError, match=r"training acc after epoch 2 is nan"):
+        solver.train()
+    assert solver.val_acc_history == [solver.best_val_acc]       # epoch 1 only
+    for p in model.params:
+        np.testing.assert_array_equal(model.params[p], solver.best_params[p])
+    assert sorted(os.listdir(tmp_path)) == ['net_epoch_1.npz']   # no checkpoint of epoch 2

@@ -66,6 +66,48 @@ __all__ = ['rel_error', 'eval_numerical_gradient', 'eval_numerical_gradient_arra
            'grade', 'main']
 
 MODULES = list(dict.fromkeys(t.module for t in REGISTRY))   # in order: layers first
+
+# Our modules that hold (or import) a correct implementation of the graded functions.
+REFERENCE_MODULES = ('layers', 'rnn_layers', 'kernels', 'cnn', 'rnn', 'softmax')
+
+
+class SetupError(RuntimeError):
+    """The grader cannot grade submissions safely as installed (a setup problem of the
+    instructor's, not a student's failure)."""
+
+
+def installed_reference_copies():
+    """
+    Our reference modules that a submission could import from the Python the sandbox
+    runs, outside its own folder: a non-editable `pip install .` of handgrad puts
+    layers.py and kernels.py into site-packages, which the sandbox can read. Returns
+    their paths (empty if there are none). An editable install (pip install -e .) maps
+    the modules to the clone through an import hook instead, and the clone is hidden
+    from the sandbox.
+    """
+    import importlib.machinery
+    import subprocess
+    probe = subprocess.run([sys.executable, '-I', '-c', 'import sys, json; print(json.dumps(sys.path))'],
+                           capture_output=True, text=True, timeout=60, cwd='/')
+    # (run from a clone, HERE is not on that path: -I leaves out the script's folder)
+    search_path = [p for p in json.loads(probe.stdout) if p and os.path.isdir(p)]
+    found = []
+    for name in REFERENCE_MODULES:
+        spec = importlib.machinery.PathFinder.find_spec(name, search_path)
+        if spec is not None and spec.origin:
+            found.append(spec.origin)
+    return found
+
+
+def check_installation():
+    """Raise SetupError if a submission could import our reference solution."""
+    copies = installed_reference_copies()
+    if copies:
+        raise SetupError(
+            f"handgrad's reference modules are installed where the sandbox can import them "
+            f"({', '.join(copies)}): a submission could import the reference solution and "
+            f"score it as its own. Uninstall them (pip uninstall handgrad) and install with "
+            f"`pip install -e .` instead, or grade with a Python that does not have them.")
 GRADER_FILES = ['autograder.py', 'fileio.py', 'gradient_check.py'] + sorted(
     os.path.join('grader', f) for f in os.listdir(os.path.join(HERE, 'grader')) if f.endswith('.py'))
 
@@ -156,11 +198,16 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
 
     Returns:
     - a grader.report.Grading: results in registry order, score, max_score, seed, notes.
+
+    Raises SetupError (before running anything) if directory is not ours and a
+    submission could import our reference modules (installed_reference_copies).
     """
     started = time.monotonic()
     chosen = select(only, contract, config)
     limits = limits or Limits()
     directory = os.path.abspath(directory)
+    if directory != HERE:
+        check_installation()
     grading = Grading(directory, max_score=sum(points for _, points, _ in chosen))
     grading.notes.append(f"Grading {directory}")
     present = [m for m in MODULES if os.path.isfile(os.path.join(directory, m + '.py'))]
@@ -404,6 +451,13 @@ def main(argv=None):
     if 'memory_mb' in settings:
         limits.memory = int(settings['memory_mb']) << 20
 
+    grading_others = args.batch or os.path.abspath(args.target) != HERE
+    if grading_others:
+        try:
+            check_installation()
+        except SetupError as e:
+            print(f"autograder: {e}", file=sys.stderr)
+            return 2
     if args.batch:
         if not args.csv:
             parser.error("--batch needs --csv PATH")

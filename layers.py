@@ -18,7 +18,7 @@ Conventions:
 - NaN and inf propagate through the layers as IEEE arithmetic says; the losses refuse
   NaN scores (ValueError), since a NaN loss would only surface later as a silent failure.
 
-Part 1 of ../shared/API.md (fc, relu, conv, max pool, softmax loss) is a drop-in
+Part 1 of docs/API.md (fc, relu, conv, max pool, softmax loss) is a drop-in
 contract for the cs231n-style homework; the rest (strided/padded convolution with bias,
 dropout, log-softmax, NLL, flatten) is ours. This file imports nothing but NumPy, so it
 can be dropped next to any course's files.

@@ -16,7 +16,7 @@ backward (the loss of an empty batch is 0). A wrong shape raises ValueError nami
 argument and both shapes; a word index or label out of range raises ValueError naming
 the argument.
 
-Part 1 of ../shared/API.md (rnn_step_*, rnn_*, word_embedding_*, temporal_fc_*,
+Part 1 of docs/API.md (rnn_step_*, rnn_*, word_embedding_*, temporal_fc_*,
 temporal_softmax_loss) is a drop-in contract for the cs231n-style homework: names, argument
 order, shapes, cache tuples and return values are fixed. The rest (lstm_*, attention_*) is
 ours. This file imports nothing but NumPy, so it can be dropped next to any layers.py.

@@ -25,20 +25,22 @@ Normalization (the script's job, not the model's): pixels are scaled to [0, 1], 
 the mean and standard deviation of all training pixels (one scalar each, computed on the
 55,000 training images only) are subtracted and divided out, for every split.
 """
-import argparse
-import json
-import os
-import time
+import experiment
 
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+experiment.apply_thread_policy()   # before NumPy loads
 
-from cnn import ConvNet
-from data import load_mnist, standardized_splits
-from fileio import write_atomic
-from plots import plot_accuracy, plot_loss
-from softmax import SoftmaxClassifier
-from solver import Solver
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
+
+from cnn import ConvNet  # noqa: E402
+from data import load_mnist, standardized_splits  # noqa: E402
+from plots import plot_accuracy, plot_loss  # noqa: E402
+from softmax import SoftmaxClassifier  # noqa: E402
 
 MODELS = {
     "mlp": "two-layer net (fc-relu-fc)",
@@ -47,48 +49,52 @@ MODELS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["mlp", "cnn"])
-    parser.add_argument("--data-dir", default=None,
-                        help="folder holding MNIST (else $HANDGRAD_DATA, then data/; downloaded if absent)")
-    parser.add_argument("--results-dir", default="results")
-    parser.add_argument("--checkpoint-dir", default="checkpoints")
-    parser.add_argument("--resume", action="store_true",
-                        help="reuse finished sweep results and continue each final training "
-                             "from its latest checkpoint, if any")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs of the final training")
-    parser.add_argument("--sweep-epochs", type=int, default=3, help="epochs per sweep configuration")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--lr-decay", type=float, default=0.9, help="learning-rate factor per epoch")
-    parser.add_argument("--update-rule", default="adam", choices=["sgd", "sgd_momentum", "rmsprop", "adam"])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-shift", type=int, default=2,
+    parser = experiment.parser(
+        __doc__.split("\n\n")[0],
+        data_help="folder holding MNIST (else $HANDGRAD_DATA, then data/; downloaded if absent)")
+    t = experiment
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["mlp", "cnn"],
+                        help="which models to sweep, train and test")
+    t.add_scaled(parser, "--epochs", 15, 1, "epochs of the final training", type=t.positive_int)
+    t.add_scaled(parser, "--sweep-epochs", 3, 1, "epochs per sweep configuration",
+                 type=t.positive_int)
+    parser.add_argument("--batch-size", type=t.positive_int, default=100, help="minibatch size")
+    parser.add_argument("--learning-rate", type=t.positive_float, default=1e-3,
+                        help="initial learning rate")
+    parser.add_argument("--lr-decay", type=t.decay_factor, default=0.9,
+                        help="learning-rate factor per epoch")
+    parser.add_argument("--update-rule", default="adam",
+                        choices=["sgd", "sgd_momentum", "rmsprop", "adam"], help="optimizer")
+    parser.add_argument("--max-shift", type=t.non_negative_int, default=2,
                         help="random translation of training images, in pixels (0: none)")
-    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[100, 300, 1000],
-                        help="two-layer net: hidden sizes to sweep")
-    parser.add_argument("--filter-sizes", type=int, nargs="+", default=[5, 7],
-                        help="CNN: filter sizes to sweep")
-    parser.add_argument("--cnn-hidden-sizes", type=int, nargs="+", default=[100, 256],
-                        help="CNN: hidden fc sizes to sweep")
-    parser.add_argument("--num-filters", type=int, default=32)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 3,000 train / 500 val / 1,000 test images, tiny sweeps, 1 epoch")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.epochs, args.sweep_epochs = 1, 1
-        args.hidden_sizes, args.cnn_hidden_sizes = [32, 64], [32]
-        args.filter_sizes, args.num_filters = [3, 5], 8
-    return args
+    t.add_scaled(parser, "--hidden-sizes", [100, 300, 1000], [32, 64],
+                 "two-layer net: hidden sizes to sweep", type=t.positive_int, nargs="+")
+    t.add_scaled(parser, "--filter-sizes", [5, 7], [3, 5], "CNN: filter sizes to sweep",
+                 type=t.positive_int, nargs="+")
+    t.add_scaled(parser, "--cnn-hidden-sizes", [100, 256], [32], "CNN: hidden fc sizes to sweep",
+                 type=t.positive_int, nargs="+")
+    t.add_scaled(parser, "--num-filters", 32, 8, "CNN: number of conv filters", type=t.positive_int)
+    return t.parse(parser, argv)
 
 
 def load_data(data_dir, dtype, quick):
-    """MNIST as standardized (N, 1, 28, 28) arrays: train 55,000, val 5,000, test 10,000."""
+    """MNIST as standardized (N, 1, 28, 28) arrays: train 55,000, val 5,000, test 10,000
+    (quick: 3,000 / 500 / 1,000)."""
     limits = (3000, 500, 1000) if quick else None
     data, _ = standardized_splits(*load_mnist(data_dir), num_val=5000, dtype=dtype, limits=limits)
     return data
+
+
+_loaded = {}
+
+
+def cached_data(args):
+    """load_data for args, once per process (a --jobs worker loads its own copy)."""
+    key = (args.data_dir, args.dtype, args.quick)
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = load_data(args.data_dir, np.dtype(args.dtype), args.quick)
+    return _loaded[key]
 
 
 def random_shift(X, rng, max_shift):
@@ -127,17 +133,16 @@ def train(kind, config, data, args, epochs, checkpoint_name=None, verbose=False)
     if args.max_shift > 0:
         def augment(X, rng):
             return random_shift(X, rng, args.max_shift)
-    solver = Solver(model, train_data, update_rule=args.update_rule, augment=augment,
-                    optim_config={"learning_rate": args.learning_rate}, lr_decay=args.lr_decay,
-                    batch_size=args.batch_size, num_epochs=epochs, print_every=100,
-                    verbose=verbose, seed=args.seed, checkpoint_name=checkpoint_name)
-    latest = args.resume and solver.resume_latest()
-    if latest:
-        print(f"  resumed from {latest} after epoch {solver.epoch}")
-    start_epoch, start = solver.epoch, time.perf_counter()
-    solver.train()
-    seconds_per_epoch = (time.perf_counter() - start) / max(1, solver.epoch - start_epoch)
-    return model, solver, seconds_per_epoch
+    solver, record = experiment.train(
+        model, train_data,
+        dict(update_rule=args.update_rule, augment=augment,
+             optim_config={"learning_rate": args.learning_rate}, lr_decay=args.lr_decay,
+             batch_size=args.batch_size, num_epochs=epochs, print_every=100, seed=args.seed),
+        checkpoint_name=checkpoint_name, resume=args.resume, label=describe(config),
+        verbose=verbose)
+    if record["diverged"]:
+        raise SystemExit(f"{describe(config)} diverged; lower --learning-rate")
+    return model, solver, record["seconds_per_epoch"] or 0.0
 
 
 def describe(config):
@@ -152,36 +157,42 @@ def sweep_key(config, args):
     return json.dumps({"config": config, **settings}, sort_keys=True)
 
 
-def run_sweep(kind, data, args):
+def sweep_one(task):
+    """One sweep configuration, trained for --sweep-epochs (a --jobs worker's job)."""
+    kind, config, args = task
+    _, solver, seconds = train(kind, config, cached_data(args), args, args.sweep_epochs)
+    return {"config": config, "val_acc": solver.best_val_acc, "seconds_per_epoch": seconds}
+
+
+def run_sweep(kind, args):
     """
-    Train every configuration for --sweep-epochs; returns [{config, val_acc, seconds_per_epoch}].
-    Each result is saved as soon as it exists, so --resume skips the finished ones.
+    Train every configuration for --sweep-epochs (--jobs at a time); returns
+    [{config, val_acc, seconds_per_epoch}] in the order of the configurations. Each
+    result is saved as soon as it exists, so --resume skips the finished ones.
     """
-    os.makedirs(args.checkpoint_dir, exist_ok=True)
     saved_path = os.path.join(args.checkpoint_dir, f"digit_{kind}_sweep.json")
     saved = {}
     if args.resume and os.path.exists(saved_path):
         with open(saved_path) as f:
             saved = json.load(f)
-    print(f"\n=== {MODELS[kind]}: sweep of {len(configurations(kind, args))} configurations, "
-          f"{args.sweep_epochs} epoch(s) each ===")
-    sweep = []
-    for config in configurations(kind, args):
-        key = sweep_key(config, args)
-        if key in saved:
-            entry, note = saved[key], "(from the previous run)"
-        else:
-            _, solver, seconds = train(kind, config, data, args, args.sweep_epochs)
-            entry = {"config": config, "val_acc": solver.best_val_acc, "seconds_per_epoch": seconds}
-            saved[key], note = entry, f"({seconds:.1f} s/epoch)"
-            write_atomic(saved_path, json.dumps(saved, indent=1))
-        sweep.append(entry)
-        print(f"  {describe(config):<50} val acc {entry['val_acc']:.4f}  {note}")
-    return sweep
+    configs = configurations(kind, args)
+    print(f"\n=== {MODELS[kind]}: sweep of {len(configs)} configurations, "
+          f"{args.sweep_epochs} epoch(s) each, {args.jobs} at a time ===")
+    todo = [config for config in configs if sweep_key(config, args) not in saved]
+    for config in configs:
+        if config not in todo:
+            entry = saved[sweep_key(config, args)]
+            print(f"  {describe(config):<50} val acc {entry['val_acc']:.4f}  (from the previous run)")
+    for config, entry in experiment.run_sweep(sweep_one, [(kind, c, args) for c in todo], args.jobs):
+        saved[sweep_key(config[1], args)] = entry
+        experiment.write_json(saved_path, saved)
+        print(f"  {describe(config[1]):<50} val acc {entry['val_acc']:.4f}  "
+              f"({entry['seconds_per_epoch']:.1f} s/epoch)", flush=True)
+    return [saved[sweep_key(config, args)] for config in configs]
 
 
 def run_model(kind, data, args):
-    sweep = run_sweep(kind, data, args)
+    sweep = run_sweep(kind, args)
     best = max(sweep, key=lambda entry: entry["val_acc"])["config"]
 
     print(f"--- final training of {describe(best)} for {args.epochs} epochs ---")
@@ -191,11 +202,13 @@ def run_model(kind, data, args):
 
     name = os.path.join(args.results_dir, f"digit_{kind}")
     iterations_per_epoch = int(np.ceil(len(data["y_train"]) / args.batch_size))
+    train_subset = min(1000, len(data["y_train"]))
     plots = [
         plot_loss(solver.loss_history, f"{name}_loss.png",
                   f"MNIST {MODELS[kind]}, {describe(best)}: training loss", iterations_per_epoch),
-        plot_accuracy({"train (1,000-image subset)": solver.train_acc_history,
-                       "validation": solver.val_acc_history}, f"{name}_accuracy.png",
+        plot_accuracy({f"train ({train_subset:,}-image subset)": solver.train_acc_history,
+                       f"validation ({len(data['y_val']):,} images)": solver.val_acc_history},
+                      f"{name}_accuracy.png",
                       f"MNIST {MODELS[kind]}, {describe(best)}: accuracy per epoch"),
     ]
     return {"model": MODELS[kind], "sweep": sweep, "chosen": best,
@@ -206,27 +219,26 @@ def run_model(kind, data, args):
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-    data = load_data(args.data_dir, np.dtype(args.dtype), args.quick)
+    data = cached_data(args)
     print(f"MNIST: {len(data['y_train'])} train, {len(data['y_val'])} val, "
-          f"{len(data['y_test'])} test images ({args.dtype})")
+          f"{len(data['y_test'])} test images ({args.dtype}); run '{args.run_name}'")
     results = {kind: run_model(kind, data, args) for kind in args.models}
     wall_time = time.perf_counter() - start
 
-    os.makedirs(args.results_dir, exist_ok=True)
     summary_path = os.path.join(args.results_dir, "digit_classification.json")
-    write_atomic(summary_path, json.dumps({"args": vars(args), "wall_time_seconds": wall_time,
-                                           "results": results}, indent=2))
-
-    print(f"\n{'model':<34} {'chosen configuration':<46} {'val acc':>8} {'test acc':>9} {'s/epoch':>8}")
-    for result in results.values():
-        print(f"{result['model']:<34} {describe(result['chosen']):<46} "
-              f"{result['best_val_acc']:8.4f} {result['test_acc']:9.4f} {result['seconds_per_epoch']:8.1f}")
-    print(f"\nwall time {wall_time:.0f} s; results in {summary_path}")
-    for result in results.values():
-        for path in result["plots"]:
-            print(f"plot: {path}")
-    return results
+    experiment.write_json(summary_path, {"args": vars(args), "wall_time_seconds": wall_time,
+                                         "results": results})
+    print()
+    experiment.print_table(
+        ["model", "chosen configuration", "val acc", "test acc", "s/epoch"],
+        [[r["model"], describe(r["chosen"]), f"{r['best_val_acc']:.4f}", f"{r['test_acc']:.4f}",
+          f"{r['seconds_per_epoch']:.1f}"] for r in results.values()])
+    print(f"\nwall time {wall_time:.0f} s")
+    experiment.print_files({"results": summary_path, **{
+        f"{kind} {os.path.basename(path).split('_')[-1][:-4]}": path
+        for kind, result in results.items() for path in result["plots"]}})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(experiment.run(main))

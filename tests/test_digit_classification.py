@@ -35,7 +35,7 @@ def run_quick(tmp_path, *extra):
                     reason="MNIST not found: set HANDGRAD_DATA to a folder holding mnist/")
 def test_quick_run_end_to_end_and_resume(tmp_path):
     out = run_quick(tmp_path)
-    summary = json.loads((tmp_path / "results" / "digit_classification.json").read_text())
+    summary = json.loads((tmp_path / "results" / "quick" / "digit_classification.json").read_text())
     for kind, num_configs in (("mlp", 2), ("cnn", 2)):
         result = summary["results"][kind]
         assert len(result["sweep"]) == num_configs
@@ -44,6 +44,7 @@ def test_quick_run_end_to_end_and_resume(tmp_path):
         for path in result["plots"]:
             assert os.path.getsize(path) > 10_000, path   # a real PNG, not an empty file
     assert "test acc" in out and "wall time" in out
+    assert not (tmp_path / "results" / "full").exists()   # a quick run has its own folder
 
     # --resume reuses every sweep result and the finished final trainings
     again = run_quick(tmp_path, "--resume")
@@ -60,3 +61,22 @@ def test_random_shift_moves_each_image_within_bounds():
     assert np.all(np.abs(rows - 3) <= 2) and np.all(np.abs(cols - 3) <= 2)
     assert len(set(zip(rows, cols))) > 5              # shifts differ between images
     assert np.all(shifted.sum(axis=(1, 2, 3)) == 1.0)  # the pixel moved, nothing else
+
+
+@pytest.mark.skipif(not mnist_available(),
+                    reason="MNIST not found: set HANDGRAD_DATA to a folder holding mnist/")
+def test_parallel_sweep_gives_the_sequential_results(tmp_path):
+    """--jobs 2 trains the sweep's configurations in two worker processes (one BLAS
+    thread each); every number must equal the sequential --jobs 1 run's."""
+    summaries = []
+    for jobs in ("1", "2"):
+        run_quick(tmp_path / jobs, "--jobs", jobs, "--models", "cnn", "--filter-sizes", "3", "5",
+                  "--cnn-hidden-sizes", "16", "32")
+        summary = json.loads((tmp_path / jobs / "results" / "quick" /
+                              "digit_classification.json").read_text())
+        summaries.append(summary["results"]["cnn"])
+    sequential, parallel = summaries
+    assert [e["config"] for e in parallel["sweep"]] == [e["config"] for e in sequential["sweep"]]
+    assert [e["val_acc"] for e in parallel["sweep"]] == [e["val_acc"] for e in sequential["sweep"]]
+    assert len(sequential["sweep"]) == 4
+    assert (parallel["chosen"], parallel["test_acc"]) == (sequential["chosen"], sequential["test_acc"])

@@ -1,0 +1,291 @@
+"""The scaffold the training scripts share: flags, thread policy, run names, parallel
+sweeps, training with the Solver, results files.
+
+A script starts with
+
+    import experiment
+    experiment.apply_thread_policy()      # before NumPy loads: see below
+    import numpy as np                    # ... then everything else
+
+and builds its command line from `experiment.parser`, which holds the common flags
+(--data-dir, --results-dir, --checkpoint-dir, --resume, --epochs, --batch-size, --dtype,
+--seed, --quick, --threads, --jobs, --run-name), plus its own with the argparse types
+below. Flags whose default differs between a full run and --quick take default=None and
+get their value from `parse(parser, argv, full=..., quick=...)`: --quick only fills in
+defaults, a flag given explicitly always wins, and --help shows both defaults.
+
+Thread policy. OpenBLAS picks its thread count when NumPy is imported, and on this
+2-core machine its threads stall whenever another process keeps a core busy (measured:
+`image_captioning.py --quick` took 371 s with OpenBLAS's default two threads beside
+another job, 72 s with one). So every script runs one BLAS thread unless --threads says
+otherwise, set in the environment before NumPy loads; sweeps use the cores by running
+configurations in parallel processes instead (--jobs), one BLAS thread each.
+
+This module imports nothing heavy at import time, so that the policy can run first.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+DEFAULT_THREADS = 1
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# ----------------------------------------------------------------------------- threads
+
+def apply_thread_policy(argv=None):
+    """
+    Set the BLAS thread count for this process from --threads N in argv (default
+    sys.argv; DEFAULT_THREADS = 1 without the flag), before NumPy is imported. Returns
+    the count. A bad value is left for the real parser to report.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    threads = DEFAULT_THREADS
+    for index, item in enumerate(argv):
+        value = item.split("=", 1)[1] if item.startswith("--threads=") else (
+            argv[index + 1] if item == "--threads" and index + 1 < len(argv) else None)
+        if value is not None and value.isdigit() and int(value) >= 1:
+            threads = int(value)
+    if os.environ.get("HANDGRAD_SWEEP_WORKER"):
+        threads = 1   # a --jobs worker process: the cores are used by running several
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    if "numpy" in sys.modules:
+        print(f"warning: NumPy was imported before the thread policy; --threads {threads} "
+              f"may not apply", file=sys.stderr)
+    return threads
+
+
+# ----------------------------------------------------------------------------- argparse types
+
+def _number(kind, test, what):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and test(value)):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    parse.__name__ = what   # argparse shows it in "invalid <name> value"
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: v > 0, "a number > 0")
+keep_probability = _number(float, lambda v: 0 < v <= 1, "a keep probability in (0, 1]")
+decay_factor = _number(float, lambda v: 0 < v <= 1, "a factor in (0, 1]")
+
+
+def run_name(text):
+    if not RUN_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use letters, digits, '.', '_' and '-' (it names files and folders)")
+    return text
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written, and every flag's default in its help."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            default = action.default
+            if isinstance(default, (list, tuple)):
+                default = " ".join(map(str, default))
+            text += f" (default: {default})"
+        return text
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def parser(description, data_help):
+    """An ArgumentParser with the common flags; the script adds its own."""
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    p.add_argument("--data-dir", help=data_help)
+    p.add_argument("--results-dir", default="results",
+                   help="where the results JSON and the plots go, in a folder per run name")
+    p.add_argument("--checkpoint-dir", default="checkpoints",
+                   help="where the Solver's checkpoints go, in a folder per run name")
+    p.add_argument("--run-name", type=run_name,
+                   help="names this run's output folders, so that runs do not overwrite each "
+                        "other (default: 'quick' with --quick, else 'full')")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from this run name's checkpoints and finished sweep results")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run on a small subset: changes the defaults shown as '--quick: ...'; "
+                        "flags given explicitly still win")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="dtype of the parameters and the computation")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the data order, the initial weights and dropout")
+    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
+                   help="BLAS threads of this process; 1 because OpenBLAS threads stall when "
+                        "another process keeps a core busy (see experiment.py)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="configurations of a sweep trained at once, in worker processes with "
+                        "one BLAS thread each; the results are those of --jobs 1")
+    return p
+
+
+def add_scaled(p, name, full, quick, help, **kwargs):
+    """A flag whose default depends on --quick: help shows both; parse fills it in."""
+    shown = (lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+    p.add_argument(name, default=None, help=f"{help} (default: {shown(full)}; --quick: {shown(quick)})",
+                   **kwargs)
+    p.set_defaults(**{f"_scaled_{name.lstrip('-').replace('-', '_')}": (full, quick)})
+
+
+def parse(p, argv=None):
+    """
+    Parse argv; fill in the flags of add_scaled that were not given from the full or the
+    --quick defaults, and the run name. Bad values end in argparse's one-line error and
+    exit code 2.
+    """
+    args = p.parse_args(argv)
+    for key in [k for k in vars(args) if k.startswith("_scaled_")]:
+        name = key[len("_scaled_"):]
+        full, quick = getattr(args, key)
+        delattr(args, key)
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    if args.run_name is None:
+        args.run_name = "quick" if args.quick else "full"
+    args.results_dir = os.path.join(args.results_dir, args.run_name)
+    args.checkpoint_dir = os.path.join(args.checkpoint_dir, args.run_name)
+    return args
+
+
+# ----------------------------------------------------------------------------- parallel sweeps
+
+def run_sweep(function, items, jobs):
+    """
+    [function(item) for item in items], computed by `jobs` worker processes when jobs
+    > 1. Each worker is a fresh Python (spawn) with one BLAS thread, so a sweep's result
+    does not depend on --jobs; function must be a module-level function of the script.
+    Yields (item, result) in the order of items as they are ready.
+    """
+    if jobs <= 1 or len(items) <= 1:
+        for item in items:
+            yield item, function(item)
+        return
+    import concurrent.futures
+    import multiprocessing
+    saved = {name: os.environ.get(name) for name in ("HANDGRAD_SWEEP_WORKER", *THREAD_VARIABLES)}
+    os.environ.update({"HANDGRAD_SWEEP_WORKER": "1", **{name: "1" for name in THREAD_VARIABLES}})
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(jobs, len(items)),
+                mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(function, item) for item in items]
+            for item, future in zip(items, futures):
+                yield item, future.result()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# ----------------------------------------------------------------------------- training
+
+def train(model, data, solver_options, checkpoint_name=None, resume=False, label="",
+          verbose=True):
+    """
+    Train model with a Solver(model, data, **solver_options, checkpoint_name=...):
+    resumed from the newest checkpoint if resume, timed, and stopped cleanly if the
+    loss or a metric stops being finite. Returns (solver, record), record a dict with
+    epochs_run, seconds, seconds_per_epoch, resumed_from (a path or None) and diverged
+    (the error message, or None).
+    """
+    from solver import NonFiniteLossError, Solver
+    solver = Solver(model, data, checkpoint_name=checkpoint_name, verbose=verbose,
+                    **solver_options)
+    resumed_from = resume and checkpoint_name and solver.resume_latest()
+    if resumed_from and verbose:
+        print(f"  resumed from {resumed_from} after epoch {solver.epoch}")
+    start_epoch, start = solver.epoch, time.perf_counter()
+    diverged = None
+    try:
+        solver.train()
+    except NonFiniteLossError as error:
+        diverged = str(error)
+        print(f"  {label or 'training'} diverged: {error}")
+    seconds = time.perf_counter() - start
+    epochs_run = solver.epoch - start_epoch
+    return solver, {"epochs_run": epochs_run, "seconds": seconds,
+                    "seconds_per_epoch": seconds / epochs_run if epochs_run else None,
+                    "resumed_from": resumed_from or None, "diverged": diverged}
+
+
+# ----------------------------------------------------------------------------- results
+
+def plain(value):
+    """value as strict-JSON data: NumPy numbers to Python ones, NaN and inf to None
+    (JSON has no such numbers), tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return plain(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path, results):
+    """Write results as strict JSON (no NaN or Infinity), atomically. Returns path."""
+    from fileio import write_atomic
+    return write_atomic(path, json.dumps(plain(results), indent=2, allow_nan=False))
+
+
+def print_table(headers, rows):
+    """Print rows (lists of cells) under headers, columns aligned; numbers right-aligned."""
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(_is_number(row[i]) for row in cells[1:]) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(cell.rjust(w) if right else cell.ljust(w)
+                        for cell, w, right in zip(row, widths, numeric)).rstrip())
+
+
+def _is_number(text):
+    try:
+        float(text.rstrip("%s"))
+        return True
+    except ValueError:
+        return text in ("-", "")
+
+
+def print_files(files):
+    """The files a run wrote, one per line."""
+    print("\nfiles:")
+    for key, path in files.items():
+        print(f"  {key:<22} {path}")
+
+
+def run(main):
+    """
+    Run a script's main() for the command line: its return value is the exit code; a
+    missing or corrupt dataset ends in one clear message (what is missing, where it was
+    looked for, what to do) and exit code 1 instead of a traceback; Ctrl-C in exit code
+    130 with a hint that --resume continues.
+    """
+    from data import ChecksumError, DatasetNotFoundError, IdxFormatError
+    try:
+        return main()
+    except (DatasetNotFoundError, ChecksumError, IdxFormatError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; run again with --resume to continue from the last checkpoint",
+              file=sys.stderr)
+        return 130

@@ -751,6 +751,24 @@ class Sequential:
         return table
 
 
+def fashion_cnn_layers(keep_prob=0.75, num_classes=10):
+    """
+    The reference exercise's Fashion-MNIST network as a list of layers for Sequential
+    (used by fashion_classification.py and transfer_learning.py):
+
+        conv 16 x 3x3 pad 1 - ReLU - max pool 2 - conv 32 x 3x3 - ReLU - max pool 2 -
+        affine 600 - ReLU - dropout (keep keep_prob) - affine 120 - ReLU -
+        affine num_classes - log-softmax
+    """
+    return [
+        Conv(16, 3, stride=1, pad="same"), ReLU(), MaxPool(2, stride=2),
+        Conv(32, 3, stride=1, pad=0), ReLU(), MaxPool(2, stride=2),
+        Affine(600), ReLU(), Dropout(keep=keep_prob),
+        Affine(120), ReLU(),
+        Affine(num_classes), LogSoftmax(),
+    ]
+
+
 # ============================================================================= saving
 #
 # Any model of the project keeps its parameters in the dict model.params (ConvNet,

@@ -240,5 +240,10 @@ def main(argv=None):
     return 0
 
 
+def cli():
+    """The command's entry point: main() with data errors as one message (see experiment.run)."""
+    return experiment.run(main)
+
+
 if __name__ == "__main__":
-    sys.exit(experiment.run(main))
+    sys.exit(cli())

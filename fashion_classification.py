@@ -46,125 +46,107 @@ In a notebook:
     params = dict(np.load("results/fashion_cnn_params.npz"))
     plot_filters(params, "results")
 """
-import argparse
-import json
-import os
-import time
+import experiment
 
-# One BLAS thread unless the caller chose otherwise (read when NumPy loads, so set before
-# importing it). The matrices of this network are small: on the 2-core machine, with other
-# processes running, two OpenBLAS threads took 82 s per epoch and one thread 20 s, since
-# OpenBLAS threads spin waiting for a core that is busy elsewhere.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+experiment.apply_thread_policy()   # before NumPy loads
+
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cnn import (  # noqa: E402
-    Affine,
-    Conv,
-    Dropout,
-    LogSoftmax,
-    MaxPool,
-    ReLU,
-    Sequential,
-    save_params,
-)
+from cnn import Sequential, fashion_cnn_layers, load_params, save_params  # noqa: E402
 from data import load_fashion_mnist, standardized_splits  # noqa: E402
-from fileio import write_atomic  # noqa: E402
 from plots import plot_accuracy, save_figure  # noqa: E402
-from solver import NonFiniteLossError, Solver, epoch_means  # noqa: E402
+from solver import epoch_means  # noqa: E402
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=None,
-                        help="folder holding Fashion-MNIST (else $HANDGRAD_DATA, data/, the "
-                             "Debian package's folder; downloaded if absent)")
-    parser.add_argument("--results-dir", default="results")
-    parser.add_argument("--checkpoint-dir", default="checkpoints")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue each learning rate's run from its latest checkpoint, if any")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs per learning rate")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rates", type=float, nargs="+", default=[0.001, 0.01, 0.1],
-                        help="plain-SGD learning rates to compare")
-    parser.add_argument("--keep-prob", type=float, default=0.75,
+    t = experiment
+    parser = t.parser(__doc__.split("\n\n")[0], data_help=(
+        "folder holding Fashion-MNIST (else $HANDGRAD_DATA, data/, the Debian package's "
+        "folder; downloaded if absent)"))
+    t.add_scaled(parser, "--epochs", 15, 2, "epochs per learning rate", type=t.positive_int)
+    parser.add_argument("--batch-size", type=t.positive_int, default=64, help="minibatch size")
+    parser.add_argument("--learning-rates", type=t.positive_float, nargs="+",
+                        default=[0.001, 0.01, 0.1], help="plain-SGD learning rates to compare")
+    parser.add_argument("--keep-prob", type=t.keep_probability, default=0.75,
                         help="dropout KEEP probability p (a drop probability d is p = 1 - d)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot-filters", action="store_true",
                         help="also save pictures of the conv1 and conv2 kernels of the best run")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2,000 train / 500 val / 1,000 test images, 2 epochs")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.epochs = 2
-    return args
+    return t.parse(parser, argv)
 
 
 def load_data(data_dir, dtype, quick):
-    """Fashion-MNIST as standardized (N, 1, 28, 28) arrays: train 55,000, val 5,000, test 10,000."""
+    """Fashion-MNIST as standardized (N, 1, 28, 28) arrays: train 55,000, val 5,000, test
+    10,000 (quick: 2,000 / 500 / 1,000); returns (data, normalization)."""
     limits = (2000, 500, 1000) if quick else None
     return standardized_splits(*load_fashion_mnist(data_dir), num_val=5000, dtype=dtype,
                                limits=limits)
 
 
-def fashion_layers(keep_prob=0.75, num_classes=10):
-    """The reference exercise's network as a list of cnn.Sequential layers."""
-    return [
-        Conv(16, 3, stride=1, pad="same"), ReLU(), MaxPool(2, stride=2),
-        Conv(32, 3, stride=1, pad=0), ReLU(), MaxPool(2, stride=2),
-        Affine(600), ReLU(), Dropout(keep=keep_prob),
-        Affine(120), ReLU(),
-        Affine(num_classes), LogSoftmax(),
-    ]
+_loaded = {}
+
+
+def cached_data(args):
+    """load_data for args, once per process (a --jobs worker loads its own copy)."""
+    key = (args.data_dir, args.dtype, args.quick)
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = load_data(args.data_dir, np.dtype(args.dtype), args.quick)
+    return _loaded[key]
 
 
 def build_model(keep_prob=0.75, dtype=np.float32, seed=0):
     """The network for (1, 28, 28) inputs, He-initialized (weight_scale=None). Each ReLU
     runs after the max pool that follows it (pool_before_relu): the same numbers, on a 4x
     smaller array."""
-    return Sequential((1, 28, 28), fashion_layers(keep_prob), weight_scale=None,
+    return Sequential((1, 28, 28), fashion_cnn_layers(keep_prob), weight_scale=None,
                       dtype=dtype, seed=seed, pool_before_relu=True)
 
 
-def train(lr, data, args):
-    """Train one model with plain SGD at learning rate lr; returns (model, solver, record)."""
+def train(task):
+    """
+    Train one model with plain SGD at learning rate lr, task = (lr, args) (a --jobs
+    worker's job). Returns (record, params): the run's numbers and the parameters of its
+    best validation epoch.
+    """
+    lr, args = task
+    data, _ = cached_data(args)
     model = build_model(args.keep_prob, np.dtype(args.dtype), args.seed)
     train_data = {key: data[key] for key in ("X_train", "y_train", "X_val", "y_val")}
-    os.makedirs(args.checkpoint_dir, exist_ok=True)
-    checkpoint_name = os.path.join(args.checkpoint_dir, f"fashion_lr{lr:g}")
-    solver = Solver(model, train_data, update_rule="sgd", optim_config={"learning_rate": lr},
-                    batch_size=args.batch_size, num_epochs=args.epochs, print_every=200,
-                    seed=args.seed, checkpoint_name=checkpoint_name)
-    latest = args.resume and solver.resume_latest()
-    if latest:
-        print(f"  resumed from {latest} after epoch {solver.epoch}")
-    start_epoch, start = solver.epoch, time.perf_counter()
-    diverged = None
-    try:
-        solver.train()
-    except NonFiniteLossError as error:   # report it and go on with the other learning rates
-        diverged = str(error)
-        print(f"  lr {lr:g} diverged: {error}")
-    epochs_run = solver.epoch - start_epoch
+    print(f"\n=== learning rate {lr:g} ===", flush=True)
+    solver, run = experiment.train(
+        model, train_data,
+        dict(update_rule="sgd", optim_config={"learning_rate": lr}, batch_size=args.batch_size,
+             num_epochs=args.epochs, print_every=200, seed=args.seed),
+        checkpoint_name=os.path.join(args.checkpoint_dir, f"fashion_lr{lr:g}"),
+        resume=args.resume, label=f"lr {lr:g}")
+    history = solver.val_acc_history
     record = {
         "learning_rate": lr,
-        "final_val_acc": solver.val_acc_history[-1] if solver.val_acc_history else None,
-        "best_val_acc": solver.best_val_acc if solver.val_acc_history else None,
-        "best_epoch": int(np.argmax(solver.val_acc_history)) + 1 if solver.val_acc_history else None,
-        "val_acc_history": solver.val_acc_history,
+        "final_val_acc": history[-1] if history else None,
+        "best_val_acc": solver.best_val_acc if history else None,
+        "best_epoch": int(np.argmax(history)) + 1 if history else None,
+        "val_acc_history": history,
         "train_acc_history": solver.train_acc_history,
         "epoch_losses": epoch_means(solver.loss_history, len(data["y_train"]), args.batch_size),
-        "seconds_per_epoch": (time.perf_counter() - start) / epochs_run if epochs_run else None,
-        "diverged": diverged,
-        "checkpoint": latest,
+        "seconds_per_epoch": run["seconds_per_epoch"],
+        "diverged": run["diverged"],
+        "checkpoint": run["resumed_from"],
     }
-    return model, solver, record
+    return record, model.params
+
+
+def accuracy(model, X, y, batch_size=500):
+    """Fraction of X classified as y (argmax of the model's outputs)."""
+    predictions = np.concatenate([model.loss(X[i:i + batch_size]).argmax(axis=1)
+                                  for i in range(0, len(X), batch_size)])
+    return float(np.mean(predictions == y))
 
 
 def plot_comparison(records, path, title):
@@ -270,7 +252,7 @@ def plot_filters(params, results_dir="results", prefix="fashion"):
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-    data, normalization = load_data(args.data_dir, np.dtype(args.dtype), args.quick)
+    data, normalization = cached_data(args)
     print(f"Fashion-MNIST: {len(data['y_train'])} train, {len(data['y_val'])} val, "
           f"{len(data['y_test'])} test images ({args.dtype}); normalized with training "
           f"pixel mean {normalization['pixel_mean']:.4f}, std {normalization['pixel_std']:.4f}")
@@ -280,63 +262,64 @@ def main(argv=None):
     print(f"plain SGD, batch size {args.batch_size}, {args.epochs} epochs per learning rate, "
           f"learning rates {', '.join(f'{lr:g}' for lr in args.learning_rates)}")
 
-    runs = []
-    for lr in args.learning_rates:
-        print(f"\n=== learning rate {lr:g} ===")
-        runs.append(train(lr, data, args))
-    finished = [run for run in runs if run[2]["best_val_acc"] is not None]
+    runs = [result for _, result in experiment.run_sweep(
+        train, [(lr, args) for lr in args.learning_rates], args.jobs)]
+    records = [record for record, _ in runs]
+    finished = [run for run in runs if run[0]["best_val_acc"] is not None]
     if not finished:
         raise SystemExit("every learning rate diverged before finishing an epoch")
-    model, solver, best = max(finished, key=lambda run: run[2]["best_val_acc"])
+    best, params = max(finished, key=lambda run: run[0]["best_val_acc"])
     lr = best["learning_rate"]
-    test_acc = solver.check_accuracy(data["X_test"], data["y_test"], batch_size=500)
+    model = load_params(build_model(args.keep_prob, np.dtype(args.dtype), args.seed), params)
+    test_acc = accuracy(model, data["X_test"], data["y_test"])
     wall_time = time.perf_counter() - start
 
-    os.makedirs(args.results_dir, exist_ok=True)
     name = os.path.join(args.results_dir, "fashion")
+    train_subset = min(1000, len(data["y_train"]))
     files = {
         "loss_plot": plot_accuracy(
             {f"lr {lr:g}": best["epoch_losses"]}, f"{name}_loss.png",
-            f"Fashion-MNIST CNN, plain SGD lr {lr:g} (best on validation): training loss",
+            f"Fashion-MNIST CNN, plain SGD lr {lr:g} (best on validation):\ntraining loss",
             ylabel="mean training loss per epoch (NLL)"),
         "accuracy_plot": plot_accuracy(
-            {"validation (5,000 images)": best["val_acc_history"],
-             "training (fixed 1,000-image subset)": best["train_acc_history"]},
+            {f"validation ({len(data['y_val']):,} images)": best["val_acc_history"],
+             f"training (fixed {train_subset:,}-image subset)": best["train_acc_history"]},
             f"{name}_accuracy.png",
-            f"Fashion-MNIST CNN, plain SGD lr {lr:g} (best on validation): accuracy per epoch"),
+            f"Fashion-MNIST CNN, plain SGD lr {lr:g} (best on validation):\naccuracy per epoch"),
         "comparison_plot": plot_comparison(
-            [run[2] for run in runs], f"{name}_lr_comparison.png",
+            records, f"{name}_lr_comparison.png",
             f"Fashion-MNIST CNN, plain SGD, batch {args.batch_size}: learning rates compared"),
-        "params": f"{name}_cnn_params.npz",
+        "params": save_params(model, f"{name}_cnn_params.npz"),
     }
-    save_params(model, files["params"])
     if args.plot_filters:
         files["conv1_filters"], files["conv2_filters"] = plot_filters(model.params, args.results_dir)
     files["json"] = os.path.join(args.results_dir, "fashion_classification.json")
     results = {
         "args": vars(args), "normalization": normalization, "dropout_keep_prob": args.keep_prob,
-        "model_summary": summary.splitlines(), "runs": [run[2] for run in runs],
+        "model_summary": summary.splitlines(), "runs": records,
         "chosen_learning_rate": lr, "best_val_acc": best["best_val_acc"], "test_acc": test_acc,
         "wall_time_seconds": wall_time, "files": files,
     }
-    write_atomic(files["json"], json.dumps(results, indent=2))
+    experiment.write_json(files["json"], results)
 
-    print(f"\n{'learning rate':>13} {'final val acc':>14} {'best val acc':>13} {'best epoch':>11} {'s/epoch':>8}")
-    for run in runs:
-        r = run[2]
-        if r["best_val_acc"] is None:
-            print(f"{r['learning_rate']:>13g} {'diverged in epoch 1':>38}")
-            continue
-        print(f"{r['learning_rate']:>13g} {r['final_val_acc']:>14.4f} {r['best_val_acc']:>13.4f} "
-              f"{r['best_epoch']:>11d} {r['seconds_per_epoch'] or float('nan'):>8.1f}"
-              + ("  (diverged)" if r["diverged"] else ""))
+    print()
+    experiment.print_table(
+        ["learning rate", "final val acc", "best val acc", "best epoch", "s/epoch"],
+        [[f"{r['learning_rate']:g}", "diverged in epoch 1", "", "", ""] if r["best_val_acc"] is None
+         else [f"{r['learning_rate']:g}", f"{r['final_val_acc']:.4f}", f"{r['best_val_acc']:.4f}",
+               r["best_epoch"], "-" if r["seconds_per_epoch"] is None else f"{r['seconds_per_epoch']:.1f}"]
+         + (["(diverged)"] if r["diverged"] else []) for r in records])
     print(f"\nbest learning rate {lr:g}: val acc {best['best_val_acc']:.4f} (epoch "
           f"{best['best_epoch']}), test acc {test_acc:.4f} on {len(data['y_test'])} test images")
     print(f"wall time {wall_time:.0f} s")
-    for key, path in files.items():
-        print(f"{key.replace('_', ' ')}: {path}")
-    return results
+    experiment.print_files(files)
+    return 0
+
+
+def cli():
+    """The command's entry point: main() with data errors as one message (see experiment.run)."""
+    return experiment.run(main)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

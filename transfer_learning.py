@@ -74,9 +74,8 @@ import time
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cnn import Sequential, load_params, save_params
+from cnn import Sequential, fashion_cnn_layers, load_params, save_params
 from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_split
-from fashion_classification import fashion_layers
 from fileio import write_atomic
 from layers import log_softmax_forward
 from plots import save_figure
@@ -211,9 +210,9 @@ def make_augment(max_shift, flip):
 # ----------------------------------------------------------------------------- models
 
 def build_model(input_shape, num_classes, keep_prob=0.75, dtype=np.float32, seed=0):
-    """The source architecture (fashion_classification.fashion_layers), He-initialized,
+    """The source architecture (cnn.fashion_cnn_layers), He-initialized,
     each ReLU run after its max pool (pool_before_relu: the same numbers, less work)."""
-    return Sequential(input_shape, fashion_layers(keep_prob, num_classes), weight_scale=None,
+    return Sequential(input_shape, fashion_cnn_layers(keep_prob, num_classes), weight_scale=None,
                       dtype=dtype, seed=seed, pool_before_relu=True)
 
 

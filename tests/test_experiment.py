@@ -4,6 +4,7 @@ parallel sweeps in order."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import digit_classification
 import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ["digit_classification.py"]
+SCRIPTS = ["digit_classification.py", "fashion_classification.py"]
 
 
 def run_script(script, *args):
@@ -32,6 +33,10 @@ def run_script(script, *args):
     ("digit_classification.py", ["--batch-size", "ten"], "'ten' is not a number"),
     ("digit_classification.py", ["--run-name", "../x"], "use letters, digits"),
     ("digit_classification.py", ["--threads", "0"], "must be a positive integer"),
+    ("fashion_classification.py", ["--keep-prob", "1.5"], "must be a keep probability in (0, 1]"),
+    ("fashion_classification.py", ["--keep-prob", "0"], "must be a keep probability in (0, 1]"),
+    ("fashion_classification.py", ["--learning-rates"], "expected at least one argument"),
+    ("fashion_classification.py", ["--epochs", "-3"], "must be a positive integer, got -3"),
 ])
 def test_bad_flags_end_in_one_line_and_exit_code_2(script, flags, message):
     run = run_script(script, *flags)
@@ -60,8 +65,9 @@ def test_help_shows_every_default(script):
     run = run_script(script, "--help")
     assert run.returncode == 0
     text = " ".join(run.stdout.split())
-    assert "(default: 15; --quick: 1)" in text and "(default: 0.001)" in text
+    assert re.search(r"epochs.*\(default: 15; --quick: \d\)", text)
     assert "(default: 1)" in text                      # --threads and --jobs
+    assert "(default: results)" in text and "(default: float32)" in text
     options = [line.split()[0] for line in run.stdout.splitlines() if line.startswith("  --")]
     assert len(options) > 10
 

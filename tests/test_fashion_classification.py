@@ -75,7 +75,7 @@ def test_quick_smoke_run_and_resume(tmp_path):
     out = done.stdout
     assert "dropout: keep probability p = 0.75" in out and "nn.Dropout(0.25)" in out
     assert "total" in out and "769,930" in out
-    with open(results / "fashion_classification.json") as f:
+    with open(results / "quick" / "fashion_classification.json") as f:
         summary = json.load(f)
     assert [run["learning_rate"] for run in summary["runs"]] == [0.001, 0.01, 0.1]
     assert all(len(run["val_acc_history"]) == 2 and len(run["epoch_losses"]) == 2
@@ -87,6 +87,7 @@ def test_quick_smoke_run_and_resume(tmp_path):
                 "conv2_filters", "json"):
         path = summary["files"][key]
         assert os.path.isfile(path) and path in out, key
+        assert os.path.dirname(path) == str(results / "quick"), path
     params = np.load(summary["files"]["params"])
     assert params["conv1_W"].shape == (16, 1, 3, 3) and params["fc3_b"].shape == (10,)
 
@@ -94,5 +95,13 @@ def test_quick_smoke_run_and_resume(tmp_path):
     again = run_script(*args, "--resume")
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("resumed from") == 3 and "(Epoch" not in again.stdout
-    with open(results / "fashion_classification.json") as f:
+    with open(results / "quick" / "fashion_classification.json") as f:
         assert json.load(f)["test_acc"] == summary["test_acc"]
+
+    # --jobs 2: the three learning rates in two worker processes, the same numbers
+    parallel = run_script(*args, "--run-name", "parallel", "--jobs", "2")
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    with open(results / "parallel" / "fashion_classification.json") as f:
+        runs = json.load(f)["runs"]
+    assert [r["val_acc_history"] for r in runs] == [r["val_acc_history"] for r in summary["runs"]]
+    assert [r["epoch_losses"] for r in runs] == [r["epoch_losses"] for r in summary["runs"]]

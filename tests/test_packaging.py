@@ -3,6 +3,7 @@ folder, the console entry points run, and an installed grader refuses to grade o
 people's files while a submission could import the installed reference solution."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -28,11 +29,16 @@ def venv(tmp_path_factory):
     """A fresh virtual environment (reusing this Python's numpy & co.) with handgrad
     installed from this clone, not editable."""
     root = tmp_path_factory.mktemp("venv")
+    # build from a copy: setuptools writes build/ and *.egg-info next to the sources
+    source = root / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", "results", "checkpoints", "cache",
+        "mnist", "fashion-mnist", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "env")],
                    check=True)
     python = str(root / "env" / "bin" / "python")
     install = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps",
-                              "--disable-pip-version-check", REPO],
+                              "--disable-pip-version-check", str(source)],
                              capture_output=True, text=True, cwd=str(root))
     assert install.returncode == 0, install.stderr
     return root, python

@@ -66,20 +66,24 @@ Written under --results-dir (default results/), each path printed at the end:
 The source pretraining is checkpointed in --checkpoint-dir; --resume continues it (or
 reuses it when finished).
 """
-import argparse
-import json
-import os
-import time
+import experiment
 
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+experiment.apply_thread_policy()   # before NumPy loads
 
-from cnn import Sequential, fashion_cnn_layers, load_params, save_params
-from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_split
-from fileio import write_atomic
-from layers import log_softmax_forward
-from plots import save_figure
-from solver import NonFiniteLossError, Solver
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
+
+from cnn import Sequential, fashion_cnn_layers, load_params, save_params  # noqa: E402
+from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_split  # noqa: E402
+from fileio import write_atomic  # noqa: E402
+from layers import log_softmax_forward  # noqa: E402
+from plots import save_figure  # noqa: E402
+from solver import NonFiniteLossError, Solver  # noqa: E402
 
 SCENARIOS = ("scratch", "finetune", "freeze")
 TARGETS = ("digits", "ants-bees")
@@ -88,43 +92,34 @@ SOURCE_CLASSES = 10
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=None,
-                        help="root holding the datasets (else $HANDGRAD_DATA, data/, the Debian "
-                             "package's Fashion-MNIST folder)")
-    parser.add_argument("--results-dir", default="results")
-    parser.add_argument("--checkpoint-dir", default="checkpoints")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue (or reuse) the source pretraining from its latest checkpoint")
-    parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    t = experiment
+    parser = t.parser(__doc__.split("\n\n")[0], data_help=(
+        "root holding the datasets (else $HANDGRAD_DATA, data/, the Debian package's "
+        "Fashion-MNIST folder)"))
+    parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS),
+                        help="target tasks")
     parser.add_argument("--source-params", default=None,
                         help=".npz of a trained source network (skips the pretraining)")
-    parser.add_argument("--source-epochs", type=int, default=5)
-    parser.add_argument("--source-batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=25, help="epochs of every target training")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size of the targets")
-    parser.add_argument("--learning-rate", type=float, default=1e-3,
+    t.add_scaled(parser, "--source-epochs", 5, 1, "epochs of the source pretraining",
+                 type=t.positive_int)
+    parser.add_argument("--source-batch-size", type=t.positive_int, default=64,
+                        help="batch size of the source pretraining")
+    t.add_scaled(parser, "--epochs", 25, 3, "epochs of every target training", type=t.positive_int)
+    parser.add_argument("--batch-size", type=t.positive_int, default=32,
+                        help="batch size of the targets")
+    parser.add_argument("--learning-rate", type=t.positive_float, default=1e-3,
                         help="Adam learning rate of the source pretraining")
-    parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2],
-                        help="Adam learning rates tried for every target scenario (the best on "
-                             "validation is kept)")
-    parser.add_argument("--lr-decay", type=float, default=0.9, help="learning-rate factor per epoch")
-    parser.add_argument("--labels-per-class", type=int, nargs="+", default=[100, 10],
-                        help="digits target: labelled training images per class (one target "
-                             "digits-<n> per value)")
-    parser.add_argument("--keep-prob", type=float, default=0.75,
+    t.add_scaled(parser, "--learning-rates", [1e-3, 3e-3, 1e-2], [1e-3, 1e-2],
+                 "Adam learning rates tried for every target scenario (the best on validation "
+                 "is kept)", type=t.positive_float, nargs="+")
+    parser.add_argument("--lr-decay", type=t.decay_factor, default=0.9,
+                        help="learning-rate factor per epoch")
+    t.add_scaled(parser, "--labels-per-class", [100, 10], [10],
+                 "digits target: labelled training images per class (one target digits-<n> "
+                 "per value)", type=t.positive_int, nargs="+")
+    parser.add_argument("--keep-prob", type=t.keep_probability, default=0.75,
                         help="dropout KEEP probability of the network (PyTorch's p is 1 - this)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: Fashion-MNIST 2,000 images for 1 epoch; 10 digit labels "
-                             "per class; 3 epochs per target")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.source_epochs, args.epochs, args.labels_per_class = 1, 3, [10]
-        args.learning_rates = [1e-3, 1e-2]
-    return args
+    return t.parse(parser, argv)
 
 
 # ----------------------------------------------------------------------------- data
@@ -419,12 +414,15 @@ def plot_curves(records, path, title):
 
 # ----------------------------------------------------------------------------- main
 
-def run_target(target, source_path, normalization, args):
-    """
-    The three scenarios on one target ('digits-<labels per class>' or 'ants-bees'), each
-    with every learning rate of args.learning_rates, keeping the best on validation.
-    Returns the target's JSON record and its files.
-    """
+_loaded = {}
+
+
+def target_data(target, normalization, args):
+    """(data, raw, classes, augment, description) of a target, once per process (a --jobs
+    worker loads its own copy)."""
+    key = (target, tuple(normalization), args.data_dir, args.dtype, args.seed, args.quick)
+    if key in _loaded:
+        return _loaded[key]
     dtype = np.dtype(args.dtype)
     if target.startswith("digits-"):
         per_class = int(target[len("digits-"):])
@@ -440,28 +438,56 @@ def run_target(target, source_path, normalization, args):
         augment = make_augment(2, flip=True)
         description = (f"ants vs bees (hymenoptera_data), RGB {IMAGE_SIZE}x{IMAGE_SIZE}: "
                        f"{len(data['y_train'])} train / {len(data['y_val'])} val images")
+    _loaded.clear()
+    _loaded[key] = (data, raw, classes, augment, description)
+    return _loaded[key]
+
+
+def train_candidate(task):
+    """
+    One (scenario, learning rate) of a target (a --jobs worker's job). Returns (record,
+    params) of its best validation epoch, or (None, message) if it diverged.
+    """
+    target, scenario, lr, source_path, normalization, args = task
+    data, _, classes, augment, _ = target_data(target, normalization, args)
+    print(f"--- {target}: {scenario}, learning rate {lr:g} ---", flush=True)
+    train = {"scratch": lambda: from_scratch(data, len(classes), lr, args, augment),
+             "finetune": lambda: finetune(source_path, data, len(classes), lr, args, augment),
+             "freeze": lambda: freeze(source_path, data, len(classes), lr, args, augment)}
+    try:
+        model, record = train[scenario]()
+    except NonFiniteLossError as error:   # too large a step: the other rates may do
+        message = str(error).split(". ")[0]
+        print(f"  {target}, {scenario}, lr {lr:g} diverged: {message}")
+        return None, message
+    return record, model.params
+
+
+def run_target(target, source_path, normalization, args):
+    """
+    The three scenarios on one target ('digits-<labels per class>' or 'ants-bees'), each
+    with every learning rate of args.learning_rates (--jobs at a time), keeping the best
+    on validation. Returns the target's JSON record and its files.
+    """
+    data, raw, classes, _, description = target_data(target, normalization, args)
     print(f"\n=== target {target}: {description} ===")
+    tasks = [(target, scenario, lr, source_path, normalization, args)
+             for scenario in SCENARIOS for lr in args.learning_rates]
+    outcomes = dict(((task[1], task[2]), result)
+                    for task, result in experiment.run_sweep(train_candidate, tasks, args.jobs))
     records, files = {}, {}
-    train = {"scratch": lambda lr: from_scratch(data, len(classes), lr, args, augment),
-             "finetune": lambda lr: finetune(source_path, data, len(classes), lr, args, augment),
-             "freeze": lambda lr: freeze(source_path, data, len(classes), lr, args, augment)}
     for scenario in SCENARIOS:
-        model, record, search, seconds = None, None, {}, 0.0
-        for lr in args.learning_rates:   # keep the learning rate best on validation
-            print(f"--- {target}: {scenario}, learning rate {lr:g} ---")
-            try:
-                candidate, candidate_record = train[scenario](lr)
-            except NonFiniteLossError as error:   # too large a step: try the next one
-                print(f"  diverged: {str(error).split('. ')[0]}")
-                search[f"{lr:g}"] = None
-                continue
-            search[f"{lr:g}"] = candidate_record["best_val_acc"]
-            seconds += candidate_record["seconds"]
-            if record is None or candidate_record["best_val_acc"] > record["best_val_acc"]:
-                model, record = candidate, candidate_record
-        if record is None:
+        candidates = [(lr, *outcomes[(scenario, lr)]) for lr in args.learning_rates]
+        search = {f"{lr:g}": (record["best_val_acc"] if record else None)
+                  for lr, record, _ in candidates}
+        finished = [(lr, record, params) for lr, record, params in candidates if record]
+        if not finished:
             raise SystemExit(f"{target}, {scenario}: every learning rate diverged")
-        record["lr_search"], record["search_seconds"] = search, seconds
+        lr, record, params = max(finished, key=lambda c: c[1]["best_val_acc"])  # first on ties
+        record["lr_search"] = search
+        record["search_seconds"] = sum(r["seconds"] for _, r, _ in finished)
+        model = load_params(build_model(data["X_train"].shape[1:], len(classes), args.keep_prob,
+                                        np.dtype(args.dtype), args.seed), params)
         if "X_test" in data:
             record["test_loss"], record["test_acc"] = evaluate(model, data["X_test"], data["y_test"])
         name = os.path.join(args.results_dir, f"transfer_{target}_{scenario}")
@@ -472,7 +498,7 @@ def run_target(target, source_path, normalization, args):
                                   f"{record['best_val_acc']:.3f}, epoch {record['best_epoch']})")
         records[scenario] = record
     files["curves"] = plot_curves(records, os.path.join(args.results_dir, f"transfer_{target}_curves.png"),
-                                  f"{target}: from scratch vs fine-tune vs freeze "
+                                  f"{target}: from scratch vs fine-tune vs freeze\n"
                                   f"(source: Fashion-MNIST CNN)")
     return {"description": description, "classes": classes, "scenarios": records}, files
 
@@ -480,7 +506,6 @@ def run_target(target, source_path, normalization, args):
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-    os.makedirs(args.results_dir, exist_ok=True)
     normalization = pixel_normalization(args.data_dir)
     print(f"normalization of every input: (pixel / 255 - {normalization[0]:.4f}) / "
           f"{normalization[1]:.4f} (Fashion-MNIST training pixels)")
@@ -501,7 +526,7 @@ def main(argv=None):
     results["wall_time_seconds"] = time.perf_counter() - start
     files["json"] = os.path.join(args.results_dir, "transfer_learning.json")
     results["files"] = files
-    write_atomic(files["json"], json.dumps(results, indent=2))
+    experiment.write_json(files["json"], results)
 
     if source:
         print(f"\nsource (Fashion-MNIST): best val acc {source['best_val_acc']:.4f} "
@@ -517,10 +542,14 @@ def main(argv=None):
                   f"{r['final_val_acc']:>12.4f} {test:>8} {r['seconds']:>5.0f}s "
                   f"{r['search_seconds']:>6.0f}s")
     print(f"wall time {results['wall_time_seconds']:.0f} s")
-    for key, path in files.items():
-        print(f"{key.replace('_', ' ')}: {path}")
-    return results
+    experiment.print_files(files)
+    return 0
+
+
+def cli():
+    """The command's entry point: main() with data errors as one message (see experiment.run)."""
+    return experiment.run(main)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -281,11 +281,11 @@ def test_quick_run_end_to_end(tmp_path):
     require_data()
     results, checkpoints = tmp_path / "results", tmp_path / "checkpoints"
     done = subprocess.run([sys.executable, "transfer_learning.py", "--quick", "--results-dir",
-                           str(results), "--checkpoint-dir", str(checkpoints)], cwd=REPO,
-                          env=dict(os.environ, MPLBACKEND="Agg"), capture_output=True,
+                           str(results), "--checkpoint-dir", str(checkpoints), "--jobs", "2"],
+                          cwd=REPO, env=dict(os.environ, MPLBACKEND="Agg"), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    with open(results / "transfer_learning.json") as f:
+    with open(results / "quick" / "transfer_learning.json") as f:
         summary = json.load(f)
     assert list(summary["targets"]) == ["digits-10", "ants-bees"]
     for target, head in (("digits-10", 120 * 10 + 10), ("ants-bees", 120 * 2 + 2)):

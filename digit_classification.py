@@ -237,7 +237,7 @@ def main(argv=None):
     experiment.print_files({"results": summary_path, **{
         f"{kind} {os.path.basename(path).split('_')[-1][:-4]}": path
         for kind, result in results.items() for path in result["plots"]}})
-    return 0
+    return results
 
 
 def cli():

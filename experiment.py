@@ -105,8 +105,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 # ----------------------------------------------------------------------------- the command line
 
-def parser(description, data_help):
-    """An ArgumentParser with the common flags; the script adds its own."""
+def parser(description, data_help, sweeps=True):
+    """An ArgumentParser with the common flags (--jobs only if the script has sweeps to
+    run in parallel); the script adds its own."""
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--data-dir", help=data_help)
     p.add_argument("--results-dir", default="results",
@@ -128,9 +129,10 @@ def parser(description, data_help):
     p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
                    help="BLAS threads of this process; 1 because OpenBLAS threads stall when "
                         "another process keeps a core busy (see experiment.py)")
-    p.add_argument("--jobs", type=positive_int, default=1,
-                   help="configurations of a sweep trained at once, in worker processes with "
-                        "one BLAS thread each; the results are those of --jobs 1")
+    if sweeps:
+        p.add_argument("--jobs", type=positive_int, default=1,
+                       help="configurations of a sweep trained at once, in worker processes "
+                            "with one BLAS thread each; the results are those of --jobs 1")
     return p
 
 
@@ -274,14 +276,16 @@ def print_files(files):
 
 def run(main):
     """
-    Run a script's main() for the command line: its return value is the exit code; a
+    Run a script's main() for the command line: an int it returns is the exit code
+    (anything else, e.g. the results dict a notebook gets, means 0); a
     missing or corrupt dataset ends in one clear message (what is missing, where it was
     looked for, what to do) and exit code 1 instead of a traceback; Ctrl-C in exit code
     130 with a hint that --resume continues.
     """
     from data import ChecksumError, DatasetNotFoundError, IdxFormatError
     try:
-        return main()
+        result = main()
+        return result if isinstance(result, int) else 0
     except (DatasetNotFoundError, ChecksumError, IdxFormatError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

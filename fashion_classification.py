@@ -313,7 +313,7 @@ def main(argv=None):
           f"{best['best_epoch']}), test acc {test_acc:.4f} on {len(data['y_test'])} test images")
     print(f"wall time {wall_time:.0f} s")
     experiment.print_files(files)
-    return 0
+    return results
 
 
 def cli():

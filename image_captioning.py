@@ -59,23 +59,24 @@ Checkpoints go to --checkpoint-dir, one series per model and dataset; --resume c
 a stopped run and skips finished ones.
 
 Speed: the matrices here are small, and on a busy 2-core machine OpenBLAS threads wait
-for each other: there, the --quick run took 23 s with OPENBLAS_NUM_THREADS=1 and 320 s
-without it (two threads). Set it to 1 unless the machine is idle. The script leaves the
-choice to the caller.
+for each other: the --quick run took 72 s with one BLAS thread and 371 s with two. So the
+script runs one BLAS thread unless --threads says otherwise (experiment.py).
 """
-import argparse
-import json
-import os
-import textwrap
-import time
+import experiment
 
-import numpy as np
+experiment.apply_thread_policy()   # before NumPy loads
 
-from bleu import bleu_scores, corpus_bleu, decode_captions, group_references
-from fileio import write_atomic
-from plots import plot_accuracy, save_figure
-from rnn import AttentionCaptioningRNN, CaptioningRNN
-from solver import NonFiniteLossError, Solver, epoch_means
+import os  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from bleu import bleu_scores, corpus_bleu, decode_captions, group_references  # noqa: E402
+from plots import plot_accuracy, save_figure  # noqa: E402
+from rnn import AttentionCaptioningRNN, CaptioningRNN  # noqa: E402
+from solver import NonFiniteLossError, Solver, epoch_means  # noqa: E402
 
 MODELS = {
     "rnn": "vanilla RNN decoder on the pooled feature vector",
@@ -88,48 +89,41 @@ NUM_ATTENTION_IMAGES = 3      # attention heatmaps, when --images is not given
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = experiment
+    parser = t.parser(__doc__.split("\n\n")[0], sweeps=False, data_help=(
+        "mnist-scenes: folder holding MNIST (else $HANDGRAD_DATA, data/); coco: the "
+        "coco_captioning folder or its parent"))
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None,
                         help="decoders to train (default: all three; on COCO rnn and lstm)")
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist-scenes")
-    parser.add_argument("--data-dir", default=None,
-                        help="mnist-scenes: folder holding MNIST (else $HANDGRAD_DATA, data/); "
-                             "coco: the coco_captioning folder or its parent")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist-scenes",
+                        help="the built-in MNIST scenes or the course's COCO files")
     parser.add_argument("--cache-dir", default=None,
                         help="mnist-scenes: folder of the generated scenes' cache (default: "
                              "<data-dir>/cache, $HANDGRAD_DATA/cache, data/cache)")
-    parser.add_argument("--max-train", type=int, default=None,
-                        help="coco: use a random subset of this many training captions")
+    parser.add_argument("--max-train", type=t.positive_int, default=None,
+                        help="coco: use a random subset of this many training captions "
+                             "(default: all; --quick: 2000)")
     parser.add_argument("--raw-features", action="store_true",
                         help="coco: the 4096-d fc7 features instead of the 512-d PCA ones")
-    parser.add_argument("--results-dir", default="results")
-    parser.add_argument("--checkpoint-dir", default="checkpoints")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue each model's run from its latest checkpoint, if any")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's step size")
-    parser.add_argument("--lr-decay", type=float, default=0.85, help="learning-rate factor per epoch")
-    parser.add_argument("--grad-clip", type=float, default=5.0,
-                        help="largest global gradient norm (0: no clipping)")
-    parser.add_argument("--wordvec-dim", type=int, default=128)
-    parser.add_argument("--hidden-dim", type=int, default=256)
-    parser.add_argument("--attention-dim", type=int, default=128)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--images", type=int, nargs="+", default=None, metavar="ID",
+    t.add_scaled(parser, "--epochs", 12, 2, "epochs per model", type=t.positive_int)
+    parser.add_argument("--batch-size", type=t.positive_int, default=100, help="minibatch size")
+    parser.add_argument("--learning-rate", type=t.positive_float, default=2e-3,
+                        help="Adam's step size")
+    parser.add_argument("--lr-decay", type=t.decay_factor, default=0.85,
+                        help="learning-rate factor per epoch")
+    parser.add_argument("--grad-clip", type=t._number(float, lambda v: v >= 0, "a number >= 0"),
+                        default=5.0, help="largest global gradient norm (0: no clipping)")
+    parser.add_argument("--wordvec-dim", type=t.positive_int, default=128, help="word vector size")
+    parser.add_argument("--hidden-dim", type=t.positive_int, default=256, help="hidden state size")
+    parser.add_argument("--attention-dim", type=t.positive_int, default=128,
+                        help="attention model: size of the attention layer")
+    parser.add_argument("--images", type=t.non_negative_int, nargs="+", default=None, metavar="ID",
                         help="test image ids (as in captions_<model>.json) to show in the "
                              f"caption figure and the attention heatmaps (default: the first "
                              f"{NUM_EXAMPLE_IMAGES}, heatmaps for the first {NUM_ATTENTION_IMAGES})")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run, 2 epochs: the small scenes (1,000 train images); "
-                             "on coco 2,000 training captions unless --max-train is given")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.epochs = 2
-        if args.dataset == "coco" and args.max_train is None:
-            args.max_train = 2000
+    args = t.parse(parser, argv)
+    if args.quick and args.dataset == "coco" and args.max_train is None:
+        args.max_train = 2000
     return args
 
 
@@ -558,14 +552,13 @@ def main(argv=None):
                                           idx_to_word=data["idx_to_word"])
         test_captions[name] = decode_captions(captions, data["idx_to_word"])
 
-    os.makedirs(args.results_dir, exist_ok=True)
     files = {}
     files["loss_plot"], files["bleu4_plot"] = plot_curves(records, data, args.results_dir)
     for name, captions in test_captions.items():
         files[f"captions_{name}"] = os.path.join(args.results_dir, f"captions_{name}.json")
-        write_atomic(files[f"captions_{name}"], json.dumps(
-            {str(image_id): caption_text(words)
-             for image_id, words in zip(data["test"]["ids"].tolist(), captions)}, indent=1))
+        experiment.write_json(files[f"captions_{name}"], {
+            str(image_id): caption_text(words)
+            for image_id, words in zip(data["test"]["ids"].tolist(), captions)})
     if test_captions:
         files["examples"] = plot_examples(data, example_ids, test_captions,
                                           os.path.join(args.results_dir, "captioning_examples.png"))
@@ -577,7 +570,7 @@ def main(argv=None):
     results = {"args": vars(args), "dataset": data["name"],
                "num_images": {s: len(data[s]["features"]) for s in ("train", "val", "test")},
                "models": records, "wall_time_seconds": wall_time, "files": files}
-    write_atomic(files["json"], json.dumps(results, indent=2))
+    experiment.write_json(files["json"], results)
 
     print(f"\ntest BLEU on {num_test} {data['name']} test images (greedy captions, "
           f"parameters of the best validation epoch):")
@@ -593,10 +586,14 @@ def main(argv=None):
               f"{r['seconds_per_epoch'] or float('nan'):>8.1f}"
               + ("  (diverged)" if r["diverged"] else ""))
     print(f"\nwall time {wall_time:.0f} s")
-    for key, path in files.items():
-        print(f"{key.replace('_', ' ')}: {path}")
+    experiment.print_files(files)
     return results
 
 
+def cli():
+    """The command's entry point: main() with data errors as one message (see experiment.run)."""
+    return experiment.run(main)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

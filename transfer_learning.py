@@ -543,7 +543,7 @@ def main(argv=None):
                   f"{r['search_seconds']:>6.0f}s")
     print(f"wall time {results['wall_time_seconds']:.0f} s")
     experiment.print_files(files)
-    return 0
+    return results
 
 
 def cli():

@@ -109,7 +109,7 @@ def test_coco_run_on_tiny_files(tmp_path, capsys):
     assert "captioning_attention.png" not in capsys.readouterr().out
     assert summary["num_images"] == {"train": SIZES["train"][0], "val": num_val // 2,
                                      "test": num_val - num_val // 2}
-    with open(results / "captions_lstm.json") as f:
+    with open(results / "full" / "captions_lstm.json") as f:
         captions = json.load(f)
     # keyed by the image's row in COCO's val files: the test set is the second half
     assert list(captions) == [str(i) for i in range(num_val // 2, num_val)]
@@ -150,7 +150,7 @@ def test_quick_run_end_to_end_and_resume_with_chosen_images(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "val bleu4" in out and "BLEU-4" in out
-    with open(results / "image_captioning.json") as f:
+    with open(results / "quick" / "image_captioning.json") as f:
         summary = json.load(f)
     assert summary["dataset"] == "mnist-scenes-small"
     assert summary["num_images"] == {"train": 1000, "val": 200, "test": 200}
@@ -162,7 +162,7 @@ def test_quick_run_end_to_end_and_resume_with_chosen_images(tmp_path):
         # two epochs on 1,000 scenes already get the caption templates' words right
         assert 0.3 < model["test_bleu"]["bleu1"] <= 1.0
         assert 0.0 <= model["test_bleu"]["bleu4"] <= model["test_bleu"]["bleu1"]
-        with open(results / f"captions_{model['model']}.json") as f:
+        with open(results / "quick" / f"captions_{model['model']}.json") as f:
             captions = json.load(f)
         assert list(captions) == [str(i) for i in range(200)]
         assert all(isinstance(c, str) for c in captions.values())
@@ -176,7 +176,7 @@ def test_quick_run_end_to_end_and_resume_with_chosen_images(tmp_path):
     again = run_script(*args, "--resume", "--images", "7", "3")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.count("resumed from") == 3 and "(Epoch" not in again.stdout
-    with open(results / "image_captioning.json") as f:
+    with open(results / "quick" / "image_captioning.json") as f:
         resumed = json.load(f)
     assert [m["test_bleu"] for m in resumed["models"]] == [m["test_bleu"]
                                                            for m in summary["models"]]

@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 
 from cnn import Sequential, fashion_cnn_layers, load_params, save_params  # noqa: E402
 from data import load_fashion_mnist, standardized_splits  # noqa: E402
-from plots import plot_accuracy, save_figure  # noqa: E402
+from plots import epoch_axis, fit_title, note_short_run, plot_accuracy, save_figure  # noqa: E402
 from solver import epoch_means  # noqa: E402
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -161,11 +161,13 @@ def plot_comparison(records, path, title):
     ax_loss.set_ylabel("mean training loss (NLL)")
     ax_loss.set_yscale("log")
     ax_acc.set_ylabel("validation accuracy")
+    num_epochs = max((len(r["val_acc_history"]) for r in records), default=1)
+    note_short_run(ax_acc, {r["learning_rate"]: r["val_acc_history"] for r in records})
     for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("epoch")
+        epoch_axis(ax, num_epochs)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
+    fig.suptitle(fit_title(title, 110), fontsize=11)
     return save_figure(fig, path)
 
 
@@ -206,6 +208,41 @@ def _plot_mosaic(mosaic, tile_shape, path, title, xlabel, ylabel, figsize, label
     return save_figure(fig, path)
 
 
+def plot_strongest_channels(weights, path, per_filter=4, columns=8):
+    """
+    conv2's kernels (F, C, kh, kw) as one panel per output filter f, holding the
+    per_filter kernels W[f, c] of largest L2 norm in a 2 x 2 block, strongest first
+    (row-major), with their input channels c (from 1) in the panel title. One symmetric
+    colour scale for the figure. Returns path.
+    """
+    import matplotlib.pyplot as plt
+    F, C, kh, kw = weights.shape
+    per_filter = min(per_filter, C)
+    side = int(np.ceil(np.sqrt(per_filter)))
+    norms = np.sqrt((weights ** 2).sum(axis=(2, 3)))                 # (F, C)
+    strongest = np.argsort(-norms, axis=1, kind="stable")[:, :per_filter]
+    limit = float(np.abs(weights).max()) or 1.0
+    rows = int(np.ceil(F / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.25 * columns + 1, 1.45 * rows), squeeze=False)
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.45")
+    for f, ax in enumerate(axes.ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if f >= F:
+            ax.axis("off")
+            continue
+        tiles = np.full((side * side, kh, kw), np.nan)
+        tiles[:per_filter] = weights[f, strongest[f]]
+        image = ax.imshow(_kernel_mosaic(tiles.reshape(side, side, kh, kw)), cmap=cmap,
+                          vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(f"f{f + 1}: c{','.join(str(c + 1) for c in strongest[f])}", fontsize=7)
+    fig.suptitle(f"conv2: the {per_filter} strongest of each filter's {C} input-channel kernels "
+                 f"({kh}x{kw}),\nfilter f1..f{F}; title: their input channels c (conv1 filters), "
+                 f"strongest first", fontsize=9)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight (red > 0 > blue)")
+    return save_figure(fig, path)
+
+
 def plot_filters(params, results_dir="results", prefix="fashion"):
     """
     Save pictures of the first two conv layers' kernels; usable from a notebook.
@@ -217,10 +254,10 @@ def plot_filters(params, results_dir="results", prefix="fashion"):
     - prefix: file name prefix.
 
     conv1: one tile per filter (its input has one channel), arranged in a grid.
-    conv2: one tile per (output channel, input channel) pair: row f, column c shows
-    W[f, c], the 3x3 kernel by which filter f filters input channel c. We show every
-    pair rather than averaging over input channels, because a filter's kernels on
-    different channels have unrelated signs and an average would cancel them out.
+    conv2: one panel per output filter f, showing its 4 strongest kernels W[f, c] (the
+    input channels c with the largest L2 norm, labelled in the panel's title): all 16 x 32
+    kernels in one grid are too dense to read, and averaging over the input channels would
+    cancel kernels of unrelated signs.
     Colours are the raw weights on one symmetric scale per figure (white = 0, grey lines
     separate the tiles).
 
@@ -237,15 +274,7 @@ def plot_filters(params, results_dir="results", prefix="fashion"):
         os.path.join(results_dir, f"{prefix}_conv1_filters.png"),
         f"conv1: the {F1} kernels ({kh}x{kw}) applied to the image,\n"
         f"filter 1..{F1} left to right, top to bottom", "", "", (4.5, 4.5), False)
-    F2, C2, kh2, kw2 = conv2.shape
-    path2 = _plot_mosaic(
-        _kernel_mosaic(conv2), (kh2, kw2),
-        os.path.join(results_dir, f"{prefix}_conv2_filters.png"),
-        f"conv2: one tile per (output, input) channel pair, W[f, c] ({kh2}x{kw2});\n"
-        f"row f = output filter 1..{F2}, column c = input channel 1..{C2} "
-        f"(not averaged over c:\nkernels on different channels have unrelated signs "
-        f"and would cancel out)", f"input channel c (conv1 filter) 1..{C2}",
-        f"output filter f 1..{F2}", (6, 10), True)
+    path2 = plot_strongest_channels(conv2, os.path.join(results_dir, f"{prefix}_conv2_filters.png"))
     return path1, path2
 
 

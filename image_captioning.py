@@ -74,7 +74,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bleu import bleu_scores, corpus_bleu, decode_captions, group_references  # noqa: E402
-from plots import plot_accuracy, save_figure  # noqa: E402
+from plots import epoch_axis, fit_title, note_short_run, plot_accuracy, save_figure  # noqa: E402
 from rnn import AttentionCaptioningRNN, CaptioningRNN  # noqa: E402
 from solver import NonFiniteLossError, Solver, epoch_means  # noqa: E402
 
@@ -448,8 +448,8 @@ def plot_attention(data, ids, captions, alphas, path):
     - alphas: array (N_test, T, L), the attention weights of every word.
     - path: PNG file to write.
 
-    Each panel is scaled to its own largest weight (bright = the most attended cell of
-    that step); the weights of a step sum to 1 over the L cells.
+    All panels share one colour scale, shown by the colorbar: a cell's weight (the
+    weights of a step sum to 1 over the L cells), so panels can be compared.
     """
     import matplotlib.pyplot as plt
     test, idx_to_word = data["test"], data["idx_to_word"]
@@ -460,8 +460,9 @@ def plot_attention(data, ids, captions, alphas, path):
         length = words.index("<END>") + 1 if end in captions[i] else len(words)
         panels.append(words[:length])
     columns = max(len(words) for words in panels) + 1
-    fig, axes = plt.subplots(len(ids), columns, figsize=(1.25 * columns, 1.55 * len(ids)),
+    fig, axes = plt.subplots(len(ids), columns, figsize=(1.25 * columns + 0.8, 1.55 * len(ids)),
                              squeeze=False)
+    vmax = max(float(alphas[i, :len(words)].max()) for i, words in zip(ids, panels))
     for row, (i, words) in enumerate(zip(ids, panels)):
         image = test["images"][i]
         axes[row, 0].imshow(image, cmap="gray", vmin=0, vmax=255)
@@ -469,7 +470,7 @@ def plot_attention(data, ids, captions, alphas, path):
         for t, word in enumerate(words):
             ax = axes[row, t + 1]
             heat = upsample_attention(alphas[i, t], data["grid"], image.shape)
-            ax.imshow(heat, cmap="viridis", vmin=0, vmax=heat.max())
+            shown = ax.imshow(heat, cmap="viridis", vmin=0, vmax=vmax)
             # the digits on top, white where there is ink, see-through elsewhere
             ax.imshow(np.ones_like(image), cmap="gray", vmin=0, vmax=1,
                       alpha=0.75 * image / 255.0)
@@ -480,10 +481,11 @@ def plot_attention(data, ids, captions, alphas, path):
         for ax in axes[row, len(words) + 1:]:
             ax.axis("off")
     rows, cols = data["grid"]
-    fig.suptitle(f"Attention weights of the step that generated each word ({rows} x {cols} "
-                 f"grid upsampled to the canvas; each panel scaled to its own maximum)",
-                 fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(fit_title(f"Attention weights of the step that generated each word ({rows} x "
+                           f"{cols} grid upsampled to the canvas)", 130), fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.94, 1))
+    bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    bar.set_label("attention weight of a cell", fontsize=8)
     return save_figure(fig, path)
 
 
@@ -492,7 +494,7 @@ def plot_curves(records, data, results_dir):
     loss_path = plot_accuracy(
         {r["model"]: r["epoch_losses"] for r in records},
         os.path.join(results_dir, "captioning_loss.png"),
-        f"{data['name']}: training loss per caption (cross-entropy summed over its words)",
+        f"{data['name']}: training loss per caption\n(cross-entropy summed over its words)",
         ylabel="mean training loss per epoch")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -501,9 +503,10 @@ def plot_curves(records, data, results_dir):
         line, = ax.plot(epochs, r["val_bleu4_history"], marker="o", label=f"{r['model']} val")
         ax.plot(epochs, r["train_bleu4_history"], ls="--", color=line.get_color(), alpha=0.6,
                 label=f"{r['model']} train subset")
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, max((len(r["val_bleu4_history"]) for r in records), default=1))
+    note_short_run(ax, {r["model"]: r["val_bleu4_history"] for r in records})
     ax.set_ylabel("BLEU-4 (greedy captions)")
-    ax.set_title(f"{data['name']}: BLEU-4 per epoch")
+    ax.set_title(fit_title(f"{data['name']}: BLEU-4 per epoch"), fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     bleu_path = save_figure(fig, os.path.join(results_dir, "captioning_bleu4.png"))

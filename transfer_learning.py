@@ -82,7 +82,7 @@ from cnn import Sequential, fashion_cnn_layers, load_params, save_params  # noqa
 from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_split  # noqa: E402
 from fileio import write_atomic  # noqa: E402
 from layers import log_softmax_forward  # noqa: E402
-from plots import save_figure  # noqa: E402
+from plots import epoch_axis, fit_title, note_short_run, save_figure  # noqa: E402
 from solver import NonFiniteLossError, Solver  # noqa: E402
 
 SCENARIOS = ("scratch", "finetune", "freeze")
@@ -404,11 +404,13 @@ def plot_curves(records, path, title):
     ax_loss.set_ylabel("mean cross-entropy loss")
     ax_loss.set_yscale("log")
     ax_acc.set_ylabel("accuracy")
+    num_epochs = max(len(r["val_acc"]) for r in records.values())
+    note_short_run(ax_acc, {s: r["val_acc"] for s, r in records.items()})
     for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("epoch")
+        epoch_axis(ax, num_epochs)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(fit_title(title, 110), fontsize=11)
     return save_figure(fig, path)
 
 

@@ -165,7 +165,7 @@ def _missing_files(directory):
     return [f for f in FILE_NAMES if _find_file(directory, f) is None]
 
 
-def _not_found_message(name, data_dir=None):
+def _not_found_message(name, data_dir=None, download_tried=False):
     dataset = _dataset(name)
     lines = ['%s not found: no directory holds all four files %s.'
              % (dataset['title'], ', '.join(f + '.gz' for f in FILE_NAMES)),
@@ -178,9 +178,9 @@ def _not_found_message(name, data_dir=None):
                          % (directory, ', '.join(_missing_files(directory))))
     lines.append(
         'Fix: put the four files (gzipped or not) into %s, or into <root>/%s/ and '
-        'set %s=<root> or pass data_dir=<root> (scripts: --data-dir <root>), '
-        'or call with download=True.'
-        % (_download_dirs(name, data_dir)[0], name, DATA_ENV))
+        'set %s=<root> or pass data_dir=<root> (scripts: --data-dir <root>)%s.'
+        % (_download_dirs(name, data_dir)[0], name, DATA_ENV,
+           '' if download_tried else ', or call with download=True'))
     if dataset['system_dirs']:
         lines.append('On Debian: apt-get install dataset-%s (installs into %s).'
                      % (name, dataset['system_dirs'][0]))
@@ -296,20 +296,44 @@ def download_dataset(name, data_dir=None, mirror=None):
     mirror = mirror or os.environ.get(dataset['mirror_env'])
     mirrors = (mirror,) if mirror else dataset['mirrors']
 
-    directory = None
+    directory, created = None, []
     for candidate in _download_dirs(name, data_dir):
+        missing = []   # the folders this makes, to remove again if nothing lands in them
+        parent = os.path.abspath(candidate)
+        while not os.path.isdir(parent) and parent != os.path.dirname(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
         try:
             os.makedirs(candidate, exist_ok=True)
         except OSError:
             continue
         if os.access(candidate, os.W_OK):
-            directory = candidate
+            directory, created = candidate, missing
             break
+        _remove_empty(missing)
     if directory is None:
         raise DatasetNotFoundError(
             'Cannot download %s: none of these directories is writable: %s'
             % (dataset['title'], ', '.join(_download_dirs(name, data_dir))))
 
+    try:
+        _download_missing(dataset, directory, mirrors)
+    except BaseException:
+        _remove_empty(created)   # no empty folders left in the user's data directory
+        raise
+    return directory
+
+
+def _remove_empty(folders):
+    """Remove the folders (innermost first) that are empty."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+
+
+def _download_missing(dataset, directory, mirrors):
     for file_name in _missing_files(directory):
         errors = _download_file(mirrors, file_name, directory,
                                 dataset['sha256'][file_name][0])
@@ -321,7 +345,6 @@ def download_dataset(name, data_dir=None, mirror=None):
                    ', '.join(f + '.gz' for f in _missing_files(directory)),
                    '\n'.join('  %s: %s' % (url, e) for url, e in errors),
                    directory, dataset['mirror_env']))
-    return directory
 
 
 def _read_verified_idx(path, expected_sha256, verify):
@@ -339,14 +362,15 @@ def _read_verified_idx(path, expected_sha256, verify):
 def _load(name, data_dir, download, verify):
     try:
         directory = find_dataset_dir(name, data_dir)
-    except DatasetNotFoundError as not_found:
+    except DatasetNotFoundError:
         if not download:
             raise
         try:
             directory = download_dataset(name, data_dir)
         except DatasetNotFoundError as download_failed:
-            raise DatasetNotFoundError(
-                '%s\n%s' % (not_found, download_failed)) from None
+            raise DatasetNotFoundError('%s\nThe download failed too: %s' % (
+                _not_found_message(name, data_dir, download_tried=True),
+                download_failed)) from None
 
     paths = [_find_file(directory, f) for f in FILE_NAMES]
     X_train, y_train, X_test, y_test = [

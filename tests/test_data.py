@@ -391,8 +391,10 @@ def test_download_http_error_says_what_is_missing(isolated, monkeypatch, mirror)
         assert name + '.gz' in message                         # what is missing
     assert str(isolated / 'root' / 'mnist') in message         # where to put them
     assert 'Looked in' in message                              # where we looked
-    assert not [f for f in os.listdir(isolated / 'root' / 'mnist')
-                if f.endswith('.part')]
+    assert 'The download failed too' in message
+    assert 'download=True' not in message                      # not after it failed
+    # the folders made for the download were removed again: no empty folders left behind
+    assert not (isolated / 'root').exists()
 
 
 # ---------------------------------------------------------------- npz, split

@@ -101,3 +101,21 @@ def test_run_sweep_returns_results_in_order_with_workers():
     assert list(experiment.run_sweep(square, [3, 1, 2], jobs=2)) == [(3, 9), (1, 1), (2, 4)]
     assert list(experiment.run_sweep(square, [3, 1], jobs=1)) == [(3, 9), (1, 1)]
     assert "HANDGRAD_SWEEP_WORKER" not in os.environ
+
+
+def test_missing_data_ends_in_one_message_without_traceback(tmp_path):
+    """No MNIST anywhere and an unreachable mirror: what is missing, where it looked and
+    what to do, exit code 1, no traceback, and no empty folders left behind."""
+    env = {k: v for k, v in os.environ.items() if k != "HANDGRAD_DATA"}
+    env.update(MPLBACKEND="Agg", HANDGRAD_MNIST_MIRROR="http://127.0.0.1:9/")
+    root = tmp_path / "data"
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "digit_classification.py"), "--quick",
+                          "--data-dir", str(root), "--results-dir", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
+    if "MNIST: " in run.stdout:
+        pytest.skip("MNIST was found in the repository's data/ folder")
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert "\nerror: MNIST not found" in "\n" + run.stderr
+    assert "Looked in" in run.stderr and "--data-dir" in run.stderr
+    assert not root.exists()

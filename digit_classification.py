@@ -17,7 +17,8 @@ For each model the script
    (zero fill), a fresh shift per image per epoch: MNIST digits are roughly centred, so
    small translations are plausible new samples and curb overfitting.
 3. reports its test accuracy, and saves plots (training loss per iteration, train/val
-   accuracy per epoch) and a JSON of every configuration's result under --results-dir.
+   accuracy per epoch) and a JSON of every configuration's result under
+   <--results-dir>/<--run-name> (results/full/, or results/quick/ with --quick).
 
 Data: MNIST's 60,000 training images are split into the first 55,000 for training and
 the last 5,000 for validation; the 10,000 official test images are used once, at the end.

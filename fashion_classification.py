@@ -31,7 +31,8 @@ first 55,000 training images are for training, the last 5,000 for validation, an
 computed on the 55,000 training images only) are subtracted and divided out, for every
 split.
 
-Written under --results-dir (default results/), each path printed at the end:
+Written under <--results-dir>/<--run-name> (default results/full/, with --quick
+results/quick/), each path printed at the end:
     fashion_loss.png            best run: mean training loss per epoch
     fashion_accuracy.png        best run: validation (and training-subset) accuracy per epoch
     fashion_lr_comparison.png   all learning rates: training loss and validation accuracy
@@ -43,7 +44,7 @@ interrupted runs and skips finished ones.
 
 In a notebook:
     from fashion_classification import build_model, plot_filters
-    params = dict(np.load("results/fashion_cnn_params.npz"))
+    params = dict(np.load("results/full/fashion_cnn_params.npz"))
     plot_filters(params, "results")
 """
 import experiment
@@ -249,7 +250,7 @@ def plot_filters(params, results_dir="results", prefix="fashion"):
 
     Inputs:
     - params: dict with 'conv1_W' (F1, C, kh, kw) and 'conv2_W' (F2, F1, kh, kw), e.g.
-      model.params or dict(np.load('results/fashion_cnn_params.npz')).
+      model.params or dict(np.load('results/full/fashion_cnn_params.npz')).
     - results_dir: folder for the PNGs.
     - prefix: file name prefix.
 

@@ -1,7 +1,7 @@
 """Image captioning with a vanilla RNN, an LSTM and an LSTM with attention, compared by BLEU.
 
-    OPENBLAS_NUM_THREADS=1 python image_captioning.py          # full run: rnn, lstm, attention
-    OPENBLAS_NUM_THREADS=1 python image_captioning.py --quick   # smoke run, small scenes, < 1 min
+    python image_captioning.py           # full run: rnn, lstm, attention
+    python image_captioning.py --quick   # smoke run, small scenes, < 1 min
     python image_captioning.py --models lstm attention --images 7 42 99
     python image_captioning.py --dataset coco --data-dir PATH     # the course's COCO files
 
@@ -48,7 +48,8 @@ likely. A listing scores a higher BLEU than a relation sentence (its words are e
 get right), so the share of each template, and with it BLEU-4, can move by several points
 from one epoch to the next while the loss falls smoothly.
 
-Written under --results-dir (default results/), each path printed at the end:
+Written under <--results-dir>/<--run-name> (default results/full/, with --quick
+results/quick/), each path printed at the end:
     captioning_loss.png            mean training loss per epoch, one line per model
     captioning_bleu4.png           validation BLEU-4 per epoch (dashed: training subset)
     captioning_examples.png        test images with every model's caption and a reference

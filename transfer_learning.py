@@ -2,7 +2,7 @@
 
     python transfer_learning.py                     # full run: pretrain, then both targets
     python transfer_learning.py --quick             # smoke run on subsets, well under a minute
-    python transfer_learning.py --targets ants-bees --source-params results/transfer_source.npz
+    python transfer_learning.py --targets ants-bees --source-params results/full/transfer_source.npz
 
 The reference exercise fine-tunes and freezes a network pretrained on ImageNet. No
 pretrained weights exist here, so the script first makes its own SOURCE network:
@@ -10,9 +10,9 @@ pretrained weights exist here, so the script first makes its own SOURCE network:
     the Fashion-MNIST CNN of fashion_classification.py (conv 16 - pool - conv 32 - pool -
     affine 600 - dropout - affine 120 - affine 10, 769,930 parameters), trained with Adam
     for --source-epochs epochs on the 55,000 Fashion-MNIST training images, keeping the
-    epoch best on the 5,000 validation images. Saved as results/transfer_source.npz;
+    epoch best on the 5,000 validation images. Saved as results/full/transfer_source.npz;
     --source-params PATH uses saved weights instead (e.g. fashion_classification.py's
-    results/fashion_cnn_params.npz: same keys and shapes).
+    results/full/fashion_cnn_params.npz: same keys and shapes).
 
 Then, for each TARGET, three networks of that architecture are trained on the same split,
 for the same --epochs, with the same optimizer (Adam, learning rate times --lr-decay after
@@ -56,7 +56,8 @@ Solver's best_params; ties keep the earlier epoch). The best validation accuracy
 optimistic estimate, since the epoch and the learning rate were chosen on it; the table
 also shows the last epoch's, and for digits the test accuracy.
 
-Written under --results-dir (default results/), each path printed at the end:
+Written under <--results-dir>/<--run-name> (default results/full/, with --quick
+results/quick/), each path printed at the end:
     transfer_source.npz                       the source network's parameters (unless given)
     transfer_<target>_curves.png              loss and accuracy per epoch, the 3 scenarios
     transfer_<target>_<scenario>_predictions.png   visualize_model: validation images,

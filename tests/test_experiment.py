@@ -14,7 +14,8 @@ import digit_classification
 import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ["digit_classification.py", "fashion_classification.py"]
+SCRIPTS = ["digit_classification.py", "fashion_classification.py", "transfer_learning.py",
+           "image_captioning.py"]
 
 
 def run_script(script, *args):
@@ -37,6 +38,10 @@ def run_script(script, *args):
     ("fashion_classification.py", ["--keep-prob", "0"], "must be a keep probability in (0, 1]"),
     ("fashion_classification.py", ["--learning-rates"], "expected at least one argument"),
     ("fashion_classification.py", ["--epochs", "-3"], "must be a positive integer, got -3"),
+    ("transfer_learning.py", ["--learning-rates", "0"], "must be a number > 0, got 0"),
+    ("transfer_learning.py", ["--labels-per-class", "-1"], "must be a positive integer"),
+    ("image_captioning.py", ["--grad-clip", "-1"], "must be a number >= 0"),
+    ("image_captioning.py", ["--jobs", "2"], "unrecognized arguments: --jobs 2"),
 ])
 def test_bad_flags_end_in_one_line_and_exit_code_2(script, flags, message):
     run = run_script(script, *flags)
@@ -65,7 +70,7 @@ def test_help_shows_every_default(script):
     run = run_script(script, "--help")
     assert run.returncode == 0
     text = " ".join(run.stdout.split())
-    assert re.search(r"epochs.*\(default: 15; --quick: \d\)", text)
+    assert re.search(r"epochs[^(]*\(default: \d+; --quick: \d+\)", text)
     assert "(default: 1)" in text                      # --threads and --jobs
     assert "(default: results)" in text and "(default: float32)" in text
     options = [line.split()[0] for line in run.stdout.splitlines() if line.startswith("  --")]

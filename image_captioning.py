@@ -77,7 +77,7 @@ import numpy as np  # noqa: E402
 from bleu import bleu_scores, corpus_bleu, decode_captions, group_references  # noqa: E402
 from plots import epoch_axis, fit_title, note_short_run, plot_accuracy, save_figure  # noqa: E402
 from rnn import AttentionCaptioningRNN, CaptioningRNN  # noqa: E402
-from solver import NonFiniteLossError, Solver, epoch_means  # noqa: E402
+from solver import epoch_means  # noqa: E402
 
 MODELS = {
     "rnn": "vanilla RNN decoder on the pooled feature vector",
@@ -316,24 +316,14 @@ def train(name, data, args):
     solver_data = {"X_train": train_split["image_idxs"], "y_train": train_split["captions"],
                    "X_val": val_ids, "y_val": val_ids}
 
-    os.makedirs(args.checkpoint_dir, exist_ok=True)
-    checkpoint_name = os.path.join(args.checkpoint_dir, f"captioning_{data['name']}_{name}")
-    solver = Solver(captioner, solver_data, update_rule="adam",
-                    optim_config={"learning_rate": args.learning_rate}, lr_decay=args.lr_decay,
-                    batch_size=args.batch_size, num_epochs=args.epochs,
-                    grad_clip=args.grad_clip or None, metric=bleu4, num_train_samples=1000,
-                    print_every=200, seed=args.seed, checkpoint_name=checkpoint_name)
-    latest = args.resume and solver.resume_latest()
-    if latest:
-        print(f"  resumed from {latest} after epoch {solver.epoch}")
-    start_epoch, start = solver.epoch, time.perf_counter()
-    diverged = None
-    try:
-        solver.train()
-    except NonFiniteLossError as error:   # report it and go on with the other models
-        diverged = str(error)
-        print(f"  {name} diverged: {error}")
-    epochs_run = solver.epoch - start_epoch
+    solver, run = experiment.train(
+        captioner, solver_data,
+        dict(update_rule="adam", optim_config={"learning_rate": args.learning_rate},
+             lr_decay=args.lr_decay, batch_size=args.batch_size, num_epochs=args.epochs,
+             grad_clip=args.grad_clip or None, metric=bleu4, num_train_samples=1000,
+             print_every=200, seed=args.seed),
+        checkpoint_name=os.path.join(args.checkpoint_dir, f"captioning_{data['name']}_{name}"),
+        resume=args.resume, label=name)
     history = solver.val_acc_history
     record = {
         "model": name,
@@ -345,9 +335,9 @@ def train(name, data, args):
                                     args.batch_size),
         "best_val_bleu4": solver.best_val_acc if history else None,
         "best_epoch": int(np.argmax(history)) + 1 if history else None,
-        "seconds_per_epoch": (time.perf_counter() - start) / epochs_run if epochs_run else None,
-        "diverged": diverged,
-        "checkpoint": latest,
+        "seconds_per_epoch": run["seconds_per_epoch"],
+        "diverged": run["diverged"],
+        "checkpoint": run["resumed_from"],
     }
     return model, record
 

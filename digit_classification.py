@@ -36,7 +36,6 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 from cnn import ConvNet  # noqa: E402
 from data import load_mnist, standardized_splits  # noqa: E402
@@ -99,18 +98,9 @@ def cached_data(args):
 
 
 def random_shift(X, rng, max_shift):
-    """
-    Translate each image of X (N, C, H, W) by its own random (dy, dx) in
-    [-max_shift, max_shift], filling with the batch minimum (the background: black
-    pixels after normalization).
-    Vectorized: every shifted copy is a window of the padded batch, picked per image.
-    """
-    N, _, H, W = X.shape
-    padded = np.pad(X, ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift)),
-                    constant_values=X.min())
-    windows = sliding_window_view(padded, (H, W), axis=(2, 3))  # (N, C, 2s+1, 2s+1, H, W)
-    dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, N))
-    return windows[np.arange(N), :, dy, dx]
+    """X (N, C, H, W) shifted per image by up to max_shift pixels, filled with the batch
+    minimum (the background: black pixels after normalization); see experiment.random_shift."""
+    return experiment.random_shift(X, rng, max_shift, padding="minimum")
 
 
 def configurations(kind, args):

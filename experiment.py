@@ -227,6 +227,27 @@ def train(model, data, solver_options, checkpoint_name=None, resume=False, label
                     "resumed_from": resumed_from or None, "diverged": diverged}
 
 
+# ----------------------------------------------------------------------------- augmentation
+
+def random_shift(X, rng, max_shift, padding="minimum"):
+    """
+    Translate each image of X (N, C, H, W) by its own random (dy, dx) in
+    [-max_shift, max_shift]: pad by max_shift (padding 'minimum': the batch minimum, the
+    background of normalized digits; 'reflect': mirrored borders, for photos), then crop
+    the original size at a random offset. Vectorized: every shifted copy is a window of
+    the padded batch, picked per image. Draws the offsets from rng (the Solver's).
+    """
+    import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
+    N, _, H, W = X.shape
+    pad = ((0, 0), (0, 0), (max_shift, max_shift), (max_shift, max_shift))
+    padded = (np.pad(X, pad, mode="reflect") if padding == "reflect"
+              else np.pad(X, pad, constant_values=X.min()))
+    windows = sliding_window_view(padded, (H, W), axis=(2, 3))   # (N, C, 2s+1, 2s+1, H, W)
+    dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, N))
+    return windows[np.arange(N), :, dy, dx]
+
+
 # ----------------------------------------------------------------------------- results
 
 def plain(value):

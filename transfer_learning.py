@@ -77,7 +77,6 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 from cnn import Sequential, fashion_cnn_layers, load_params, save_params  # noqa: E402
 from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_split  # noqa: E402
@@ -190,12 +189,8 @@ def make_augment(max_shift, flip):
     the original size) and, if flip, mirrored left-right with probability 1/2.
     """
     def augment(X, rng):
-        N, _, H, W = X.shape
-        s = max_shift
-        padded = np.pad(X, ((0, 0), (0, 0), (s, s), (s, s)), mode="reflect")
-        windows = sliding_window_view(padded, (H, W), axis=(2, 3))   # (N, C, 2s+1, 2s+1, H, W)
-        dy, dx = rng.integers(0, 2 * s + 1, size=(2, N))
-        out = windows[np.arange(N), :, dy, dx]                       # (N, C, H, W), a copy
+        N = len(X)
+        out = experiment.random_shift(X, rng, max_shift, padding="reflect")   # a copy
         if flip:
             mirror = rng.random(N) < 0.5
             out[mirror] = out[mirror, :, :, ::-1]

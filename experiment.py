@@ -127,8 +127,10 @@ def parser(description, data_help, sweeps=True):
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the data order, the initial weights and dropout")
     p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
-                   help="BLAS threads of this process; 1 because OpenBLAS threads stall when "
-                        "another process keeps a core busy (see experiment.py)")
+                   help="BLAS threads of this process (sets OPENBLAS_NUM_THREADS, "
+                        "OMP_NUM_THREADS and MKL_NUM_THREADS, overriding the environment); 1 "
+                        "because OpenBLAS threads stall when another process keeps a core "
+                        "busy (see experiment.py)")
     if sweeps:
         p.add_argument("--jobs", type=positive_int, default=1,
                        help="configurations of a sweep trained at once, in worker processes "

@@ -41,8 +41,9 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 def apply_thread_policy(argv=None):
     """
     Set the BLAS thread count for this process from --threads N in argv (default
-    sys.argv; DEFAULT_THREADS = 1 without the flag), before NumPy is imported. Returns
-    the count. A bad value is left for the real parser to report.
+    sys.argv; DEFAULT_THREADS = 1 without the flag), before NumPy is imported; in a
+    --jobs worker always 1. Returns the count. A bad value is left for the real parser
+    to report.
     """
     argv = sys.argv[1:] if argv is None else argv
     threads = DEFAULT_THREADS
@@ -55,9 +56,8 @@ def apply_thread_policy(argv=None):
         threads = 1   # a --jobs worker process: the cores are used by running several
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
-    if "numpy" in sys.modules:
-        print(f"warning: NumPy was imported before the thread policy; --threads {threads} "
-              f"may not apply", file=sys.stderr)
+    # (once NumPy is loaded, e.g. when a notebook imports a script for its functions, this
+    # only reaches processes started later: OpenBLAS read its setting at NumPy's import)
     return threads
 
 

@@ -85,16 +85,10 @@ def load_data(data_dir, dtype, quick):
     return data
 
 
-_loaded = {}
-
-
 def cached_data(args):
     """load_data for args, once per process (a --jobs worker loads its own copy)."""
-    key = (args.data_dir, args.dtype, args.quick)
-    if key not in _loaded:
-        _loaded.clear()
-        _loaded[key] = load_data(args.data_dir, np.dtype(args.dtype), args.quick)
-    return _loaded[key]
+    return experiment.cached((args.data_dir, args.dtype, args.quick),
+                             lambda: load_data(args.data_dir, np.dtype(args.dtype), args.quick))
 
 
 def random_shift(X, rng, max_shift):

@@ -198,6 +198,23 @@ def run_sweep(function, items, jobs):
                 os.environ[name] = value
 
 
+# ----------------------------------------------------------------------------- data, once
+
+_cached = {}
+
+
+def cached(key, load):
+    """
+    load() for this key, computed once per process and kept until another key is asked
+    for: the main process and each --jobs worker load a dataset once, however many
+    configurations they train on it.
+    """
+    if key not in _cached:
+        _cached.clear()
+        _cached[key] = load()
+    return _cached[key]
+
+
 # ----------------------------------------------------------------------------- training
 
 def train(model, data, solver_options, checkpoint_name=None, resume=False, label="",

@@ -90,16 +90,10 @@ def load_data(data_dir, dtype, quick):
                                limits=limits)
 
 
-_loaded = {}
-
-
 def cached_data(args):
     """load_data for args, once per process (a --jobs worker loads its own copy)."""
-    key = (args.data_dir, args.dtype, args.quick)
-    if key not in _loaded:
-        _loaded.clear()
-        _loaded[key] = load_data(args.data_dir, np.dtype(args.dtype), args.quick)
-    return _loaded[key]
+    return experiment.cached((args.data_dir, args.dtype, args.quick),
+                             lambda: load_data(args.data_dir, np.dtype(args.dtype), args.quick))
 
 
 def build_model(keep_prob=0.75, dtype=np.float32, seed=0):
@@ -185,25 +179,16 @@ def _kernel_mosaic(kernels):
     return mosaic
 
 
-def _plot_mosaic(mosaic, tile_shape, path, title, xlabel, ylabel, figsize, label_tiles):
-    """Draw a mosaic on a symmetric red-white-blue scale; optionally number the tile rows and columns."""
+def _plot_mosaic(mosaic, path, title, figsize):
+    """Draw a mosaic of kernels on a symmetric red-white-blue scale, with a colorbar."""
     import matplotlib.pyplot as plt
     limit = float(np.nanmax(np.abs(mosaic))) or 1.0
     fig, ax = plt.subplots(figsize=figsize)
     # grey gaps (NaN), so that near-zero (white) weights don't merge neighbouring tiles
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.45")
     image = ax.imshow(mosaic, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
-    kh, kw = tile_shape
-    if label_tiles:
-        rows, columns = (mosaic.shape[0] + 1) // (kh + 1), (mosaic.shape[1] + 1) // (kw + 1)
-        ax.set_xticks(np.arange(columns) * (kw + 1) + (kw - 1) / 2, np.arange(1, columns + 1), fontsize=6)
-        ax.set_yticks(np.arange(rows) * (kh + 1) + (kh - 1) / 2, np.arange(1, rows + 1), fontsize=6)
-        ax.tick_params(length=0)
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_xticks([])
+    ax.set_yticks([])
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, shrink=0.8, label="weight (red > 0 > blue)")
     return save_figure(fig, path)
@@ -271,10 +256,10 @@ def plot_filters(params, results_dir="results", prefix="fashion"):
     tiles = np.full((rows * columns, kh, kw), np.nan)
     tiles[:F1 * C1] = conv1.reshape(F1 * C1, kh, kw)
     path1 = _plot_mosaic(
-        _kernel_mosaic(tiles.reshape(rows, columns, kh, kw)), (kh, kw),
+        _kernel_mosaic(tiles.reshape(rows, columns, kh, kw)),
         os.path.join(results_dir, f"{prefix}_conv1_filters.png"),
         f"conv1: the {F1} kernels ({kh}x{kw}) applied to the image,\n"
-        f"filter 1..{F1} left to right, top to bottom", "", "", (4.5, 4.5), False)
+        f"filter 1..{F1} left to right, top to bottom", (4.5, 4.5))
     path2 = plot_strongest_channels(conv2, os.path.join(results_dir, f"{prefix}_conv2_filters.png"))
     return path1, path2
 

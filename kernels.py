@@ -20,13 +20,7 @@ This is not cs231n's fast_layers.py (whose name it avoids, so both can sit in on
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from layers import check_conv_arguments, check_pool_arguments, real_array
-
-
-def _check_dout(dout, expected_shape):
-    if np.shape(dout) != tuple(expected_shape):
-        raise ValueError(f"dout has shape {np.shape(dout)}, expected the forward output's "
-                         f"shape {tuple(expected_shape)}")
+from layers import check_conv_arguments, check_dout, check_pool_arguments, real_array
 
 
 def conv_forward(x, w):
@@ -62,7 +56,7 @@ def conv2d_backward(dout, cache, need_dx=True):
     x, w, b, stride, pad = cache
     dout = real_array("dout", dout)
     out_height, out_width = check_conv_arguments(x, w, b, stride, pad)
-    _check_dout(dout, (x.shape[0], w.shape[0], out_height, out_width))
+    check_dout(dout, (x.shape[0], w.shape[0], out_height, out_width))
     dtype = np.result_type(x, w, dout)
     dx, dw, db = _conv_backward(dout.astype(dtype, copy=False), x.astype(dtype, copy=False),
                                 w.astype(dtype, copy=False), b, stride, pad, need_dx)
@@ -90,7 +84,7 @@ def max_pool_backward(dout, cache):
     x, pool_param = cache[:2]
     dout = real_array("dout", dout)
     height, width, stride, out_height, out_width = check_pool_arguments(x, pool_param)
-    _check_dout(dout, (*x.shape[:2], out_height, out_width))
+    check_dout(dout, (*x.shape[:2], out_height, out_width))
     dout = dout.astype(np.result_type(x, dout), copy=False)
     row_choice, column_choice = cache[2] if len(cache) == 3 else _max_pool(x, pool_param, True)[1]
     drow_max = _sliding_max_backward(dout, row_choice, 2, height, stride, x.shape[2])

@@ -62,7 +62,9 @@ def _check_ndim(name, array, ndim, layout):
         raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {np.shape(array)}")
 
 
-def _check_dout(dout, expected_shape):
+def check_dout(dout, expected_shape):
+    """dout must have the forward output's shape (ValueError naming both otherwise).
+    Shared with kernels.py, so that both raise the same errors."""
     if np.shape(dout) != tuple(expected_shape):
         raise ValueError(f"dout has shape {np.shape(dout)}, expected the forward output's "
                          f"shape {tuple(expected_shape)}")
@@ -188,7 +190,7 @@ def fc_backward(dout, cache, need_dx=True):
     x, w, b = cache
     dout = real_array("dout", dout)
     N = x.shape[0]
-    _check_dout(dout, (N, w.shape[1]))
+    check_dout(dout, (N, w.shape[1]))
     dx = (dout @ w.T).reshape(x.shape) if need_dx else None
     dw = x.reshape(N, w.shape[0]).T @ dout
     db = dout.sum(axis=0)
@@ -226,7 +228,7 @@ def relu_backward(dout, cache):
     """
     x = cache
     dout = real_array("dout", dout)
-    _check_dout(dout, x.shape)
+    check_dout(dout, x.shape)
     return dout * (x > 0)
 
 
@@ -302,7 +304,7 @@ def conv_backward(dout, cache):
     x, w = cache
     dout = real_array("dout", dout)
     F, C, HH, WW = w.shape
-    _check_dout(dout, (x.shape[0], F, *check_conv_arguments(x, w)))
+    check_dout(dout, (x.shape[0], F, *check_conv_arguments(x, w)))
 
     # dW[f, c] = sum_n X[n, c] *filt dY[n, f]: windows of X as large as dY, one per (k, l)
     windows = sliding_window_view(x, dout.shape[2:], axis=(2, 3))
@@ -371,7 +373,7 @@ def conv2d_backward(dout, cache, need_dx=True):
     F, _, HH, WW = w.shape
     dout = real_array("dout", dout)
     out_height, out_width = check_conv_arguments(x, w, b, s, pad)
-    _check_dout(dout, (N, F, out_height, out_width))
+    check_dout(dout, (N, F, out_height, out_width))
     db = None if b is None else dout.sum(axis=(0, 2, 3))
 
     # dilated dY: D[n, f, s*i, s*j] = dY[n, f, i, j], zeros between
@@ -452,7 +454,7 @@ def max_pool_backward(dout, cache):
     x, pool_param = cache[:2]
     dout = real_array("dout", dout)
     _, width, stride, out_height, out_width = check_pool_arguments(x, pool_param)
-    _check_dout(dout, (*x.shape[:2], out_height, out_width))
+    check_dout(dout, (*x.shape[:2], out_height, out_width))
     choice = _pool_windows(x, pool_param).argmax(axis=-1)   # first max: argmax's rule
     n, c, i, j = np.indices(dout.shape, sparse=True)
     rows, columns = stride * i + choice // width, stride * j + choice % width
@@ -526,7 +528,7 @@ def log_softmax_backward(dout, cache):
     """
     out = cache
     dout = real_array("dout", dout)
-    _check_dout(dout, out.shape)
+    check_dout(dout, out.shape)
     return dout - np.exp(out) * dout.sum(axis=1, keepdims=True)
 
 
@@ -606,7 +608,7 @@ def dropout_backward(dout, cache):
     dout = real_array("dout", dout)
     if mask is None:
         return dout
-    _check_dout(dout, mask.shape)
+    check_dout(dout, mask.shape)
     return dout * mask
 
 
@@ -640,5 +642,5 @@ def flatten_backward(dout, cache):
     """
     x_shape = cache
     dout = real_array("dout", dout)
-    _check_dout(dout, (x_shape[0], math.prod(x_shape[1:])))
+    check_dout(dout, (x_shape[0], math.prod(x_shape[1:])))
     return dout.reshape(x_shape)

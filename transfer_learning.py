@@ -412,15 +412,14 @@ def plot_curves(records, path, title):
 
 # ----------------------------------------------------------------------------- main
 
-_loaded = {}
-
-
 def target_data(target, normalization, args):
     """(data, raw, classes, augment, description) of a target, once per process (a --jobs
     worker loads its own copy)."""
     key = (target, tuple(normalization), args.data_dir, args.dtype, args.seed, args.quick)
-    if key in _loaded:
-        return _loaded[key]
+    return experiment.cached(key, lambda: _load_target(target, normalization, args))
+
+
+def _load_target(target, normalization, args):
     dtype = np.dtype(args.dtype)
     if target.startswith("digits-"):
         per_class = int(target[len("digits-"):])
@@ -436,9 +435,7 @@ def target_data(target, normalization, args):
         augment = make_augment(2, flip=True)
         description = (f"ants vs bees (hymenoptera_data), RGB {IMAGE_SIZE}x{IMAGE_SIZE}: "
                        f"{len(data['y_train'])} train / {len(data['y_val'])} val images")
-    _loaded.clear()
-    _loaded[key] = (data, raw, classes, augment, description)
-    return _loaded[key]
+    return data, raw, classes, augment, description
 
 
 def train_candidate(task):

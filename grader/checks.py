@@ -31,7 +31,7 @@ THRESHOLD = 1e-7       # largest relative error accepted between two computation
 FLOAT32_THRESHOLD = 1e-4   # the same for float32 inputs against the float64 reference
 NOISE_FACTOR = 10          # a numeric gradient's error may be this many times its estimate
 CASE_FRACTION = 1e-2       # float32 values are compared at >= this fraction of the case's scale
-STEP = 1e-3            # step h of the numeric gradients (see numeric_gradient)
+STEP = 1e-3            # step h of the numeric gradients (see numeric_gradient_and_noise)
 
 
 # ------------------------------------------------------------------------ the registry
@@ -203,27 +203,24 @@ def away_from_zero(rng, *shape):
     return rng.choice([-1.0, 1.0], size=shape) * (0.1 + np.abs(randn(rng, *shape)))
 
 
-def numeric_gradient(f, x, df=None):
+def numeric_gradient_and_noise(f, x, df=None):
     """
-    Numeric gradient of f at x: gradient_check's centered differences, refined by
-    Richardson extrapolation. A centered difference with step h has error c h^2 + O(h^4),
-    so (4 g(h) - g(2h)) / 3 cancels the h^2 term; that allows h = STEP = 1e-3, where
-    round-off is 100x smaller than at the usual 1e-5, and errors drop to ~1e-12.
+    Numeric gradient of f at x and an estimate of its error per entry.
+
+    The value is gradient_check's centered differences refined by Richardson
+    extrapolation: a centered difference with step h has error c h^2 + O(h^4), so
+    R(h) = (4 g(h) - g(2h)) / 3 cancels the h^2 term; that allows h = STEP = 1e-3, where
+    round-off is 100x smaller than at the usual 1e-5, and errors drop to ~1e-12. The
+    error estimate is |R(STEP) - R(STEP / 2)|: the two extrapolations differ by their
+    truncation and round-off errors, and round-off (~1e-16 |f| / h, absolute) is what
+    makes an entry that is ~0 by chance look wrong in an elementwise relative comparison.
 
     Inputs:
     - f: function of x; a scalar if df is None, else an array of df's shape.
     - x: float64 array, perturbed in place (by up to 2 * STEP) and restored.
     - df: None, or the upstream gradient: then the gradient is that of sum(f(x) * df).
-    """
-    return numeric_gradient_and_noise(f, x, df)[0]
 
-
-def numeric_gradient_and_noise(f, x, df=None):
-    """
-    numeric_gradient's value R(STEP) and an estimate of its error per entry,
-    |R(STEP) - R(STEP / 2)|: the two extrapolations differ by their truncation and
-    round-off errors, and round-off (~1e-16 |f| / h, absolute) is what makes an entry
-    that is ~0 by chance look wrong in an elementwise relative comparison.
+    Returns (R(STEP), its error estimate), both of x's shape.
     """
     if df is None:
         centered = lambda h: eval_numerical_gradient(f, x, verbose=False, h=h)
@@ -426,7 +423,7 @@ def check_gradients(spec, forward, backward=None):
 
     rel_error is elementwise, so a gradient entry that is ~0 by chance would turn harmless
     round-off into a large relative error. Hence the numeric gradients are accurate to
-    ~1e-12 (numeric_gradient), dout is positive, and so are the inputs of the layers that
+    ~1e-12 (numeric_gradient_and_noise), dout is positive, and so are the inputs of the layers that
     sum products (fc, conv, rnn, ...): none of their entries can cancel to ~0.
     """
     forward, backward = standard(spec, forward, backward)

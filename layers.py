@@ -644,3 +644,385 @@ def flatten_backward(dout, cache):
     dout = real_array("dout", dout)
     check_dout(dout, (x_shape[0], math.prod(x_shape[1:])))
     return dout.reshape(x_shape)
+
+
+# ----------------------------------------------------------------------------- normalization
+# Batch norm (Ioffe & Szegedy 2015), layer norm (Ba et al. 2016) and group norm (Wu & He
+# 2018) all standardize x over some axes and then scale and shift per feature:
+#
+#     mu = mean(x),  var = mean((x - mu)^2),  xhat = (x - mu) / sqrt(var + eps),
+#     out = gamma * xhat + beta.
+#
+# They differ only in the axes the statistics run over: the batch (batch norm), the
+# features of one sample (layer norm), or groups of channels of one sample (group norm).
+# var is the biased variance (divided by the count m, not m - 1), as in cs231n.
+
+def _standardize(x, axes, eps):
+    """(xhat, centered, var, inv_std) of x standardized over `axes` (statistics keep dims)."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    var = (centered * centered).mean(axis=axes, keepdims=True)
+    inv_std = 1 / np.sqrt(var + eps)
+    return centered * inv_std, centered, var, inv_std
+
+
+def _standardize_backward(dxhat, xhat, inv_std, axes):
+    """
+    The gradient through xhat = (x - mean(x)) / sqrt(var(x) + eps) over `axes`, in closed
+    form (derived in batchnorm_backward_alt):
+
+        dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+    """
+    return inv_std * (dxhat - dxhat.mean(axis=axes, keepdims=True)
+                      - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True))
+
+
+def _check_eps(name, param):
+    eps = param.get("eps", 1e-5)
+    if not (isinstance(eps, numbers.Real) and eps > 0):
+        raise ValueError(f"{name}['eps'] must be a positive number, got {eps!r}")
+    return float(eps)
+
+
+def _check_scale_shift(gamma, beta, shape, layout):
+    gamma, beta = real_array("gamma", gamma), real_array("beta", beta)
+    for name, array in (("gamma", gamma), ("beta", beta)):
+        if array.shape != shape:
+            raise ValueError(f"{name} has shape {array.shape}, expected {shape} ({layout})")
+    return gamma, beta
+
+
+def _check_bn_param(bn_param, D, dtype):
+    """(mode, eps, momentum, running_mean, running_var), the running statistics as `dtype`."""
+    if not isinstance(bn_param, dict):
+        raise ValueError(f"bn_param must be a dict with at least 'mode', got {bn_param!r}")
+    mode = bn_param.get("mode")
+    if mode not in ("train", "test"):
+        raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
+    eps = _check_eps("bn_param", bn_param)
+    momentum = bn_param.get("momentum", 0.9)
+    if not (isinstance(momentum, numbers.Real) and 0 <= momentum <= 1):
+        raise ValueError(f"bn_param['momentum'] must be in [0, 1], got {momentum!r}")
+    running = []
+    for key in ("running_mean", "running_var"):
+        value = bn_param.get(key)
+        value = np.zeros(D, dtype) if value is None else real_array(f"bn_param['{key}']", value)
+        if value.shape != (D,):
+            raise ValueError(f"bn_param['{key}'] has shape {value.shape}, expected ({D},) "
+                             f"for x with D={D} features")
+        running.append(value.astype(dtype, copy=False))
+    return mode, eps, float(momentum), *running
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """
+    Batch normalization: each feature is standardized over the batch, then scaled and
+    shifted.
+
+    Train mode uses the batch's statistics, per feature d:
+
+        mu[d] = 1/N sum_n x[n, d],   var[d] = 1/N sum_n (x[n, d] - mu[d])^2,
+        xhat[n, d] = (x[n, d] - mu[d]) / sqrt(var[d] + eps),
+        out[n, d] = gamma[d] xhat[n, d] + beta[d],
+
+    and updates the running statistics in bn_param (the one documented exception to
+    "inputs are never modified": bn_param is the layer's state, as in cs231n):
+
+        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var  = momentum * running_var  + (1 - momentum) * var
+
+    (var is the biased variance, divided by N; PyTorch keeps the unbiased one in its
+    running_var). Test mode normalizes with running_mean and running_var instead, so one
+    sample's output does not depend on the rest of its batch.
+
+    Inputs:
+    - x: data of shape (N, D); train mode needs N >= 1.
+    - gamma: scale of shape (D,).
+    - beta: shift of shape (D,).
+    - bn_param: dict with keys
+      - 'mode': 'train' or 'test' (required).
+      - 'eps': constant for numeric stability (default 1e-5).
+      - 'momentum': decay of the running statistics (default 0.9).
+      - 'running_mean', 'running_var': arrays of shape (D,) (zeros when absent). Train
+        mode replaces them with the updated arrays (it does not write into the old ones).
+
+    Returns a tuple of:
+    - out: output of shape (N, D).
+    - cache: what batchnorm_backward and batchnorm_backward_alt need.
+    """
+    x = real_array("x", x)
+    _check_ndim("x", x, 2, "(N, D)")
+    N, D = x.shape
+    gamma, beta = _check_scale_shift(gamma, beta, (D,), "one per feature of x (N, D)")
+    dtype = np.result_type(x, gamma, beta)
+    mode, eps, momentum, running_mean, running_var = _check_bn_param(bn_param, D, dtype)
+    if mode == "train":
+        if N == 0:
+            raise ValueError("x is an empty batch (N=0): batch norm in train mode needs at "
+                             "least one sample for the batch statistics")
+        mu = x.mean(axis=0)
+        centered = x - mu
+        var = (centered * centered).mean(axis=0)
+        bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mu
+        bn_param["running_var"] = momentum * running_var + (1 - momentum) * var
+    else:
+        centered, var = x - running_mean, running_var
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat = centered * inv_std
+    out = gamma * xhat + beta
+    return out.astype(dtype, copy=False), (mode, xhat, centered, var, inv_std, gamma, eps)
+
+
+def _batchnorm_dout(dout, cache):
+    mode, xhat, *_ = cache
+    dout = real_array("dout", dout)
+    check_dout(dout, xhat.shape)
+    return dout
+
+
+def batchnorm_backward(dout, cache):
+    """
+    Backward pass of batch normalization, one node of the computational graph at a time.
+    The forward pass in train mode, as a graph (per feature; sums run over the batch n):
+
+        mu = 1/N sum x            (1)      var = 1/N sum centered^2       (3)
+        centered = x - mu         (2)      inv_std = 1 / sqrt(var + eps)  (4)
+        xhat = centered * inv_std (5)      out = gamma * xhat + beta      (6)
+
+    Walking it backwards, each step applies the chain rule to one node; a value used by
+    two nodes (centered, in 3 and 5; x, in 1 and 2) sums the gradients of both uses:
+
+        (6) dbeta = sum dout,   dgamma = sum dout * xhat,   dxhat = dout * gamma
+        (5) dinv_std = sum dxhat * centered,   dcentered = dxhat * inv_std
+        (4) dvar = dinv_std * (-1/2) (var + eps)^(-3/2) = -1/2 dinv_std inv_std^3
+        (3) dcentered += dvar * 2 centered / N
+        (2) dmu = -sum dcentered,   dx = dcentered
+        (1) dx += dmu / N
+
+    In test mode mu and var are the running statistics, constants, so only (6) and
+    dx = dxhat * inv_std remain.
+
+    Inputs:
+    - dout: upstream gradient of shape (N, D).
+    - cache: from batchnorm_forward.
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, D).
+    - dgamma: gradient with respect to gamma, of shape (D,).
+    - dbeta: gradient with respect to beta, of shape (D,).
+    """
+    dout = _batchnorm_dout(dout, cache)
+    mode, xhat, centered, var, inv_std, gamma, eps = cache
+    N = xhat.shape[0]
+    dbeta = dout.sum(axis=0)                                 # (6)
+    dgamma = (dout * xhat).sum(axis=0)
+    dxhat = dout * gamma
+    if mode == "test":
+        return dxhat * inv_std, dgamma, dbeta
+    dinv_std = (dxhat * centered).sum(axis=0)                # (5)
+    dcentered = dxhat * inv_std
+    dvar = -0.5 * dinv_std * inv_std ** 3                    # (4)
+    dcentered = dcentered + dvar * 2 * centered / N          # (3)
+    dmu = -dcentered.sum(axis=0)                             # (2)
+    dx = dcentered + dmu / N                                 # (1)
+    return dx, dgamma, dbeta
+
+
+def batchnorm_backward_alt(dout, cache):
+    """
+    Backward pass of batch normalization in closed form: the graph of batchnorm_backward
+    collapsed into one expression, with fewer passes over the (N, D) arrays.
+
+    Derivation, per feature (sums over the batch n). Substitute the steps of the graph:
+    dcentered = dxhat * inv_std + dvar * 2 centered / N with
+    dvar = -1/2 inv_std^3 sum(dxhat * centered), and centered = xhat / inv_std:
+
+        dcentered = inv_std * (dxhat - xhat * 1/N sum(dxhat * xhat)).
+
+    Then dx = dcentered - 1/N sum dcentered, and 1/N sum dcentered
+    = inv_std * (1/N sum dxhat - (1/N sum xhat) * (...)) = inv_std * 1/N sum dxhat,
+    because xhat has mean 0 over the batch. So, with dxhat = gamma * dout,
+
+        dx = inv_std / N * (N dxhat - sum dxhat - xhat * sum(dxhat * xhat)).
+
+    Inputs and outputs: as batchnorm_backward.
+    """
+    dout = _batchnorm_dout(dout, cache)
+    mode, xhat, centered, var, inv_std, gamma, eps = cache
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    dxhat = dout * gamma
+    if mode == "test":
+        return dxhat * inv_std, dgamma, dbeta
+    return _standardize_backward(dxhat, xhat, inv_std, 0), dgamma, dbeta
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    """
+    Layer normalization: each sample (row) is standardized over its own features, then
+    scaled and shifted per feature. Per sample n (sums over the features d):
+
+        mu[n] = 1/D sum_d x[n, d],   var[n] = 1/D sum_d (x[n, d] - mu[n])^2,
+        out[n, d] = gamma[d] (x[n, d] - mu[n]) / sqrt(var[n] + eps) + beta[d].
+
+    The same in training and at test time, and independent of the batch (no running
+    statistics).
+
+    Inputs:
+    - x: data of shape (N, D).
+    - gamma: scale of shape (D,).
+    - beta: shift of shape (D,).
+    - ln_param: dict with optional key 'eps' (default 1e-5).
+
+    Returns a tuple of:
+    - out: output of shape (N, D).
+    - cache: (xhat, inv_std, gamma), xhat (N, D) the standardized x and inv_std (N, 1).
+    """
+    x = real_array("x", x)
+    _check_ndim("x", x, 2, "(N, D)")
+    gamma, beta = _check_scale_shift(gamma, beta, (x.shape[1],), "one per feature of x (N, D)")
+    if not isinstance(ln_param, dict):
+        raise ValueError(f"ln_param must be a dict (optional key 'eps'), got {ln_param!r}")
+    xhat, _, _, inv_std = _standardize(x, 1, _check_eps("ln_param", ln_param))
+    return gamma * xhat + beta, (xhat, inv_std, gamma)
+
+
+def layernorm_backward(dout, cache):
+    """
+    Backward pass of layer normalization: the closed form of batchnorm_backward_alt with
+    the statistics taken over the features of each row instead of over the batch,
+
+        dx[n] = inv_std[n] * (dxhat[n] - mean_d dxhat[n] - xhat[n] * mean_d(dxhat[n] * xhat[n]))
+
+    with dxhat = gamma * dout; dgamma = sum_n dout * xhat, dbeta = sum_n dout.
+
+    Inputs:
+    - dout: upstream gradient of shape (N, D).
+    - cache: (xhat, inv_std, gamma) from layernorm_forward.
+
+    Returns a tuple of:
+    - dx: gradient with respect to x, of shape (N, D).
+    - dgamma, dbeta: gradients of shape (D,).
+    """
+    xhat, inv_std, gamma = cache
+    dout = real_array("dout", dout)
+    check_dout(dout, xhat.shape)
+    dx = _standardize_backward(dout * gamma, xhat, inv_std, 1)
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def _channels_last(x):
+    """(N, C, H, W) -> (N * H * W, C): one row per pixel, one column per channel."""
+    N, C, H, W = x.shape
+    return x.transpose(0, 2, 3, 1).reshape(N * H * W, C)
+
+
+def _channels_first(rows, shape):
+    """The inverse of _channels_last, back to `shape` (N, C, H, W)."""
+    N, C, H, W = shape
+    return rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """
+    Spatial batch normalization: batch norm of each channel over the batch and all pixels,
+    i.e. batchnorm_forward on x viewed as (N * H * W, C) rows (the statistics of a channel
+    are shared by all its positions, as a convolution's weights are).
+
+    Inputs:
+    - x: data of shape (N, C, H, W).
+    - gamma, beta: scale and shift of shape (C,).
+    - bn_param: as in batchnorm_forward (running statistics of shape (C,), updated in
+      train mode).
+
+    Returns a tuple of:
+    - out: output of shape (N, C, H, W).
+    - cache: (batchnorm cache, shape of x).
+    """
+    x = real_array("x", x)
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    gamma, beta = _check_scale_shift(gamma, beta, (x.shape[1],), "one per channel of x (N, C, H, W)")
+    rows, cache = batchnorm_forward(_channels_last(x), gamma, beta, bn_param)
+    return _channels_first(rows, x.shape), (cache, x.shape)
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """
+    Backward pass of spatial batch normalization: batchnorm_backward_alt on the
+    (N * H * W, C) view.
+
+    Inputs:
+    - dout: upstream gradient of shape (N, C, H, W).
+    - cache: from spatial_batchnorm_forward.
+
+    Returns a tuple of:
+    - dx: gradient of shape (N, C, H, W).
+    - dgamma, dbeta: gradients of shape (C,).
+    """
+    rows_cache, shape = cache
+    dout = real_array("dout", dout)
+    check_dout(dout, shape)
+    drows, dgamma, dbeta = batchnorm_backward_alt(_channels_last(dout), rows_cache)
+    return _channels_first(drows, shape), dgamma, dbeta
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """
+    Spatial group normalization: the C channels of each sample are split into G groups
+    of C / G consecutive channels, and each group is standardized over its channels and
+    pixels (layer norm per group), then scaled and shifted per channel:
+
+        xhat[n, g] = (x[n, g] - mu[n, g]) / sqrt(var[n, g] + eps),  statistics over the
+        group's C/G x H x W values;   out[n, c] = gamma[c] xhat[n, c] + beta[c].
+
+    G = 1 is layer norm over (C, H, W); G = C normalizes each channel alone (instance norm).
+
+    Inputs:
+    - x: data of shape (N, C, H, W), C divisible by G.
+    - gamma, beta: scale and shift of shape (1, C, 1, 1).
+    - G: number of groups, a positive integer dividing C.
+    - gn_param: dict with optional key 'eps' (default 1e-5).
+
+    Returns a tuple of:
+    - out: output of shape (N, C, H, W).
+    - cache: (xhat, inv_std, gamma, G): xhat (N, G, C/G, H, W), inv_std (N, G, 1, 1, 1).
+    """
+    x = real_array("x", x)
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    N, C, H, W = x.shape
+    gamma, beta = _check_scale_shift(gamma, beta, (1, C, 1, 1), "one per channel of x (N, C, H, W)")
+    if not (isinstance(G, (int, np.integer)) and not isinstance(G, bool) and G >= 1 and C % G == 0):
+        raise ValueError(f"G must be a positive integer dividing the C={C} channels of x, "
+                         f"got G={G!r}")
+    if not isinstance(gn_param, dict):
+        raise ValueError(f"gn_param must be a dict (optional key 'eps'), got {gn_param!r}")
+    groups = x.reshape(N, G, C // G, H, W)
+    xhat, _, _, inv_std = _standardize(groups, (2, 3, 4), _check_eps("gn_param", gn_param))
+    out = gamma * xhat.reshape(x.shape) + beta
+    return out, (xhat, inv_std, gamma, G)
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """
+    Backward pass of spatial group normalization: the closed form of
+    batchnorm_backward_alt over each group's C/G x H x W values.
+
+    Inputs:
+    - dout: upstream gradient of shape (N, C, H, W).
+    - cache: (xhat, inv_std, gamma, G) from spatial_groupnorm_forward.
+
+    Returns a tuple of:
+    - dx: gradient of shape (N, C, H, W).
+    - dgamma, dbeta: gradients of shape (1, C, 1, 1).
+    """
+    xhat, inv_std, gamma, G = cache
+    N, _, group_size, H, W = xhat.shape
+    shape = (N, G * group_size, H, W)
+    dout = real_array("dout", dout)
+    check_dout(dout, shape)
+    flat_xhat = xhat.reshape(shape)
+    dgamma = (dout * flat_xhat).sum(axis=(0, 2, 3), keepdims=True)
+    dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
+    dxhat = (dout * gamma).reshape(xhat.shape)
+    dx = _standardize_backward(dxhat, xhat, inv_std, (2, 3, 4))
+    return dx.reshape(shape), dgamma, dbeta

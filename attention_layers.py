@@ -8,13 +8,38 @@ key. Multi-head attention takes batch-major sequences (N, T, E).
 Conventions as in layers.py: every forward returns (out, cache), every backward takes
 (dout, cache); inputs are never modified; float32 in gives float32 out; a wrong shape
 raises ValueError naming the argument. The additive (Bahdanau) attention of the
-captioning model is in rnn_layers.py.
+captioning model is in rnn_layers.py. Like rnn_layers.py, this file imports nothing but
+NumPy, so that it can be dropped next to any course's files.
 """
 import math
 
 import numpy as np
 
-from layers import check_dout, real_array
+
+def _real(name, value):
+    """
+    value as an ndarray of a floating dtype: float arrays are returned as they are, lists
+    are converted, integer and bool arrays become float64; other dtypes raise TypeError
+    naming the argument. (layers.real_array's rule, repeated so that this file needs
+    nothing but NumPy.)
+    """
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except ValueError as error:   # a ragged list
+            raise ValueError(f"{name} is not a rectangular array of numbers: {error}") from None
+    if value.dtype.kind == "f":
+        return value
+    if value.dtype.kind in "biu":
+        return value.astype(np.float64)
+    raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
+
+
+def _check_dout(dout, expected_shape):
+    """dout must have the forward output's shape (ValueError naming both otherwise)."""
+    if np.shape(dout) != tuple(expected_shape):
+        raise ValueError(f"dout has shape {np.shape(dout)}, expected the forward output's "
+                         f"shape {tuple(expected_shape)}")
 
 
 def causal_mask(T):
@@ -63,8 +88,8 @@ def positional_encoding(T, E, dtype=np.float32):
 # ----------------------------------------------------------------------------- checks
 
 def _check_qkv(q, k, v=None):
-    q, k = real_array("q", q), real_array("k", k)
-    arrays = {"q": q, "k": k} if v is None else {"q": q, "k": k, "v": real_array("v", v)}
+    q, k = _real("q", q), _real("k", k)
+    arrays = {"q": q, "k": k} if v is None else {"q": q, "k": k, "v": _real("v", v)}
     for name, array in arrays.items():
         if array.ndim < 2:
             raise ValueError(f"{name} must be at least 2-D (..., length, features), got shape "
@@ -175,8 +200,8 @@ def scaled_dot_product_attention_backward(dout, cache):
     - dv: gradient of shape (..., S, dv).
     """
     q, k, v, P = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, P.shape[:-1] + v.shape[-1:])
+    dout = _real("dout", dout)
+    _check_dout(dout, P.shape[:-1] + v.shape[-1:])
     dv = P.swapaxes(-1, -2) @ dout
     dP = dout @ v.swapaxes(-1, -2)
     dz = P * (dP - (P * dP).sum(axis=-1, keepdims=True)) / math.sqrt(q.shape[-1])
@@ -201,7 +226,7 @@ def _merge_heads(x):
 
 
 def _check_multi_head(query, key, value, params, num_heads):
-    query, key, value = real_array("query", query), real_array("key", key), real_array("value", value)
+    query, key, value = _real("query", query), _real("key", key), _real("value", value)
     for name, array in (("query", query), ("key", key), ("value", value)):
         if array.ndim != 3:
             raise ValueError(f"{name} must be 3-D (N, length, E), got shape {array.shape}")
@@ -221,7 +246,7 @@ def _check_multi_head(query, key, value, params, num_heads):
                          f"{', '.join(missing)}")
     checked = {}
     for name in PARAM_NAMES:
-        array = real_array(f"params['{name}']", params[name])
+        array = _real(f"params['{name}']", params[name])
         expected = (E, E) if name.startswith("W") else (E,)
         if array.shape != expected:
             raise ValueError(f"params['{name}'] has shape {array.shape}, expected {expected} "
@@ -291,8 +316,8 @@ def multi_head_attention_backward(dout, cache):
       of scores, which the softmax ignores.
     """
     query, key, value, params, num_heads, concat, attention_cache = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, query.shape)
+    dout = _real("dout", dout)
+    _check_dout(dout, query.shape)
     E = query.shape[2]
 
     def affine_backward(x, W, dy):

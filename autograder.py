@@ -1,7 +1,8 @@
 """
-handgrad autograder: grades any implementation of the layer functions of layers.py and
-rnn_layers.py against the contract in API.md (Part 1, the homework's, and our Part-2
-additions), assuming the submission is hostile.
+handgrad autograder: grades any implementation of the layer functions of layers.py,
+rnn_layers.py and attention_layers.py against the contract in API.md (Part 1, the
+homework's; our Part-2 additions; Part 3's normalization and attention layers), assuming
+the submission is hostile.
 
 Usage:
     python autograder.py                      # grade our own modules, next to this file
@@ -27,8 +28,10 @@ How a submission is graded (the threat model is in README.md):
 - only this process prints the results, writes results.json (after every test) and sets
   the exit code: 0 only if every graded test passed.
 
-The tests themselves live in grader/suite_layers.py and grader/suite_rnn_layers.py; the
-standard checks of a forward/backward pair in grader/checks.py.
+The tests themselves live in grader/suite_layers.py, grader/suite_normalization.py (the
+normalization layers of layers.py), grader/suite_rnn_layers.py and
+grader/suite_attention_layers.py; the standard checks of a forward/backward pair in
+grader/checks.py.
 """
 import argparse
 import concurrent.futures
@@ -43,7 +46,10 @@ if HERE not in sys.path:   # run from elsewhere, or imported by pytest: find our
     sys.path.insert(0, HERE)
 
 from grader import config as grading_config  # noqa: E402
-from grader import suite_layers, suite_rnn_layers  # noqa: E402,F401  (they register the tests)
+# (they register the tests, in this order: layers, rnn_layers, attention_layers)
+from grader import suite_layers, suite_normalization  # noqa: E402,F401
+from grader import suite_rnn_layers  # noqa: E402,F401
+from grader import suite_attention_layers  # noqa: E402,F401
 from grader.checks import REGISTRY, THRESHOLD, GradeFailure, set_seed  # noqa: E402,F401  (THRESHOLD re-exported)
 from grader.report import (  # noqa: E402
     Grading,
@@ -68,7 +74,8 @@ __all__ = ['rel_error', 'eval_numerical_gradient', 'eval_numerical_gradient_arra
 MODULES = list(dict.fromkeys(t.module for t in REGISTRY))   # in order: layers first
 
 # Our modules that hold (or import) a correct implementation of the graded functions.
-REFERENCE_MODULES = ('layers', 'rnn_layers', 'kernels', 'cnn', 'rnn', 'softmax')
+REFERENCE_MODULES = ('layers', 'rnn_layers', 'attention_layers', 'kernels', 'cnn', 'rnn',
+                     'softmax', 'transformer')
 
 
 class SetupError(RuntimeError):

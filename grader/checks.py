@@ -31,6 +31,7 @@ THRESHOLD = 1e-7       # largest relative error accepted between two computation
 FLOAT32_THRESHOLD = 1e-4   # the same for float32 inputs against the float64 reference
 NOISE_FACTOR = 10          # a numeric gradient's error may be this many times its estimate
 CASE_FRACTION = 1e-2       # float32 values are compared at >= this fraction of the case's scale
+ZERO_FRACTION = 1e-10      # a gradient that is 0 by the math may be this fraction of the case's scale
 STEP = 1e-3            # step h of the numeric gradients (see numeric_gradient_and_noise)
 
 
@@ -60,9 +61,16 @@ def graded(module, points=1):
     """
     def register(run):
         functions = tuple(inspect.signature(run).parameters)
-        REGISTRY.append(GradedTest(run.__name__, module, functions, points, run))
+        _register(GradedTest(run.__name__, module, functions, points, run))
         return run
     return register
+
+
+def _register(test):
+    """Add a test; names are unique (results, configs and --only refer to tests by name)."""
+    if any(t.name == test.name for t in REGISTRY):
+        raise ValueError(f"two graded tests are named {test.name}")
+    REGISTRY.append(test)
 
 
 # -------------------------------------------------------------------------- the seed
@@ -151,6 +159,17 @@ def expect_close(what, actual, expected, threshold=THRESHOLD, noise=None, case_s
     return error
 
 
+def expect_zero(what, actual, shape, tolerance):
+    """Fail unless `actual` has `shape` and every entry is within `tolerance` of 0."""
+    actual = as_array(what, actual)
+    if actual.shape != tuple(shape):
+        fail(f"{what}: shape {actual.shape}, expected {tuple(shape)}")
+    largest = float(np.max(np.abs(actual), initial=0))
+    if not largest <= tolerance:
+        fail(f"{what}: expected 0 (it is 0 by the math), got entries up to {largest:.1e} "
+             f"(> {tolerance:.0e})")
+
+
 def expect_value_error(what, call, *names):
     """Fail unless call() raises ValueError with a message naming one of `names`."""
     from grader.runner import StudentError
@@ -173,12 +192,62 @@ def pair(name, result):
     return result
 
 
-def expect_inputs_unchanged(submission):
-    """At the end of a test: no call of it modified its arguments (as the child holds them)."""
-    changed = submission.modified_arguments()
-    if changed:
-        fail('\n'.join(f"{name}: modified its input {arg if isinstance(arg, str) else '#%d' % (arg + 1)}"
-                       for name, arg in dict.fromkeys(changed)))
+def expect_inputs_unchanged(submission, spec=None):
+    """
+    At the end of a test: no call of it modified its arguments (as the child holds them),
+    except for the documented state updates of spec.state (batch norm's running
+    statistics in bn_param), which must have happened, with the right values.
+    """
+    changes = {(call.id, where): now for call, where, _, now in submission.argument_changes()}
+    messages = []
+    if spec is not None and spec.state is not None:
+        names = list(inspect.signature(spec.reference).parameters)
+        for call in submission.calls:
+            documented = call.name == spec.forward and spec.state(dict(zip(names, call.args)))
+            if documented:
+                position = names.index(documented[0])
+                now = changes.pop((call.id, position), call.args[position])
+                messages += state_problems(call.name, *documented, call.args[position], now)
+    for (call_id, where), _ in changes.items():
+        name = next(call.name for call in submission.calls if call.id == call_id)
+        arg = "its arguments" if where is None else where
+        messages.append(f"{name}: modified its input {arg if isinstance(arg, str) else '#%d' % (arg + 1)}")
+    if messages:
+        fail('\n'.join(dict.fromkeys(messages)))
+
+
+def state_problems(function, argument, expected, sent, now):
+    """What is wrong with the state dict `now` that `function` left in `argument` (a dict
+    sent as `sent`): only the keys of `expected` may change, to the expected values."""
+    if not isinstance(now, dict):
+        return [f"{function}: replaced its input {argument} by {describe_value(now)}"]
+    problems = [f"{function}: modified {argument}[{key!r}] (only {', '.join(expected)} may change)"
+                for key in sent if key not in expected and not (key in now and _same(now[key], sent[key]))]
+    problems += [f"{function}: added {argument}[{key!r}]" for key in now if key not in sent and key not in expected]
+    for key, value in expected.items():
+        try:
+            expect_close(f"{function} {argument}[{key!r}] after the call", now.get(key), value)
+        except GradeFailure as e:
+            problems.append(str(e))
+    return problems
+
+
+def state_after(function, position):
+    """Argument `position` of the last call of `function` in this test, as the child holds
+    it now (a state dict such as bn_param after batchnorm_forward updated it)."""
+    submission = function.submission
+    calls = [c for c in submission.calls if c.name == function.name]
+    if not calls:
+        fail(f"{function.name} was not called")
+    for call, where, _, now in submission.argument_changes():
+        if call is calls[-1] and where in (position, None):
+            return now
+    return calls[-1].args[position]
+
+
+def _same(a, b):
+    from grader.runner import same
+    return same(a, b)
 
 
 # -------------------------------------------------------------------- random inputs
@@ -244,6 +313,9 @@ def like(out, draw):
 
 
 def as_float32(value):
+    """Float arrays, also inside a dict (bn_param's running statistics), as float32."""
+    if isinstance(value, dict):
+        return {key: as_float32(item) for key, item in value.items()}
     is_float = isinstance(value, np.ndarray) and value.dtype.kind == 'f'
     return value.astype(np.float32) if is_float else value
 
@@ -269,6 +341,13 @@ class LayerSpec:
       with several outputs (out and dout are then tuples of arrays).
     - expected: None, or function (args, dout, out, grads) that checks the values itself
       (dropout, whose mask is the submission's choice) instead of the reference.
+    - state: None, or function args -> None or (argument name, {key: expected value}):
+      the documented update of a state dict among the arguments (batch norm's running
+      statistics in bn_param, train mode), the only change no_mutation accepts.
+    - zero: names in wrt whose gradient is identically 0 by the math (multi-head
+      attention's b_k: the softmax ignores a shift of a whole row of scores). A numeric
+      gradient of 0 is pure round-off, so these are checked absolutely instead: at most
+      ZERO_FRACTION of the case's largest magnitude.
     """
     module: str
     forward: str
@@ -279,24 +358,29 @@ class LayerSpec:
     cache: object = None
     adapt: object = None
     expected: object = None
+    state: object = None
+    label: str = None
+    zero: tuple = ()
 
     @property
     def name(self):
+        """The tests' prefix: label, or the forward's name without '_forward'."""
         f = self.forward
-        return f[:-len('_forward')] if f.endswith('_forward') else f
+        return self.label or (f[:-len('_forward')] if f.endswith('_forward') else f)
 
 
 SPECS = {}
 
 
 def layer(module, forward, backward, cases, reference, wrt, cache=None, adapt=None,
-          expected=None, points=3):
+          expected=None, points=3, state=None, name=None, zero=()):
     """
     Register the standard checks of a layer: <name>_gradients (worth `points`),
     <name>_no_mutation, <name>_float32 and, when a cache is documented, <name>_cache.
-    <name> is the forward's name without '_forward' (a loss keeps its name).
+    <name> is `name`, or the forward's name without '_forward' (a loss keeps its name).
     """
-    spec = LayerSpec(module, forward, backward, cases, reference, wrt, cache, adapt, expected)
+    spec = LayerSpec(module, forward, backward, cases, reference, wrt, cache, adapt, expected,
+                     state, name, tuple(zero))
     SPECS[spec.name] = spec
     functions = (forward, backward) if backward else (forward,)
     checks = [('gradients', check_gradients, points), ('no_mutation', check_no_mutation, 1),
@@ -304,8 +388,7 @@ def layer(module, forward, backward, cases, reference, wrt, cache=None, adapt=No
     if cache is not None:
         checks.append(('cache', check_cache, 1))
     for suffix, check, pts in checks:
-        REGISTRY.append(GradedTest(f'{spec.name}_{suffix}', module, functions, pts,
-                                   partial(check, spec)))
+        _register(GradedTest(f'{spec.name}_{suffix}', module, functions, pts, partial(check, spec)))
     return spec
 
 
@@ -328,6 +411,8 @@ def reference_values(spec, index, label, args):
         for name in spec.wrt:
             if args64[name] is None:
                 grad, noise = None, None
+            elif name in spec.zero:
+                grad, noise = np.zeros(np.shape(args64[name])), None
             elif dout is None:
                 grad, noise = numeric_gradient_and_noise(lambda _: call(), args64[name])
             else:
@@ -383,7 +468,8 @@ def run_case(spec, forward, backward, index, label, args, threshold=THRESHOLD, c
     ref_out, ref_dout, ref_grads, noises = reference_values(spec, index, label, args)
     magnitudes = [np.max(np.abs(a), initial=0) for a in (*outputs(ref_out), *ref_grads)
                   if a is not None]
-    case_scale = float(max(magnitudes, default=0)) if cast else 0.0
+    largest = float(max(magnitudes, default=0))
+    case_scale = largest if cast else 0.0
     sent = {k: cast(v) for k, v in args.items()} if cast else copy.deepcopy(args)
     out, cache = pair(spec.forward, forward(*sent.values()))
     worst = 0.0 if spec.expected is not None else expect_forward_values(spec, label, out, ref_out,
@@ -408,7 +494,11 @@ def run_case(spec, forward, backward, index, label, args, threshold=THRESHOLD, c
                 failures.append(f"{what}: expected None ({name} was None)")
             continue
         try:
-            worst = max(worst, expect_close(what, grad, expected, threshold, noise, case_scale))
+            if name in spec.zero:
+                expect_zero(what, grad, expected.shape,
+                            (threshold if cast else ZERO_FRACTION) * largest)
+            else:
+                worst = max(worst, expect_close(what, grad, expected, threshold, noise, case_scale))
         except GradeFailure as e:
             failures.append(str(e))
     if failures:
@@ -436,12 +526,13 @@ def check_gradients(spec, forward, backward=None):
 def check_no_mutation(spec, forward, backward=None):
     """
     Forward and backward, with right values, must leave their inputs, dout and the cached
-    inputs unchanged, as seen at the end of the test.
+    inputs unchanged, as seen at the end of the test; a documented state update
+    (spec.state) must be exactly the documented one.
     """
     forward_, backward_ = standard(spec, forward, backward)
     for index, (label, args) in enumerate(spec.cases(rng(spec.name))):
         run_case(spec, forward_, backward_, index, label, args)
-    expect_inputs_unchanged(forward.submission)
+    expect_inputs_unchanged(forward.submission, spec)
 
 
 def check_float32(spec, forward, backward=None):

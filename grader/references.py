@@ -182,3 +182,114 @@ def attention(h, A, W_h, W_a, v, b=None):
     """attention_step with A_proj[n, i] = A[n, i] W_a + b."""
     A_proj = A @ W_a + (0 if b is None else b)
     return attention_step(h, A, A_proj, W_h, v)
+
+
+# ------------------------------------------------------------------------ normalization
+
+def standardize(values, eps):
+    """(values - mean) / sqrt(biased variance + eps), over all of values."""
+    mean = sum(values.ravel()) / values.size
+    var = sum((values.ravel() - mean) ** 2) / values.size
+    return (values - mean) / np.sqrt(var + eps)
+
+
+def batchnorm(x, gamma, beta, bn_param):
+    """Column d: standardized with its batch statistics (train) or the running ones (test)."""
+    eps = bn_param.get('eps', 1e-5)
+    N, D = x.shape
+    out = np.zeros((N, D))
+    for d in range(D):
+        if bn_param['mode'] == 'train':
+            xhat = standardize(x[:, d], eps)
+        else:
+            mean = bn_param.get('running_mean', np.zeros(D))[d]
+            var = bn_param.get('running_var', np.zeros(D))[d]
+            xhat = (x[:, d] - mean) / np.sqrt(var + eps)
+        out[:, d] = gamma[d] * xhat + beta[d]
+    return out
+
+
+def batchnorm_running(x, bn_param):
+    """The running statistics after one train-mode call: momentum * old + (1 - momentum) * batch."""
+    momentum, (N, D) = bn_param.get('momentum', 0.9), x.shape
+    mean = np.array([sum(x[:, d]) / N for d in range(D)])
+    var = np.array([sum((x[:, d] - mean[d]) ** 2) / N for d in range(D)])
+    return {'running_mean': momentum * bn_param.get('running_mean', np.zeros(D)) + (1 - momentum) * mean,
+            'running_var': momentum * bn_param.get('running_var', np.zeros(D)) + (1 - momentum) * var}
+
+
+def layernorm(x, gamma, beta, ln_param):
+    """Row n standardized over its own features, then gamma * . + beta."""
+    return np.array([gamma * standardize(row, ln_param.get('eps', 1e-5)) + beta for row in x])
+
+
+def spatial_batchnorm(x, gamma, beta, bn_param):
+    """Channel c standardized over all of x[:, c] (batch and pixels)."""
+    return batchnorm(x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1]), gamma, beta,
+                     bn_param).reshape(x.shape[0], x.shape[2], x.shape[3], x.shape[1]).transpose(0, 3, 1, 2)
+
+
+def spatial_batchnorm_running(x, bn_param):
+    return batchnorm_running(x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1]), bn_param)
+
+
+def spatial_groupnorm(x, gamma, beta, G, gn_param):
+    """Sample n, group g (channels g C/G .. (g+1) C/G) standardized over its channels and pixels."""
+    N, C = x.shape[:2]
+    size = C // G
+    out = np.zeros(x.shape)
+    for n, g in np.ndindex(N, G):
+        channels = slice(g * size, (g + 1) * size)
+        out[n, channels] = standardize(x[n, channels], gn_param.get('eps', 1e-5))
+    return gamma * out + beta
+
+
+# ------------------------------------------------------------ dot-product attention
+
+def attention_weights(q, k, mask=None):
+    """P[..., t] = softmax over the allowed keys s of q[..., t] . k[..., s] / sqrt(d); 0 elsewhere."""
+    d = q.shape[-1]
+    allowed = np.ones(q.shape[:-1] + k.shape[-2:-1], bool) if mask is None else \
+        np.broadcast_to(mask, q.shape[:-1] + k.shape[-2:-1])
+    P = np.zeros(allowed.shape)
+    for index in np.ndindex(*q.shape[:-1]):
+        lead = index[:-1]
+        keys = [s for s in range(k.shape[-2]) if allowed[index + (s,)]]
+        scores = np.array([q[index] @ k[lead + (s,)] / np.sqrt(d) for s in keys])
+        for s, p in zip(keys, np.exp(scores - scores.max()) / np.sum(np.exp(scores - scores.max()))):
+            P[index + (s,)] = p
+    return P
+
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    """out[..., t] = sum_s P[..., t, s] v[..., s]."""
+    P = attention_weights(q, k, mask)
+    out = np.zeros(q.shape[:-1] + v.shape[-1:])
+    for index in np.ndindex(*P.shape[:-1]):
+        out[index] = sum(P[index + (s,)] * v[index[:-1] + (s,)] for s in range(v.shape[-2]))
+    return out
+
+
+def multi_head_attention(query, key, value, W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o,
+                         num_heads, mask=None):
+    """Head h: attention of columns h d .. (h+1) d of the projections; heads concatenated, then W_o."""
+    N, T, E = query.shape
+    d = E // num_heads
+    mask = None if mask is None else np.broadcast_to(mask, (N, num_heads, T, key.shape[1]))
+    heads = []
+    for h in range(num_heads):
+        columns = slice(h * d, (h + 1) * d)
+        Q = query @ W_q[:, columns] + b_q[columns]
+        K = key @ W_k[:, columns] + b_k[columns]
+        V = value @ W_v[:, columns] + b_v[columns]
+        heads.append(scaled_dot_product_attention(Q, K, V, None if mask is None else mask[:, h]))
+    return np.concatenate(heads, axis=-1) @ W_o + b_o
+
+
+def positional_encoding(T, E):
+    """PE[t, 2i] = sin(t / 10000^(2i/E)), PE[t, 2i+1] = cos(t / 10000^(2i/E))."""
+    PE = np.zeros((T, E))
+    for t, i in np.ndindex(T, E // 2):
+        PE[t, 2 * i] = np.sin(t / 10000 ** (2 * i / E))
+        PE[t, 2 * i + 1] = np.cos(t / 10000 ** (2 * i / E))
+    return PE

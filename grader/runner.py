@@ -188,10 +188,12 @@ class Submission:
                 if isinstance(key, (int, str)):
                     self._remember(item, call_id, path + [key])
 
-    def modified_arguments(self):
+    def argument_changes(self):
         """
-        [(function name, argument name or position)] of every argument that a call of
-        this test changed, as the child holds them now (end of the test).
+        [(call, argument position or keyword, value sent, value now)] of every argument
+        that a call of this test changed, as the child holds them now (end of the test).
+        A call whose arguments the child does not send back in form is listed once with
+        position None.
         """
         if not self.calls:
             return []
@@ -203,19 +205,29 @@ class Submission:
             raise ChildLost(f"the child sent back arguments the grader cannot read ({e})") from None
         if not (isinstance(received, list) and len(received) == len(self.calls)):
             raise ChildLost("the child did not send back the arguments it received")
-        changed = []
+        changes = []
         for call, now in zip(self.calls, received):
             if not (isinstance(now, tuple) and len(now) == 2):
-                changed.append((call.name, "its arguments"))
+                changes.append((call, None, None, now))
                 continue
             args, kwargs = now
             for position, sent in enumerate(call.args):
-                if not (isinstance(args, tuple) and position < len(args) and same(args[position], sent)):
-                    changed.append((call.name, position))
+                value = args[position] if isinstance(args, tuple) and position < len(args) else None
+                if not (isinstance(args, tuple) and position < len(args) and same(value, sent)):
+                    changes.append((call, position, sent, value))
             for key, sent in call.kwargs.items():
-                if not (isinstance(kwargs, dict) and key in kwargs and same(kwargs[key], sent)):
-                    changed.append((call.name, key))
-        return changed
+                value = kwargs.get(key) if isinstance(kwargs, dict) else None
+                if not (isinstance(kwargs, dict) and key in kwargs and same(value, sent)):
+                    changes.append((call, key, sent, value))
+        return changes
+
+    def modified_arguments(self):
+        """
+        [(function name, argument name or position)] of every argument that a call of
+        this test changed, as the child holds them now (end of the test).
+        """
+        return [(call.name, "its arguments" if where is None else where)
+                for call, where, _, _ in self.argument_changes()]
 
 
 class RemoteFunction:

@@ -29,17 +29,20 @@ ROOT = Path(autograder.__file__).resolve().parent
 ROOT_USER = os.geteuid() == 0
 MAX = sum(t.points for t in checks.REGISTRY)
 BASE = {'layers': 'from _our_layers import *\nimport _our_layers as _ours\nimport numpy as np\n',
-        'rnn_layers': 'from _our_rnn_layers import *\nimport _our_rnn_layers as _ours\nimport numpy as np\n'}
+        'rnn_layers': 'from _our_rnn_layers import *\nimport _our_rnn_layers as _ours\nimport numpy as np\n',
+        'attention_layers': 'from _our_attention_layers import *\nimport _our_attention_layers as _ours\n'
+                            'import numpy as np\n'}
 
 
-def student(directory, layers=None, rnn_layers=None, ours=True):
+def student(directory, layers=None, rnn_layers=None, ours=True, attention_layers=None):
     """
-    A student's folder: layers.py / rnn_layers.py = ours + the given overrides (None: ours
-    unchanged, False: no such file). Returns the folder as a str.
+    A student's folder: layers.py / rnn_layers.py / attention_layers.py = ours + the given
+    overrides (None: ours unchanged, False: no such file). Returns the folder as a str.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for module, override in (('layers', layers), ('rnn_layers', rnn_layers)):
+    for module, override in (('layers', layers), ('rnn_layers', rnn_layers),
+                             ('attention_layers', attention_layers)):
         if override is False:
             continue
         if ours:
@@ -239,6 +242,86 @@ def test_attention_backward_ignoring_dalpha_fails_its_gradient_checks(tmp_path):
     assert failed(grading) == {'attention_gradients', 'attention_no_mutation', 'attention_float32'}
 
 
+# The student who wants batch norm's points without keeping its running statistics,
+# or who keeps them wrong, or who changes more of bn_param than its statistics.
+@pytest.mark.parametrize('override, message', [
+    ("""
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            return _ours.batchnorm_forward(x, gamma, beta, dict(bn_param))   # never updates bn_param
+     """, "bn_param['running_mean'] after the call"),
+    ("""
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            out, cache = _ours.batchnorm_forward(x, gamma, beta, bn_param)
+            if bn_param['mode'] == 'train':   # torch's unbiased running variance
+                N = len(x)
+                old = (bn_param['running_var'] - 0.1 * np.var(x, axis=0)) if False else None
+                bn_param['running_var'] = bn_param['running_var'] + (1 - bn_param.get('momentum', 0.9)) * (
+                    np.var(x, axis=0) * N / (N - 1) - np.var(x, axis=0))
+            return out, cache
+     """, "bn_param['running_var'] after the call"),
+    ("""
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            result = _ours.batchnorm_forward(x, gamma, beta, bn_param)
+            bn_param['eps'] = 1e-5
+            return result
+     """, "modified bn_param['eps']"),
+])
+def test_batchnorm_running_statistics_must_be_the_documented_update(tmp_path, override, message):
+    grading = autograder.grade(student(tmp_path, override, rnn_layers=False, attention_layers=False),
+                               only=['batchnorm'])
+    assert {'batchnorm_no_mutation', 'batchnorm_alt_no_mutation'} <= failed(grading)
+    assert 'batchnorm_gradients' not in failed(grading)
+    outputs = '\n'.join(r.output for r in grading.results if r.name == 'batchnorm_no_mutation')
+    assert message in outputs, outputs
+
+
+def test_batchnorm_test_mode_must_leave_bn_param_alone(tmp_path):
+    grading = autograder.grade(student(tmp_path, """
+        def batchnorm_forward(x, gamma, beta, bn_param):
+            result = _ours.batchnorm_forward(x, gamma, beta, bn_param)
+            bn_param['running_mean'] = bn_param.get('running_mean', 0) * 1.0 + 0.0   # a fresh array
+            if bn_param['mode'] == 'test':
+                bn_param['running_var'] = bn_param['running_var'] * 0.5
+            return result
+    """, rnn_layers=False, attention_layers=False), only=['batchnorm'])
+    assert failed(grading) == {'batchnorm_no_mutation', 'batchnorm_alt_no_mutation'}
+    output = next(r.output for r in grading.results if r.name == 'batchnorm_no_mutation')
+    assert 'batchnorm_forward: modified its input #4' in output
+
+
+def test_attention_that_ignores_the_mask_fails_its_values_and_gradients(tmp_path):
+    grading = autograder.grade(student(tmp_path, layers=False, rnn_layers=False, attention_layers="""
+        def attention_weights(q, k, mask=None):
+            return _ours.attention_weights(q, k)
+        def scaled_dot_product_attention_forward(q, k, v, mask=None):
+            return _ours.scaled_dot_product_attention_forward(q, k, v)
+    """), only=['attention_layers'])
+    assert {'attention_weights_values', 'attention_weights_reference', 'scaled_dot_product_attention_values',
+            'scaled_dot_product_attention_gradients', 'scaled_dot_product_attention_float32',
+            'dot_product_attention_bad_shapes'} <= failed(grading)
+    assert 'causal_mask_values' not in failed(grading)
+    # multi-head attention imports nothing of the student's: it stays right
+    assert not {r.name for r in grading.results if r.name.startswith('multi_head')} & failed(grading)
+
+
+def test_multi_head_backward_with_missing_or_wrong_gradients_fails(tmp_path):
+    grading = autograder.grade(student(tmp_path, layers=False, rnn_layers=False, attention_layers="""
+        def multi_head_attention_backward(dout, cache):
+            dquery, dkey, dvalue, grads = _ours.multi_head_attention_backward(dout, cache)
+            del grads['W_o']
+            return dquery, dkey, dvalue, grads
+        def scaled_dot_product_attention_backward(dout, cache):
+            dq, dk, dv = _ours.scaled_dot_product_attention_backward(dout, cache)
+            return dq, dk, dv * 2
+    """), only=['multi_head', 'scaled_dot'])
+    assert {'multi_head_attention_gradients', 'multi_head_attention_float32',
+            'scaled_dot_product_attention_gradients', 'scaled_dot_product_attention_values'} <= failed(grading)
+    # (its input gradients come from our own attention, which the override does not reach)
+    assert 'multi_head_self_attention_gradient' not in failed(grading)
+    output = next(r.output for r in grading.results if r.name == 'multi_head_attention_gradients')
+    assert "grads has keys" in output and "W_o" in output
+
+
 def test_student_rnn_layers_gets_the_students_layers(tmp_path):
     (tmp_path / 'layers.py').write_text('def relu_forward(x):\n    return "student", x\n')
     (tmp_path / 'rnn_layers.py').write_text(
@@ -289,7 +372,7 @@ def test_empty_folder_scores_zero_of_the_full_maximum(tmp_path):
     code, output, data = run_cli('--target', str(tmp_path / 'empty'), '--json', str(path))
     assert_graded_by_the_grader(code, output, data)
     assert data['score'] == 0 and data['max_score'] == MAX
-    assert 'No graded module (layers.py, rnn_layers.py)' in output
+    assert 'No graded module (layers.py, rnn_layers.py, attention_layers.py)' in output
 
 
 def test_deleting_an_unfinished_module_does_not_raise_the_percentage(tmp_path):
@@ -320,14 +403,17 @@ def _as_zeros(f):
     return zeros
 
 for _name, _f in list(vars(_ours).items()):
-    if callable(_f) and not _name.startswith('_') and _name.endswith(('_forward', '_backward', '_loss')):
+    if callable(_f) and not _name.startswith('_') and (
+            _name.endswith(('_forward', '_backward', '_loss'))
+            or _name in ('attention_weights', 'causal_mask', 'positional_encoding')):
         globals()[_name] = _as_zeros(_f)
 '''
 
 
 def test_zeros_of_the_right_shapes_score_zero(tmp_path):
     path = tmp_path / 'results.json'
-    code, output, data = run_cli('--target', student(tmp_path / 's', ZEROS, ZEROS), '--json', str(path))
+    code, output, data = run_cli('--target', student(tmp_path / 's', ZEROS, ZEROS, attention_layers=ZEROS),
+                                 '--json', str(path))
     tests = assert_graded_by_the_grader(code, output, data)
     assert data['score'] == 0, [n for n, t in tests.items() if t['score']]
 
@@ -335,7 +421,7 @@ def test_zeros_of_the_right_shapes_score_zero(tmp_path):
 def hostile(tmp_path, layers_code, *extra, rnn_layers=False, timeout=120):
     """Grade a hostile layers.py (on top of ours unless it replaces the whole file)."""
     path = tmp_path / 'results.json'
-    target = student(tmp_path / 'student', layers_code, rnn_layers)
+    target = student(tmp_path / 'student', layers_code, rnn_layers, attention_layers=False)
     started = time.monotonic()
     code, output, data = run_cli('--target', target, '--json', str(path), *extra, timeout=timeout)
     return code, output, data, time.monotonic() - started
@@ -639,9 +725,10 @@ def conv_backward(dout, cache):
 
 def test_always_raising_value_error_earns_no_error_handling_points(tmp_path):
     code, output, data, _ = hostile(tmp_path, '''
-def fc_forward(x, w, b):
-    raise ValueError("x w b y pool_param pool_height x mask Wx h0 W_a W_h prev_c")
+def fc_forward(*args, **kwargs):
+    raise ValueError("x w b y pool_param pool_height x mask Wx h0 W_a W_h prev_c gamma beta G")
 softmax_loss = nll_loss = conv_forward = max_pool_forward = conv2d_forward = fc_forward
+batchnorm_forward = layernorm_forward = spatial_batchnorm_forward = spatial_groupnorm_forward = fc_forward
 ''', '--only', 'bad')
     tests = assert_graded_by_the_grader(code, output, data)
     assert {n for n in tests if n.startswith(('fc_', 'conv', 'max_pool', 'softmax', 'nll'))}

@@ -2,15 +2,15 @@
 
 - ConvNet: the contract's fixed conv - relu - 2x2 max pool - fc - relu - fc - softmax.
 - Sequential: any stack of layer descriptions (Conv, ReLU, MaxPool, Affine, Dropout,
-  Flatten, LogSoftmax, or a Layer of your own), run in the order written, as a network:
+  BatchNorm, LayerNorm, GroupNorm, Flatten, LogSoftmax, or a Layer of your own), run in the order written, as a network:
   forward(X, train) -> (out, caches), backward(dout, caches) -> (dX, grads), loss(X, y);
   layer state buffers (model.state), a summary table of output shapes and parameter
   counts, frozen parameters (freeze/unfreeze) and a replaceable last layer (replace_head).
 - save_params / load_params: any model's params (and layer state) to and from .npz,
   shapes and finite values checked.
 
-The models train with the fast convolution and pooling of kernels.py; the other layers
-come from layers.py.
+The models train with the fast convolution, pooling and spatial batch norm of kernels.py;
+the other layers come from layers.py.
 """
 import io
 import numbers
@@ -21,20 +21,33 @@ from collections.abc import Mapping
 import numpy as np
 
 from fileio import write_atomic
-from kernels import conv2d_backward, conv2d_forward, max_pool_backward, max_pool_forward
+from kernels import (
+    conv2d_backward,
+    conv2d_forward,
+    max_pool_backward,
+    max_pool_forward,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+)
 from layers import (
+    batchnorm_backward_alt,
+    batchnorm_forward,
     dropout_backward,
     dropout_forward,
     fc_backward,
     fc_forward,
     flatten_backward,
     flatten_forward,
+    layernorm_backward,
+    layernorm_forward,
     log_softmax_backward,
     log_softmax_forward,
     nll_loss,
     relu_backward,
     relu_forward,
     softmax_loss,
+    spatial_groupnorm_backward,
+    spatial_groupnorm_forward,
 )
 from softmax import init_weights
 
@@ -358,6 +371,137 @@ class Dropout(Layer):
         return f"dropout, keep p={self.keep:g} (drop {1 - self.keep:g})"
 
 
+def _momentum(value):
+    if not (isinstance(value, numbers.Real) and 0 <= value < 1):
+        raise ValueError(f"BatchNorm momentum must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _epsilon(value, name):
+    if not (isinstance(value, numbers.Real) and value > 0):
+        raise ValueError(f"{name} eps must be a positive number, got {value!r}")
+    return float(value)
+
+
+class BatchNorm(Layer):
+    """
+    Batch normalization (layers.batchnorm_forward; on images (C, H, W), spatial batch
+    norm, one mean and variance per channel, with kernels.py's fast version). Training
+    normalizes with the batch's statistics and updates the running ones; inference
+    (model.loss(X), Solver.check_accuracy) uses the running statistics, so a sample's
+    prediction does not depend on its batch.
+
+    Parameters: gamma and beta (D,) or (C,), initialized to 1 and 0.
+    State (model.state, saved with the parameters): running_mean (0) and running_var,
+    initialized to 1 (as PyTorch does; cs231n's zeros would make an untrained model's
+    inference divide by sqrt(eps)), updated with the biased batch variance.
+    """
+
+    kind = "batchnorm"
+
+    def __init__(self, momentum=0.9, eps=1e-5):
+        self.momentum, self.eps = _momentum(momentum), _epsilon(eps, "BatchNorm")
+
+    def output_shape(self, input_shape):
+        if len(input_shape) not in (1, 3):
+            raise ValueError(f"needs an input of shape (D,) or (C, H, W), got "
+                             f"({_shape_text(input_shape)})")
+        return tuple(input_shape)
+
+    def init_params(self, input_shape, weight_scale, seed, dtype):
+        return {"gamma": np.ones(input_shape[0], dtype), "beta": np.zeros(input_shape[0], dtype)}
+
+    def init_state(self, input_shape, dtype):
+        return {"running_mean": np.zeros(input_shape[0], dtype),
+                "running_var": np.ones(input_shape[0], dtype)}
+
+    def forward(self, x, params, state, train, seed):
+        bn_param = {"mode": "train" if train else "test", "momentum": self.momentum,
+                    "eps": self.eps, **state}
+        forward = spatial_batchnorm_forward if x.ndim == 4 else batchnorm_forward
+        out, cache = forward(x, params["gamma"], params["beta"], bn_param)
+        state.update(running_mean=bn_param["running_mean"], running_var=bn_param["running_var"])
+        return out, (x.ndim, cache)
+
+    def backward(self, dout, cache, need_dx=True):
+        ndim, cache = cache
+        backward = spatial_batchnorm_backward if ndim == 4 else batchnorm_backward_alt
+        dx, dgamma, dbeta = backward(dout, cache)
+        return dx, {"gamma": dgamma, "beta": dbeta}
+
+    def describe(self):
+        return f"batch norm, momentum {self.momentum:g}"
+
+
+class LayerNorm(Layer):
+    """
+    Layer normalization (layers.layernorm_forward) of vector inputs (D,): each sample is
+    standardized over its own D features, in training and inference alike. For images,
+    GroupNorm(1) is layer norm over (C, H, W) with a scale and shift per channel.
+    Parameters: gamma and beta (D,), initialized to 1 and 0.
+    """
+
+    kind = "layernorm"
+
+    def __init__(self, eps=1e-5):
+        self.eps = _epsilon(eps, "LayerNorm")
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"needs an input of shape (D,), got ({_shape_text(input_shape)}); "
+                             f"for images use GroupNorm(1)")
+        return tuple(input_shape)
+
+    def init_params(self, input_shape, weight_scale, seed, dtype):
+        return {"gamma": np.ones(input_shape[0], dtype), "beta": np.zeros(input_shape[0], dtype)}
+
+    def forward(self, x, params, state, train, seed):
+        return layernorm_forward(x, params["gamma"], params["beta"], {"eps": self.eps})
+
+    def backward(self, dout, cache, need_dx=True):
+        dx, dgamma, dbeta = layernorm_backward(dout, cache)
+        return dx, {"gamma": dgamma, "beta": dbeta}
+
+    def describe(self):
+        return "layer norm"
+
+
+class GroupNorm(Layer):
+    """
+    Group normalization (layers.spatial_groupnorm_forward) of images (C, H, W): the
+    channels of each sample in `groups` groups of C / groups, each standardized over its
+    channels and pixels; the same in training and inference.
+    Parameters: gamma and beta (1, C, 1, 1), initialized to 1 and 0.
+    """
+
+    kind = "groupnorm"
+
+    def __init__(self, groups, eps=1e-5):
+        self.groups, self.eps = _positive_int(groups, "GroupNorm groups"), _epsilon(eps, "GroupNorm")
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"needs an input of shape (C, H, W), got ({_shape_text(input_shape)})")
+        if input_shape[0] % self.groups:
+            raise ValueError(f"its {self.groups} groups do not divide the {input_shape[0]} channels")
+        return tuple(input_shape)
+
+    def init_params(self, input_shape, weight_scale, seed, dtype):
+        shape = (1, input_shape[0], 1, 1)
+        return {"gamma": np.ones(shape, dtype), "beta": np.zeros(shape, dtype)}
+
+    def forward(self, x, params, state, train, seed):
+        return spatial_groupnorm_forward(x, params["gamma"], params["beta"], self.groups,
+                                         {"eps": self.eps})
+
+    def backward(self, dout, cache, need_dx=True):
+        dx, dgamma, dbeta = spatial_groupnorm_backward(dout, cache)
+        return dx, {"gamma": dgamma, "beta": dbeta}
+
+    def describe(self):
+        return f"group norm, {self.groups} groups"
+
+
 class Flatten(Layer):
     """(d_1, ..., d_k) -> (d_1 * ... * d_k,). Optional before Affine, which flattens anyway."""
 
@@ -460,7 +604,8 @@ class Sequential:
         Inputs:
         - input_shape: shape of one sample, e.g. (C, H, W) for images or (D,).
         - layers: list of layer descriptions (Conv, ReLU, MaxPool, Affine, Dropout,
-          Flatten, LogSoftmax, or a Layer subclass of your own).
+          BatchNorm, LayerNorm, GroupNorm, Flatten, LogSoftmax, or a Layer subclass of
+          your own).
         - weight_scale: std of the Gaussian initial weights, or None for He
           initialization (std sqrt(2 / fan_in) per layer); biases start at 0.
         - dtype: dtype of the parameters and of the computation.
@@ -489,7 +634,8 @@ class Sequential:
         for index, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise ValueError(f"layer {index} is {layer!r}, not a layer description "
-                                 f"(Conv, ReLU, MaxPool, Affine, Dropout, Flatten, LogSoftmax)")
+                                 f"(Conv, ReLU, MaxPool, Affine, Dropout, BatchNorm, LayerNorm, "
+                                 f"GroupNorm, Flatten, LogSoftmax)")
             counts[layer.kind] = counts.get(layer.kind, 0) + 1
             name = f"{layer.kind}{counts[layer.kind]}"
             if isinstance(layer, LogSoftmax) and index != len(self.layers) - 1:
@@ -751,7 +897,7 @@ class Sequential:
         return table
 
 
-def fashion_cnn_layers(keep_prob=0.75, num_classes=10):
+def fashion_cnn_layers(keep_prob=0.75, num_classes=10, batchnorm=False):
     """
     The reference exercise's Fashion-MNIST network as a list of layers for Sequential
     (used by fashion_classification.py and transfer_learning.py):
@@ -759,10 +905,18 @@ def fashion_cnn_layers(keep_prob=0.75, num_classes=10):
         conv 16 x 3x3 pad 1 - ReLU - max pool 2 - conv 32 x 3x3 - ReLU - max pool 2 -
         affine 600 - ReLU - dropout (keep keep_prob) - affine 120 - ReLU -
         affine num_classes - log-softmax
+
+    batchnorm=True puts a BatchNorm after each conv (before its ReLU), as Ioffe and
+    Szegedy do; the convs then need no bias (beta shifts each channel), so they have none.
     """
+    def conv(filters, pad):
+        if batchnorm:
+            return [Conv(filters, 3, stride=1, pad=pad, bias=False), BatchNorm()]
+        return [Conv(filters, 3, stride=1, pad=pad)]
+
     return [
-        Conv(16, 3, stride=1, pad="same"), ReLU(), MaxPool(2, stride=2),
-        Conv(32, 3, stride=1, pad=0), ReLU(), MaxPool(2, stride=2),
+        *conv(16, "same"), ReLU(), MaxPool(2, stride=2),
+        *conv(32, 0), ReLU(), MaxPool(2, stride=2),
         Affine(600), ReLU(), Dropout(keep=keep_prob),
         Affine(120), ReLU(),
         Affine(num_classes), LogSoftmax(),
@@ -779,15 +933,22 @@ def fashion_cnn_layers(keep_prob=0.75, num_classes=10):
 STATE_PREFIX = "state/"
 
 
+def model_arrays(model):
+    """model.params and model.state (under 'state/<name>') in one dict: what save_params
+    writes and load_params takes."""
+    arrays = dict(model.params)
+    arrays.update({STATE_PREFIX + name: value
+                   for name, value in (getattr(model, "state", None) or {}).items()})
+    return arrays
+
+
 def save_params(model, path):
     """
     Write model.params (and model.state, if the model has state buffers) to the .npz
     file path, one array per name, atomically: path holds either its old content or the
     complete new file. Returns path.
     """
-    arrays = dict(model.params)
-    arrays.update({STATE_PREFIX + name: value
-                   for name, value in (getattr(model, "state", None) or {}).items()})
+    arrays = model_arrays(model)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return write_atomic(path, buffer.getvalue())

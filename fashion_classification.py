@@ -3,6 +3,7 @@
     python fashion_classification.py                         # full run: 3 learning rates x 15 epochs
     python fashion_classification.py --quick                 # smoke run on a subset, a few seconds
     python fashion_classification.py --resume --plot-filters # reuse finished runs, draw the kernels
+    python fashion_classification.py --batchnorm --run-name batchnorm   # batch norm after each conv
 
 The network (cnn.Sequential; the table printed at the start is model.summary()):
 
@@ -57,7 +58,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cnn import Sequential, fashion_cnn_layers, load_params, save_params  # noqa: E402
+from cnn import Sequential, fashion_cnn_layers, load_params, model_arrays, save_params  # noqa: E402
 from data import load_fashion_mnist, standardized_splits  # noqa: E402
 from plots import epoch_axis, fit_title, note_short_run, plot_accuracy, save_figure  # noqa: E402
 from solver import epoch_means  # noqa: E402
@@ -77,6 +78,9 @@ def parse_args(argv=None):
                         default=[0.001, 0.01, 0.1], help="plain-SGD learning rates to compare")
     parser.add_argument("--keep-prob", type=t.keep_probability, default=0.75,
                         help="dropout KEEP probability p (a drop probability d is p = 1 - d)")
+    parser.add_argument("--batchnorm", action="store_true",
+                        help="put a batch norm after each conv (before its ReLU; the convs then "
+                             "have no bias), to compare with the plain network")
     parser.add_argument("--plot-filters", action="store_true",
                         help="also save pictures of the conv1 and conv2 kernels of the best run")
     return t.parse(parser, argv)
@@ -96,23 +100,24 @@ def cached_data(args):
                              lambda: load_data(args.data_dir, np.dtype(args.dtype), args.quick))
 
 
-def build_model(keep_prob=0.75, dtype=np.float32, seed=0):
-    """The network for (1, 28, 28) inputs, He-initialized (weight_scale=None). Each ReLU
-    runs after the max pool that follows it (pool_before_relu): the same numbers, on a 4x
-    smaller array."""
-    return Sequential((1, 28, 28), fashion_cnn_layers(keep_prob), weight_scale=None,
+def build_model(keep_prob=0.75, dtype=np.float32, seed=0, batchnorm=False):
+    """The network for (1, 28, 28) inputs, He-initialized (weight_scale=None), with a batch
+    norm after each conv if batchnorm. Each ReLU runs after the max pool that follows it
+    (pool_before_relu): the same numbers, on a 4x smaller array."""
+    return Sequential((1, 28, 28), fashion_cnn_layers(keep_prob, batchnorm=batchnorm),
+                      weight_scale=None,
                       dtype=dtype, seed=seed, pool_before_relu=True)
 
 
 def train(task):
     """
     Train one model with plain SGD at learning rate lr, task = (lr, args) (a --jobs
-    worker's job). Returns (record, params): the run's numbers and the parameters of its
-    best validation epoch.
+    worker's job). Returns (record, arrays): the run's numbers and the parameters (and
+    batch-norm statistics, with --batchnorm) of its best validation epoch.
     """
     lr, args = task
     data, _ = cached_data(args)
-    model = build_model(args.keep_prob, np.dtype(args.dtype), args.seed)
+    model = build_model(args.keep_prob, np.dtype(args.dtype), args.seed, args.batchnorm)
     train_data = {key: data[key] for key in ("X_train", "y_train", "X_val", "y_val")}
     print(f"\n=== learning rate {lr:g} ===", flush=True)
     solver, run = experiment.train(
@@ -134,7 +139,7 @@ def train(task):
         "diverged": run["diverged"],
         "checkpoint": run["resumed_from"],
     }
-    return record, model.params
+    return record, model_arrays(model)
 
 
 def accuracy(model, X, y, batch_size=500):
@@ -273,7 +278,7 @@ def main(argv=None):
           f"pixel mean {normalization['pixel_mean']:.4f}, std {normalization['pixel_std']:.4f}")
     print(f"dropout: keep probability p = {args.keep_prob:g} "
           f"(drops {1 - args.keep_prob:.0%} of the units; PyTorch nn.Dropout({1 - args.keep_prob:g}))")
-    summary = build_model(args.keep_prob, np.dtype(args.dtype), args.seed).summary(print_table=True)
+    summary = build_model(args.keep_prob, np.dtype(args.dtype), args.seed, args.batchnorm).summary(print_table=True)
     print(f"plain SGD, batch size {args.batch_size}, {args.epochs} epochs per learning rate, "
           f"learning rates {', '.join(f'{lr:g}' for lr in args.learning_rates)}")
 
@@ -285,7 +290,7 @@ def main(argv=None):
         raise SystemExit("every learning rate diverged before finishing an epoch")
     best, params = max(finished, key=lambda run: run[0]["best_val_acc"])
     lr = best["learning_rate"]
-    model = load_params(build_model(args.keep_prob, np.dtype(args.dtype), args.seed), params)
+    model = load_params(build_model(args.keep_prob, np.dtype(args.dtype), args.seed, args.batchnorm), params)
     test_acc = accuracy(model, data["X_test"], data["y_test"])
     wall_time = time.perf_counter() - start
 

@@ -684,7 +684,9 @@ def _check_eps(name, param):
     return float(eps)
 
 
-def _check_scale_shift(gamma, beta, shape, layout):
+def check_scale_shift(gamma, beta, shape, layout):
+    """gamma and beta as real arrays of `shape` (ValueError naming them otherwise). Shared
+    with kernels.py."""
     gamma, beta = real_array("gamma", gamma), real_array("beta", beta)
     for name, array in (("gamma", gamma), ("beta", beta)):
         if array.shape != shape:
@@ -692,8 +694,10 @@ def _check_scale_shift(gamma, beta, shape, layout):
     return gamma, beta
 
 
-def _check_bn_param(bn_param, D, dtype):
-    """(mode, eps, momentum, running_mean, running_var), the running statistics as `dtype`."""
+def check_bn_param(bn_param, D, dtype):
+    """(mode, eps, momentum, running_mean, running_var) of bn_param, the running statistics
+    (D,) as `dtype` (zeros when absent); ValueError naming the key otherwise. Shared with
+    kernels.py."""
     if not isinstance(bn_param, dict):
         raise ValueError(f"bn_param must be a dict with at least 'mode', got {bn_param!r}")
     mode = bn_param.get("mode")
@@ -753,9 +757,9 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     x = real_array("x", x)
     _check_ndim("x", x, 2, "(N, D)")
     N, D = x.shape
-    gamma, beta = _check_scale_shift(gamma, beta, (D,), "one per feature of x (N, D)")
+    gamma, beta = check_scale_shift(gamma, beta, (D,), "one per feature of x (N, D)")
     dtype = np.result_type(x, gamma, beta)
-    mode, eps, momentum, running_mean, running_var = _check_bn_param(bn_param, D, dtype)
+    mode, eps, momentum, running_mean, running_var = check_bn_param(bn_param, D, dtype)
     if mode == "train":
         if N == 0:
             raise ValueError("x is an empty batch (N=0): batch norm in train mode needs at "
@@ -880,7 +884,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     """
     x = real_array("x", x)
     _check_ndim("x", x, 2, "(N, D)")
-    gamma, beta = _check_scale_shift(gamma, beta, (x.shape[1],), "one per feature of x (N, D)")
+    gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per feature of x (N, D)")
     if not isinstance(ln_param, dict):
         raise ValueError(f"ln_param must be a dict (optional key 'eps'), got {ln_param!r}")
     xhat, _, _, inv_std = _standardize(x, 1, _check_eps("ln_param", ln_param))
@@ -941,7 +945,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """
     x = real_array("x", x)
     _check_ndim("x", x, 4, "(N, C, H, W)")
-    gamma, beta = _check_scale_shift(gamma, beta, (x.shape[1],), "one per channel of x (N, C, H, W)")
+    gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per channel of x (N, C, H, W)")
     rows, cache = batchnorm_forward(_channels_last(x), gamma, beta, bn_param)
     return _channels_first(rows, x.shape), (cache, x.shape)
 
@@ -990,7 +994,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     x = real_array("x", x)
     _check_ndim("x", x, 4, "(N, C, H, W)")
     N, C, H, W = x.shape
-    gamma, beta = _check_scale_shift(gamma, beta, (1, C, 1, 1), "one per channel of x (N, C, H, W)")
+    gamma, beta = check_scale_shift(gamma, beta, (1, C, 1, 1), "one per channel of x (N, C, H, W)")
     if not (isinstance(G, (int, np.integer)) and not isinstance(G, bool) and G >= 1 and C % G == 0):
         raise ValueError(f"G must be a positive integer dividing the C={C} channels of x, "
                          f"got G={G!r}")

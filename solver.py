@@ -144,6 +144,9 @@ class Solver:
     - best_val_acc: best validation metric so far (-inf before the first epoch ends).
     - best_params: copies of model.params at the best validation metric (before the first
       epoch ends: the parameters train() started from).
+    - best_state: copies of model.state (a normalization layer's running statistics) at
+      the same moment; train() restores them with best_params, since the best
+      parameters are only right with the statistics they were evaluated with.
     - loss_history: training loss of every iteration.
     - train_acc_history, val_acc_history: the training and validation metric after every
       epoch (one entry per epoch; with a custom metric these hold its values).
@@ -262,6 +265,7 @@ class Solver:
         self.iteration = 0
         self.best_val_acc = -np.inf
         self.best_params = {}
+        self.best_state = {}
         self.loss_history = []
         self.train_acc_history = []
         self.val_acc_history = []
@@ -343,7 +347,7 @@ class Solver:
         iterations_per_epoch = math.ceil(num_train / self.batch_size)
         num_iterations = self.num_epochs * iterations_per_epoch
         if not self.best_params:
-            self.best_params = self._copy_params()
+            self._keep_best()
         if self.checkpoint_name is not None and self.epoch < self.num_epochs:
             self._prepare_checkpoint_directory()
 
@@ -378,7 +382,7 @@ class Solver:
             self.val_acc_history.append(val_acc)
             if val_acc > self.best_val_acc:
                 self.best_val_acc = val_acc
-                self.best_params = self._copy_params()
+                self._keep_best()
             if self.checkpoint_name is not None:
                 self._write_checkpoints()
             if self.verbose:
@@ -463,13 +467,17 @@ class Solver:
             f"rate, use a smaller weight_scale, or set grad_clip.",
             epoch=self.epoch, iteration=self.iteration, loss=value)
 
-    def _copy_params(self):
-        return {p: w.copy() for p, w in self.model.params.items()}
+    def _keep_best(self):
+        """Copy model.params and model.state into best_params and best_state."""
+        self.best_params = {p: w.copy() for p, w in self.model.params.items()}
+        self.best_state = {k: v.copy() for k, v in _model_state(self.model).items()}
 
     def _restore_best_params(self):
-        """Load copies of best_params into model.params (keeping the same dict)."""
+        """Load copies of best_params and best_state into the model (keeping its dicts)."""
         for p, w in self.best_params.items():
             self.model.params[p] = w.copy()
+        for k, v in self.best_state.items():
+            self.model.state[k] = v.copy()
 
     # Checkpoints ------------------------------------------------------------------------
 
@@ -489,6 +497,7 @@ class Solver:
         arrays.update({f"params/{p}": w for p, w in self.model.params.items()})
         arrays.update({f"best_params/{p}": w for p, w in self.best_params.items()})
         arrays.update({f"state/{k}": v for k, v in _model_state(self.model).items()})
+        arrays.update({f"best_state/{k}": v for k, v in self.best_state.items()})
         for name, idx in (("train_sample_idx", self._train_sample_idx),
                           ("val_sample_idx", self._val_sample_idx)):
             if idx is not None:
@@ -540,7 +549,8 @@ class Solver:
         reads it; nothing in it is pickled or executable):
         - 'params/<name>', 'best_params/<name>': model.params and the best parameters;
         - 'optim/<name>/<key>': array state of the update rule (adam's m and v, ...);
-        - 'state/<name>': the model's state buffers (model.state, if it has one);
+        - 'state/<name>', 'best_state/<name>': the model's state buffers (model.state, if
+          it has one) and their copies at the best validation metric;
         - 'train_sample_idx', 'val_sample_idx': the fixed metric subsets (absent = all);
         - 'checkpoint.json': UTF-8 JSON as uint8 bytes, with 'format' (CHECKPOINT_FORMAT),
           'epoch', 'iteration', 'optim_configs' (the scalar entries: learning rate, adam's
@@ -635,8 +645,11 @@ class Solver:
             return {key[len(prefix):]: value for key, value in arrays.items()
                     if key.startswith(prefix)}
         params, best_params, state = group("params/"), group("best_params/"), group("state/")
+        best_state = group("best_state/")
         for what, theirs, ours in (("parameters", params, self.model.params),
-                                   ("state buffers", state, _model_state(self.model))):
+                                   ("state buffers", state, _model_state(self.model)),
+                                   ("best state buffers", best_state if best_state else state,
+                                    _model_state(self.model))):
             mismatch = _shape_mismatch(theirs, ours)
             if mismatch:
                 raise CheckpointError(f"Checkpoint {path} does not match the model's {what}: "
@@ -667,6 +680,7 @@ class Solver:
         best = meta['best_val_acc']
         self.best_val_acc = -np.inf if best is None else best
         self.best_params = best_params
+        self.best_state = best_state
         self.loss_history = list(meta['loss_history'])
         self.train_acc_history = list(meta['train_acc_history'])
         self.val_acc_history = list(meta['val_acc_history'])

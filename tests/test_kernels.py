@@ -133,6 +133,14 @@ def test_mixed_dtypes_follow_the_reference():
                                                      {"pool_height": 2, "pool_width": 2, "stride": 2})[1]),
     lambda m: m.conv_backward(np.zeros((2, 2, 2, 2)), m.conv_forward(np.zeros((2, 3, 5, 5)),
                                                                       np.zeros((2, 3, 3, 3)))[1]),
+    lambda m: m.spatial_batchnorm_forward(np.zeros((2, 3, 4)), np.ones(3), np.zeros(3), {"mode": "train"}),
+    lambda m: m.spatial_batchnorm_forward(np.zeros((2, 3, 4, 4)), np.ones(2), np.zeros(3), {"mode": "train"}),
+    lambda m: m.spatial_batchnorm_forward(np.zeros((0, 3, 4, 4)), np.ones(3), np.zeros(3), {"mode": "train"}),
+    lambda m: m.spatial_batchnorm_forward(np.zeros((2, 3, 4, 4)), np.ones(3), np.zeros(3), {"mode": "eval"}),
+    lambda m: m.spatial_batchnorm_forward(np.zeros((2, 3, 4, 4)), np.ones(3), np.zeros(3),
+                                          {"mode": "test", "running_mean": np.zeros(2)}),
+    lambda m: m.spatial_batchnorm_backward(np.zeros((2, 3, 4, 5)), m.spatial_batchnorm_forward(
+        np.arange(96.).reshape(2, 3, 4, 4), np.ones(3), np.zeros(3), {"mode": "train"})[1]),
 ])
 def test_same_errors(call):
     with pytest.raises(ValueError) as reference:
@@ -140,3 +148,28 @@ def test_same_errors(call):
     with pytest.raises(ValueError) as fast:
         call(kernels)
     assert str(fast.value) == str(reference.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, mode", [((4, 3, 5, 6), "train"), ((1, 2, 1, 1), "train"),
+                                         ((2, 5, 3, 3), "test"), ((0, 2, 3, 3), "test")])
+def test_fast_spatial_batchnorm_equals_the_reference(shape, mode, dtype):
+    rng = np.random.default_rng(5)
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    gamma, beta = rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    param = {"mode": mode, "momentum": 0.7, "running_mean": rng.standard_normal(C).astype(dtype),
+             "running_var": (rng.random(C) + 0.5).astype(dtype)}
+    reference_param, fast_param = dict(param), dict(param)
+    out, cache = layers.spatial_batchnorm_forward(x, gamma, beta, reference_param)
+    fast_out, fast_cache = kernels.spatial_batchnorm_forward(x, gamma, beta, fast_param)
+    assert fast_out.dtype == out.dtype == dtype
+    close(fast_out, out, dtype)
+    for key in ("running_mean", "running_var"):
+        assert fast_param[key].dtype == reference_param[key].dtype
+        close(fast_param[key], reference_param[key], dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    for fast, reference in zip(kernels.spatial_batchnorm_backward(dout, fast_cache),
+                               layers.spatial_batchnorm_backward(dout, cache)):
+        assert fast.dtype == reference.dtype and fast.shape == reference.shape
+        close(fast, reference, dtype)

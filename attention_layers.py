@@ -213,6 +213,11 @@ def scaled_dot_product_attention_backward(dout, cache):
 PARAM_NAMES = ("W_q", "b_q", "W_k", "b_k", "W_v", "b_v", "W_o", "b_o")
 
 
+def _affine(x, W, b):
+    """x (N, L, E) @ W + b as one (N*L, E) matrix product (a stack of N small ones is slower)."""
+    return (x.reshape(-1, x.shape[-1]) @ W + b).reshape(*x.shape[:-1], W.shape[1])
+
+
 def _split_heads(x, num_heads):
     """(N, L, E) -> (N, num_heads, L, E / num_heads): head h takes columns h*d .. (h+1)*d."""
     N, L, E = x.shape
@@ -287,12 +292,12 @@ def multi_head_attention_forward(query, key, value, params, num_heads, mask=None
     - cache: for multi_head_attention_backward.
     """
     query, key, value, params = _check_multi_head(query, key, value, params, num_heads)
-    Q = _split_heads(query @ params["W_q"] + params["b_q"], num_heads)
-    K = _split_heads(key @ params["W_k"] + params["b_k"], num_heads)
-    V = _split_heads(value @ params["W_v"] + params["b_v"], num_heads)
+    Q = _split_heads(_affine(query, params["W_q"], params["b_q"]), num_heads)
+    K = _split_heads(_affine(key, params["W_k"], params["b_k"]), num_heads)
+    V = _split_heads(_affine(value, params["W_v"], params["b_v"]), num_heads)
     heads, attention_cache = scaled_dot_product_attention_forward(Q, K, V, mask)
     concat = _merge_heads(heads)
-    out = concat @ params["W_o"] + params["b_o"]
+    out = _affine(concat, params["W_o"], params["b_o"])
     return out, (query, key, value, params, num_heads, concat, attention_cache)
 
 
@@ -321,7 +326,8 @@ def multi_head_attention_backward(dout, cache):
     E = query.shape[2]
 
     def affine_backward(x, W, dy):
-        return dy @ W.T, x.reshape(-1, E).T @ dy.reshape(-1, E), dy.sum(axis=(0, 1))
+        rows = dy.reshape(-1, E)
+        return (rows @ W.T).reshape(x.shape), x.reshape(-1, E).T @ rows, rows.sum(axis=0)
 
     grads = {}
     dconcat, grads["W_o"], grads["b_o"] = affine_backward(concat, params["W_o"], dout)

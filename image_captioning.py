@@ -1,16 +1,26 @@
-"""Image captioning with a vanilla RNN, an LSTM and an LSTM with attention, compared by BLEU.
+"""Image captioning with a vanilla RNN, an LSTM, an LSTM with attention and a Transformer, compared by BLEU.
 
-    python image_captioning.py           # full run: rnn, lstm, attention
+    python image_captioning.py           # full run: rnn, lstm, attention, transformer
     python image_captioning.py --quick   # smoke run, small scenes, < 1 min
+    python image_captioning.py --models lstm attention --keep-prob 0.5 --run-name dropout
     python image_captioning.py --models lstm attention --images 7 42 99
     python image_captioning.py --dataset coco --data-dir PATH     # the course's COCO files
 
-The three decoders (rnn.py) read the same image features and the same captions:
+The four decoders (rnn.py, transformer.py) read the same image features and the same
+captions:
 
-    rnn        CaptioningRNN(cell_type='rnn'):  h0 from the pooled feature vector, vanilla RNN
-    lstm       CaptioningRNN(cell_type='lstm'): the same with an LSTM cell
-    attention  AttentionCaptioningRNN: an LSTM that, before every word, looks at the 8 x 8
-               grid of feature vectors with additive attention and reads a weighted mean
+    rnn          CaptioningRNN(cell_type='rnn'):  h0 from the pooled feature vector, vanilla RNN
+    lstm         CaptioningRNN(cell_type='lstm'): the same with an LSTM cell
+    attention    AttentionCaptioningRNN: an LSTM that, before every word, looks at the 8 x 8
+                 grid of feature vectors with additive attention and reads a weighted mean
+    transformer  CaptioningTransformer: a decoder of --layers layers of masked multi-head
+                 self-attention over the words so far, multi-head attention from the words
+                 to the grid (COCO: to the one feature vector), a feed-forward block,
+                 residuals, layer norm and dropout (--transformer-keep-prob)
+
+--keep-prob < 1 gives lstm and attention dropout on the hidden state before the
+vocabulary affine (as the reference exercise's decoders have); the default 1 keeps the
+course's models.
 
 Each is trained by the Solver (Adam, the same hyperparameters for all three) to predict
 every next word of the training captions; after each epoch it captions the validation
@@ -28,7 +38,8 @@ Data (--dataset):
       split only, so the val images are halved: the first half (by index) validates, the
       second half is the test set. Its features are one VGG-16 fc7 vector per image, with
       no spatial grid, so the attention model is not available on it: it is left out of
-      the default --models, and asking for it is an error. There are no pixels either, so
+      the default --models, and asking for it is an error (the transformer attends to the
+      one vector). There are no pixels either, so
       the caption figure shows the image URLs and there are no attention heatmaps.
 
 How captions go through the Solver: a training sample is one caption (y) and the id of
@@ -54,6 +65,8 @@ results/quick/), each path printed at the end:
     captioning_bleu4.png           validation BLEU-4 per epoch (dashed: training subset)
     captioning_examples.png        test images with every model's caption and a reference
     captioning_attention.png       attention model: a heatmap over the image for each word
+    captioning_transformer_attention.png   transformer: its last layer's attention of each
+                                   head over the image, for each word
     captions_<model>.json          the generated caption of every test image, keyed by id
     image_captioning.json          every number of the run
 Checkpoints go to --checkpoint-dir, one series per model and dataset; --resume continues
@@ -77,12 +90,14 @@ import numpy as np  # noqa: E402
 from bleu import bleu_scores, corpus_bleu, decode_captions, group_references  # noqa: E402
 from plots import epoch_axis, fit_title, note_short_run, plot_accuracy, save_figure  # noqa: E402
 from rnn import AttentionCaptioningRNN, CaptioningRNN  # noqa: E402
+from transformer import CaptioningTransformer  # noqa: E402
 from solver import epoch_means  # noqa: E402
 
 MODELS = {
     "rnn": "vanilla RNN decoder on the pooled feature vector",
     "lstm": "LSTM decoder on the pooled feature vector",
     "attention": "LSTM decoder with additive attention over the spatial feature grid",
+    "transformer": "Transformer decoder: masked self-attention, attention to the features, feed-forward",
 }
 DATASETS = ("mnist-scenes", "coco")
 NUM_EXAMPLE_IMAGES = 6        # caption figure, when --images is not given
@@ -95,7 +110,7 @@ def parse_args(argv=None):
         "mnist-scenes: folder holding MNIST (else $HANDGRAD_DATA, data/); coco: the "
         "coco_captioning folder or its parent"))
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None,
-                        help="decoders to train (default: all three; on COCO rnn and lstm)")
+                        help="decoders to train (default: all four; on COCO all but attention)")
     parser.add_argument("--dataset", choices=DATASETS, default="mnist-scenes",
                         help="the built-in MNIST scenes or the course's COCO files")
     parser.add_argument("--cache-dir", default=None,
@@ -118,11 +133,23 @@ def parse_args(argv=None):
     parser.add_argument("--hidden-dim", type=t.positive_int, default=256, help="hidden state size")
     parser.add_argument("--attention-dim", type=t.positive_int, default=128,
                         help="attention model: size of the attention layer")
+    parser.add_argument("--keep-prob", type=t.keep_probability, default=1.0,
+                        help="lstm and attention: dropout KEEP probability of the hidden state "
+                             "before the vocabulary affine (1: no dropout)")
+    parser.add_argument("--heads", type=t.positive_int, default=4,
+                        help="transformer: attention heads (must divide --wordvec-dim)")
+    parser.add_argument("--layers", type=t.positive_int, default=2, help="transformer: decoder layers")
+    parser.add_argument("--transformer-keep-prob", type=t.keep_probability, default=0.9,
+                        help="transformer: dropout KEEP probability (1: no dropout)")
     parser.add_argument("--images", type=t.non_negative_int, nargs="+", default=None, metavar="ID",
                         help="test image ids (as in captions_<model>.json) to show in the "
                              f"caption figure and the attention heatmaps (default: the first "
                              f"{NUM_EXAMPLE_IMAGES}, heatmaps for the first {NUM_ATTENTION_IMAGES})")
     args = t.parse(parser, argv)
+    if (args.models is None or "transformer" in args.models) and (
+            args.wordvec_dim % args.heads or args.wordvec_dim % 2):
+        parser.error(f"--wordvec-dim {args.wordvec_dim} must be even and divisible by "
+                     f"--heads {args.heads} (the transformer's heads split the word vector)")
     if args.quick and args.dataset == "coco" and args.max_train is None:
         args.max_train = 2000
     return args
@@ -230,8 +257,10 @@ class ImageIdCaptioner:
     Ids number the images of all the splits the Solver sees in one table: features[id]
     and references[id] belong to image id (train images first, then val images).
 
-    - model: CaptioningRNN or AttentionCaptioningRNN.
+    - model: CaptioningRNN, AttentionCaptioningRNN or CaptioningTransformer.
     - params: the model's params dict itself, so the Solver's updates change the model.
+    - the attributes of the model's checkpoint_state (its dropout counter) are read and
+      written through to the model, so Solver checkpoints save and restore them.
     """
 
     def __init__(self, model, features, references, idx_to_word, max_length):
@@ -249,6 +278,23 @@ class ImageIdCaptioner:
         self.references = references
         self.idx_to_word = idx_to_word
         self.max_length = max_length
+
+    @property
+    def checkpoint_state(self):
+        return getattr(self.model, "checkpoint_state", ())
+
+    def __getattr__(self, name):   # only for names the captioner does not have itself
+        model = self.__dict__.get("model")
+        if model is not None and name in getattr(model, "checkpoint_state", ()):
+            return getattr(model, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        model = self.__dict__.get("model")
+        if model is not None and name in getattr(model, "checkpoint_state", ()):
+            setattr(model, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def loss(self, image_ids, captions):
         return self.model.loss(self.features[image_ids], captions)
@@ -286,14 +332,28 @@ def build_model(name, data, args):
                                       num_positions=data["grid"] or L,
                                       wordvec_dim=args.wordvec_dim, hidden_dim=args.hidden_dim,
                                       attention_dim=args.attention_dim, dtype=dtype,
-                                      seed=args.seed)
+                                      seed=args.seed, keep_prob=args.keep_prob)
+    if name == "transformer":
+        features = data["train"][feature_key(name, data)]
+        return CaptioningTransformer(data["word_to_idx"], input_dim=features.shape[-1],
+                                     wordvec_dim=args.wordvec_dim, num_heads=args.heads,
+                                     num_layers=args.layers,
+                                     max_length=data["train"]["captions"].shape[1] - 1,
+                                     keep_prob=args.transformer_keep_prob, seed=args.seed,
+                                     dtype=dtype)
     return CaptioningRNN(data["word_to_idx"], input_dim=data["train"]["features"].shape[1],
                          wordvec_dim=args.wordvec_dim, hidden_dim=args.hidden_dim,
-                         cell_type=name, dtype=dtype, seed=args.seed)
+                         cell_type=name, dtype=dtype, seed=args.seed,
+                         keep_prob=args.keep_prob if name == "lstm" else 1.0)
 
 
-def feature_key(name):
-    return "spatial_features" if name == "attention" else "features"
+def feature_key(name, data):
+    """The features a model reads: the grid for attention and (when there is one) the
+    transformer, the pooled vector otherwise."""
+    if name == "attention" or (name == "transformer"
+                               and data["train"]["spatial_features"] is not None):
+        return "spatial_features"
+    return "features"
 
 
 def train(name, data, args):
@@ -303,7 +363,7 @@ def train(name, data, args):
     """
     model = build_model(name, data, args)
     train_split, val_split = data["train"], data["val"]
-    key = feature_key(name)
+    key = feature_key(name, data)
     num_train_images = len(train_split[key])
     # One table of train and val images; val image k has id num_train_images + k.
     features = np.concatenate([train_split[key], val_split[key]]).astype(args.dtype, copy=False)
@@ -329,6 +389,7 @@ def train(name, data, args):
         "model": name,
         "description": MODELS[name],
         "num_params": int(sum(p.size for p in model.params.values())),
+        "dropout_keep_prob": getattr(model, "keep_prob", 1.0),
         "val_bleu4_history": history,
         "train_bleu4_history": solver.train_acc_history,
         "epoch_losses": epoch_means(solver.loss_history, len(train_split["captions"]),
@@ -346,8 +407,8 @@ def caption_test_images(name, model, data):
     """Greedy captions of all test images: (int captions (N, T), attention (N, T, L) or None)."""
     test = data["test"]
     max_length = data["train"]["captions"].shape[1] - 1
-    features = test[feature_key(name)]
-    if name == "attention":
+    features = test[feature_key(name, data)]
+    if name == "attention" or (name == "transformer" and data["grid"]):
         return model.sample(features, max_length, return_attention=True)
     return model.sample(features, max_length), None
 
@@ -480,6 +541,65 @@ def plot_attention(data, ids, captions, alphas, path):
     return save_figure(fig, path)
 
 
+def plot_transformer_attention(data, ids, captions, weights, path):
+    """
+    The transformer's attention, per head: for each test image a block of rows, one per
+    head of the last decoder layer, and one panel per generated word (up to <END>) with
+    that head's weights over the grid at the position that generated the word.
+
+    Inputs:
+    - data: the dict of load_data (test images and a grid).
+    - ids: test image positions to show.
+    - captions: int array (N_test, T), the transformer's test captions.
+    - weights: array (N_test, T, heads, L) from CaptioningTransformer.sample.
+    - path: PNG file to write.
+
+    Each panel has its own colour scale (a head's weights over the cells sum to 1; heads
+    differ in how peaked they are), the largest weight noted above the panel.
+    """
+    import matplotlib.pyplot as plt
+    test, idx_to_word = data["test"], data["idx_to_word"]
+    heads = weights.shape[2]
+    panels = []
+    for i in ids:
+        words = [idx_to_word[w] for w in captions[i]]
+        panels.append(words[:words.index("<END>") + 1] if "<END>" in words else words)
+    columns = max(len(words) for words in panels) + 1
+    rows = len(ids) * heads
+    fig, axes = plt.subplots(rows, columns, figsize=(1.15 * columns + 0.4, 1.25 * rows + 0.5),
+                             squeeze=False)
+    for block, (i, words) in enumerate(zip(ids, panels)):
+        image = test["images"][i]
+        for h in range(heads):
+            row = axes[block * heads + h]
+            if h == 0:
+                row[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+                row[0].set_title(f"test image {test['ids'][i]}", fontsize=7)
+            else:
+                row[0].axis("off")
+            row[0].set_ylabel(f"head {h + 1}", fontsize=8)
+            for t, word in enumerate(words):
+                ax = row[t + 1]
+                heat = upsample_attention(weights[i, t, h], data["grid"], image.shape)
+                ax.imshow(heat, cmap="viridis")
+                ax.imshow(np.ones_like(image), cmap="gray", vmin=0, vmax=1, alpha=0.75 * image / 255.0)
+                ax.set_title(f"{word} ({weights[i, t, h].max():.2f})" if h == 0
+                             else f"max {weights[i, t, h].max():.2f}", fontsize=7)
+                if t == 0:
+                    ax.set_ylabel(f"head {h + 1}", fontsize=8)
+            for ax in row:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            for ax in row[len(words) + 1:]:
+                ax.axis("off")
+    grid_rows, grid_cols = data["grid"]
+    fig.suptitle(fit_title(f"Transformer, last layer: each head's attention over the {grid_rows} x "
+                           f"{grid_cols} grid at the position that generated each word (in "
+                           f"brackets: the largest weight)", 120), fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_curves(records, data, results_dir):
     """Mean training loss and validation BLEU-4 per epoch, one line per model."""
     loss_path = plot_accuracy(
@@ -531,7 +651,7 @@ def main(argv=None):
           f"{args.epochs} epochs, grad clip {args.grad_clip:g}; word vectors {args.wordvec_dim}, "
           f"hidden {args.hidden_dim}, attention {args.attention_dim}; {args.dtype}")
 
-    records, test_captions, attention = [], {}, None
+    records, test_captions, attention, transformer_attention = [], {}, None, None
     for name in models:
         print(f"\n=== {name}: {MODELS[name]} ===")
         model, record = train(name, data, args)
@@ -540,8 +660,10 @@ def main(argv=None):
             print(f"  {name}: no finished epoch, nothing to test")
             continue
         captions, alphas = caption_test_images(name, model, data)
-        if alphas is not None:
+        if alphas is not None and name == "attention":
             attention = (captions, alphas)
+        elif alphas is not None:
+            transformer_attention = (captions, alphas)
         record["test_bleu"] = bleu_scores(data["test"]["references"], captions,
                                           idx_to_word=data["idx_to_word"])
         test_captions[name] = decode_captions(captions, data["idx_to_word"])
@@ -559,6 +681,10 @@ def main(argv=None):
     if attention is not None and data["test"]["images"] is not None:
         files["attention"] = plot_attention(data, attention_ids, *attention,
                                             os.path.join(args.results_dir, "captioning_attention.png"))
+    if transformer_attention is not None and data["test"]["images"] is not None:
+        files["transformer_attention"] = plot_transformer_attention(
+            data, attention_ids[:2], *transformer_attention,
+            os.path.join(args.results_dir, "captioning_transformer_attention.png"))
     wall_time = time.perf_counter() - start
     files["json"] = os.path.join(args.results_dir, "image_captioning.json")
     results = {"args": vars(args), "dataset": data["name"],

@@ -20,7 +20,7 @@ that course graders can monkeypatch e.g. `rnn.temporal_fc_forward` and see it us
 """
 import numpy as np
 
-from layers import fc_backward, fc_forward, real_array
+from layers import dropout_backward, dropout_forward, fc_backward, fc_forward, real_array
 from rnn_layers import (
     attention_step_backward,
     attention_step_forward,
@@ -87,9 +87,44 @@ def _start_words(start, N, model_name):
     return np.full(N, start, dtype=np.int32)
 
 
+def _check_keep_prob(keep_prob):
+    if not (isinstance(keep_prob, (int, float)) and not isinstance(keep_prob, bool)
+            and 0 < keep_prob <= 1):
+        raise ValueError(f"keep_prob is the dropout KEEP probability and must be in (0, 1], "
+                         f"got {keep_prob!r}")
+    return float(keep_prob)
+
+
+class _HiddenDropout:
+    """
+    Dropout on the hidden states before the vocabulary affine (the reference exercise's
+    LSTM decoders), off at keep_prob = 1. Training call k draws its mask from
+    np.random.default_rng([seed, k]) (np.random's global state if seed is None); the
+    counter training_steps is in checkpoint_state, so a resumed Solver run draws the masks
+    of an uninterrupted one.
+    """
+
+    checkpoint_state = ("training_steps",)
+
+    def _drop_hidden(self, hs):
+        """(hs, cache) of dropout on hs (N, T, H) in training; counts the call."""
+        step = self.training_steps
+        self.training_steps += 1
+        if self.keep_prob == 1.0:
+            return hs, None
+        param = {"p": self.keep_prob, "mode": "train"}
+        if self.seed is not None:
+            param["seed"] = int(np.random.default_rng([self.seed, step]).integers(2**63))
+        return dropout_forward(hs, param)
+
+    @staticmethod
+    def _drop_hidden_backward(dhs, cache):
+        return dhs if cache is None else dropout_backward(dhs, cache)
+
+
 # ----------------------------------------------------------------------------- RNN / LSTM
 
-class CaptioningRNN:
+class CaptioningRNN(_HiddenDropout):
     """
     Captions images with a vanilla RNN or an LSTM, from one feature vector per image:
 
@@ -100,7 +135,8 @@ class CaptioningRNN:
         loss = temporal softmax loss of scores against captions_out, <NULL> masked
 
     with V words, input features of dimension D, word vectors of dimension W and hidden
-    state of dimension H. No regularization.
+    state of dimension H. No regularization, unless keep_prob < 1: then training applies
+    dropout to h[t] before the vocabulary affine (inference never does).
 
     Parameters (self.params), G = H for 'rnn' and 4H for 'lstm' (gates i, f, o, g):
     - W_embed (V, W): word vectors, randn / 100.
@@ -110,7 +146,7 @@ class CaptioningRNN:
     """
 
     def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128,
-                 cell_type='rnn', dtype=np.float32, seed=None):
+                 cell_type='rnn', dtype=np.float32, seed=None, keep_prob=1.0):
         """
         Inputs:
         - word_to_idx: dict mapping each of the V words to an integer in [0, V); must
@@ -122,11 +158,14 @@ class CaptioningRNN:
         - dtype: dtype of the parameters: float32 for training, float64 for gradient checks.
         - seed: None draws the initial weights from np.random's global state (the
           homework's behaviour and draw order); an int uses np.random.default_rng(seed).
+        - keep_prob: dropout keep probability of the hidden states before the vocabulary
+          affine, in training; 1.0 (the default, the homework's model) = no dropout.
         """
         if cell_type not in ('rnn', 'lstm'):
             raise ValueError(f"Invalid cell_type {cell_type!r}; expected 'rnn' or 'lstm'")
         self.cell_type = cell_type
         self.dtype = dtype
+        self.seed, self.keep_prob, self.training_steps = seed, _check_keep_prob(keep_prob), 0
         self.word_to_idx = word_to_idx
         self.idx_to_word = {i: w for w, i in word_to_idx.items()}
         self._null, self._start, self._end = _special_tokens(word_to_idx)
@@ -174,12 +213,13 @@ class CaptioningRNN:
         x, embed_cache = word_embedding_forward(captions_in, p['W_embed'])    # (N, T, W)
         # the recurrent core is time-major, the layers around it batch-major
         h, core_cache = recurrent_forward(x.transpose(1, 0, 2), h0, p['Wx'], p['Wh'], p['b'])
-        scores, scores_cache = temporal_fc_forward(h.transpose(1, 0, 2), p['W_vocab'],
-                                                   p['b_vocab'])             # (N, T, V)
+        hs, drop_cache = self._drop_hidden(h.transpose(1, 0, 2))
+        scores, scores_cache = temporal_fc_forward(hs, p['W_vocab'], p['b_vocab'])  # (N, T, V)
         loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
 
         grads = {}
-        dh, grads['W_vocab'], grads['b_vocab'] = temporal_fc_backward(dscores, scores_cache)
+        dhs, grads['W_vocab'], grads['b_vocab'] = temporal_fc_backward(dscores, scores_cache)
+        dh = self._drop_hidden_backward(dhs, drop_cache)
         dx, dh0, grads['Wx'], grads['Wh'], grads['b'] = recurrent_backward(
             dh.transpose(1, 0, 2), core_cache)
         grads['W_embed'] = word_embedding_backward(dx.transpose(1, 0, 2), embed_cache)
@@ -226,7 +266,7 @@ class CaptioningRNN:
 
 # ----------------------------------------------------------------------------- attention
 
-class AttentionCaptioningRNN:
+class AttentionCaptioningRNN(_HiddenDropout):
     """
     Captions images with an LSTM that attends to a spatial grid of L feature vectors per
     image ("Show, Attend and Tell", Xu et al. 2015, with deterministic soft attention):
@@ -246,7 +286,8 @@ class AttentionCaptioningRNN:
     The query of step t is the previous state h[t-1]: the model decides where to look
     before it reads the context. Scores depend on h[t] only (no "deep output" from the
     context); h[t] already sees context[t] through the LSTM input, and W_vocab keeps the
-    shape (H, V) of CaptioningRNN.
+    shape (H, V) of CaptioningRNN. With keep_prob < 1, training applies dropout to h[t]
+    before the vocabulary affine (the reference exercise's decoders; inference never does).
 
     Feature maps from a CNN, (N, D, H', W') channels first, become
     features = fmap.reshape(N, D, H' * W').transpose(0, 2, 1), position i = row * W' + col.
@@ -264,7 +305,7 @@ class AttentionCaptioningRNN:
     """
 
     def __init__(self, word_to_idx, feature_dim=512, num_positions=None, wordvec_dim=128,
-                 hidden_dim=128, attention_dim=128, dtype=np.float32, seed=None):
+                 hidden_dim=128, attention_dim=128, dtype=np.float32, seed=None, keep_prob=1.0):
         """
         Inputs:
         - word_to_idx: dict mapping each of the V words to an integer in [0, V); must
@@ -279,8 +320,11 @@ class AttentionCaptioningRNN:
         - dtype: dtype of the parameters: float32 for training, float64 for gradient checks.
         - seed: None draws the initial weights from np.random's global state; an int uses
           np.random.default_rng(seed).
+        - keep_prob: dropout keep probability of the hidden states before the vocabulary
+          affine, in training; 1.0 (the default) = no dropout.
         """
         self.dtype = dtype
+        self.seed, self.keep_prob, self.training_steps = seed, _check_keep_prob(keep_prob), 0
         self.word_to_idx = word_to_idx
         self.idx_to_word = {i: w for w, i in word_to_idx.items()}
         self._null, self._start, self._end = _special_tokens(word_to_idx)
@@ -367,13 +411,15 @@ class AttentionCaptioningRNN:
             h, c, lstm_cache = lstm_step_forward(x, h, c, p['Wx'], p['Wh'], p['b'])
             hs[:, t] = h
             step_caches.append((attn_cache, lstm_cache))
-        scores, scores_cache = temporal_fc_forward(hs, p['W_vocab'], p['b_vocab'])
+        dropped, drop_cache = self._drop_hidden(hs)
+        scores, scores_cache = temporal_fc_forward(dropped, p['W_vocab'], p['b_vocab'])
         loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
 
         # sums over steps, in the promoted type (float64 features give float64 gradients)
         grads = {name: np.zeros(value.shape, np.result_type(value, features))
                  for name, value in p.items()}
-        dhs, grads['W_vocab'], grads['b_vocab'] = temporal_fc_backward(dscores, scores_cache)
+        ddropped, grads['W_vocab'], grads['b_vocab'] = temporal_fc_backward(dscores, scores_cache)
+        dhs = self._drop_hidden_backward(ddropped, drop_cache)
         dx_words = np.empty_like(x_words, dtype=dhs.dtype)
         da_proj = np.zeros_like(a_proj, dtype=dhs.dtype)
         dh = np.zeros_like(dhs[:, 0])          # gradient reaching h[t] from steps after t

@@ -45,7 +45,7 @@ from layers import (
     relu_backward,
     relu_forward,
 )
-from rnn import _check_captions, _check_max_length, _special_tokens, _start_words
+from rnn import _check_captions, _check_keep_prob, _check_max_length, _special_tokens, _start_words
 from rnn_layers import (
     temporal_fc_backward,
     temporal_fc_forward,
@@ -111,15 +111,12 @@ class CaptioningTransformer:
         if E % 2:
             raise ValueError(f"wordvec_dim={E} must be even (the positional encoding's "
                              f"sin and cos columns come in pairs)")
-        if not (isinstance(keep_prob, (int, float)) and 0 < keep_prob <= 1):
-            raise ValueError(f"keep_prob is the dropout KEEP probability and must be in "
-                             f"(0, 1], got {keep_prob!r}")
         F = 4 * E if ffn_dim is None else ffn_dim
         self.word_to_idx = word_to_idx
         self.idx_to_word = {i: w for w, i in word_to_idx.items()}
         self._null, self._start, self._end = _special_tokens(word_to_idx)
         self.num_heads, self.num_layers, self.max_length = num_heads, num_layers, max_length
-        self.keep_prob, self.seed, self.dtype = float(keep_prob), seed, dtype
+        self.keep_prob, self.seed, self.dtype = _check_keep_prob(keep_prob), seed, dtype
         self.training_steps = 0
         self.positions = positional_encoding(max_length, E, dtype)
 

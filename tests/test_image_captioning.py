@@ -48,6 +48,38 @@ def test_captioner_looks_up_features_by_image_id_and_shares_params():
                                   model.sample(features[[1, 2]], 4))
 
 
+def test_captioner_passes_the_dropout_counter_through_and_resumes_exactly(tmp_path):
+    """The Solver saves and restores the checkpoint_state of the model it trains: through
+    ImageIdCaptioner, that must reach the wrapped model's dropout counter."""
+    from solver import Solver
+    from transformer import CaptioningTransformer
+    rng = np.random.default_rng(1)
+    features = rng.standard_normal((6, 3, 4)).astype(np.float32)
+    captions = np.array([[1, 3, 4, 2], [1, 3, 5, 2], [1, 4, 2, 0]] * 4)
+    ids = np.arange(12) % 6
+    make = lambda: ic.ImageIdCaptioner(
+        CaptioningTransformer(WORD_TO_IDX, input_dim=4, wordvec_dim=8, num_heads=2, num_layers=1,
+                              max_length=3, keep_prob=0.7, seed=2), features, [[['a']]] * 6, WORDS, 3)
+    captioner = make()
+    assert captioner.checkpoint_state == ("training_steps",)
+    captioner.training_steps = 7
+    assert captioner.model.training_steps == 7 and "training_steps" not in vars(captioner)
+    data = {"X_train": ids, "y_train": captions, "X_val": ids[:3], "y_val": captions[:3]}
+    kwargs = dict(update_rule="adam", batch_size=4, verbose=False, seed=0,
+                  metric=lambda model, X, y: -float(np.mean(model.sample(X) != y[:, 1:])))
+    straight = make()
+    Solver(straight, data, num_epochs=3, **kwargs).train()
+    name = str(tmp_path / "run")
+    Solver(make(), data, num_epochs=1, checkpoint_name=name, **kwargs).train()
+    resumed = make()
+    solver = Solver(resumed, data, num_epochs=3, checkpoint_name=name, **kwargs)
+    solver.resume_latest()
+    assert resumed.model.training_steps == 3
+    solver.train()
+    for key in straight.params:
+        np.testing.assert_array_equal(resumed.params[key], straight.params[key])
+
+
 def test_bleu4_scores_each_image_once_against_all_its_references():
     from bleu import corpus_bleu
     sampled = [[3, 4, 3, 5, 2], [3, 5, 3, 5, 2]]      # "a cat a dog", "a dog a dog"
@@ -85,8 +117,8 @@ def fake_data(spatial):
 
 def test_attention_needs_a_spatial_grid():
     args = ic.parse_args([])
-    assert ic.choose_models(args, fake_data(spatial=True)) == ["rnn", "lstm", "attention"]
-    assert ic.choose_models(args, fake_data(spatial=False)) == ["rnn", "lstm"]
+    assert ic.choose_models(args, fake_data(spatial=True)) == ["rnn", "lstm", "attention", "transformer"]
+    assert ic.choose_models(args, fake_data(spatial=False)) == ["rnn", "lstm", "transformer"]
     args = ic.parse_args(["--models", "attention", "rnn"])
     assert ic.choose_models(args, fake_data(spatial=True)) == ["attention", "rnn"]
     with pytest.raises(SystemExit, match="no spatial grid"):
@@ -100,13 +132,15 @@ def test_coco_run_on_tiny_files(tmp_path, capsys):
     results = tmp_path / "results"
     num_val = SIZES["val"][0]
     args = ["--dataset", "coco", "--data-dir", str(tmp_path), "--epochs", "2",
-            "--batch-size", "4", "--hidden-dim", "8", "--wordvec-dim", "6",
+            "--batch-size", "4", "--hidden-dim", "8", "--wordvec-dim", "6", "--heads", "2",
             "--results-dir", str(results), "--checkpoint-dir", str(tmp_path / "checkpoints")]
     with pytest.raises(SystemExit, match="not a test image id"):   # val half, not test half
         ic.main(args + ["--images", "0"])
     summary = ic.main(args + ["--images", str(num_val - 1)])
-    assert [m["model"] for m in summary["models"]] == ["rnn", "lstm"]   # no attention on fc7
-    assert "captioning_attention.png" not in capsys.readouterr().out
+    # no attention model on fc7 vectors; the transformer attends to the one vector
+    assert [m["model"] for m in summary["models"]] == ["rnn", "lstm", "transformer"]
+    out = capsys.readouterr().out
+    assert "captioning_attention.png" not in out and "transformer_attention" not in out
     assert summary["num_images"] == {"train": SIZES["train"][0], "val": num_val // 2,
                                      "test": num_val - num_val // 2}
     with open(results / "full" / "captions_lstm.json") as f:
@@ -154,7 +188,7 @@ def test_quick_run_end_to_end_and_resume_with_chosen_images(tmp_path):
         summary = json.load(f)
     assert summary["dataset"] == "mnist-scenes-small"
     assert summary["num_images"] == {"train": 1000, "val": 200, "test": 200}
-    assert [m["model"] for m in summary["models"]] == ["rnn", "lstm", "attention"]
+    assert [m["model"] for m in summary["models"]] == ["rnn", "lstm", "attention", "transformer"]
     for model in summary["models"]:
         assert len(model["val_bleu4_history"]) == 2 and len(model["epoch_losses"]) == 2
         assert model["epoch_losses"][1] < model["epoch_losses"][0]
@@ -166,8 +200,8 @@ def test_quick_run_end_to_end_and_resume_with_chosen_images(tmp_path):
             captions = json.load(f)
         assert list(captions) == [str(i) for i in range(200)]
         assert all(isinstance(c, str) for c in captions.values())
-    for key in ("loss_plot", "bleu4_plot", "examples", "attention", "json",
-                "captions_rnn", "captions_lstm", "captions_attention"):
+    for key in ("loss_plot", "bleu4_plot", "examples", "attention", "transformer_attention", "json",
+                "captions_rnn", "captions_lstm", "captions_attention", "captions_transformer"):
         path = summary["files"][key]
         assert os.path.isfile(path) and path in out, key
 
@@ -175,7 +209,7 @@ def test_quick_run_end_to_end_and_resume_with_chosen_images(tmp_path):
     # pictures, and the numbers stay the same.
     again = run_script(*args, "--resume", "--images", "7", "3")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.count("resumed from") == 3 and "(Epoch" not in again.stdout
+    assert again.stdout.count("resumed from") == 4 and "(Epoch" not in again.stdout
     with open(results / "quick" / "image_captioning.json") as f:
         resumed = json.load(f)
     assert [m["test_bleu"] for m in resumed["models"]] == [m["test_bleu"]

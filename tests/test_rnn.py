@@ -386,3 +386,42 @@ def test_tiny_model_learns_five_captions_exactly(kind):
     sampled = model.sample(features, max_length=captions.shape[1] - 1)
     counted = captions[:, 1:] != NULL
     np.testing.assert_array_equal(np.where(counted, sampled, NULL), captions[:, 1:])
+
+
+# ----------------------------------------------------------------------------- hidden dropout
+
+@pytest.mark.parametrize("kind", ['lstm', 'attention'])
+def test_hidden_dropout_gradients_masks_and_inference(kind):
+    rng = np.random.default_rng(7)
+    model, features = make_model(kind, rng)
+    model.keep_prob = 0.6
+    for name, value in model.params.items():
+        model.params[name] = 0.8 * rng.standard_normal(value.shape)
+    captions = random_captions(rng, N=2, T=5, V=len(WORDS))
+
+    def loss_with_mask_0(_):
+        model.training_steps = 0   # the same dropout mask in every evaluation
+        return model.loss(features, captions)[0]
+
+    model.training_steps = 0
+    loss, grads = model.loss(features, captions)
+    for name in model.params:
+        error = rel_error(numeric_gradient(loss_with_mask_0, model.params[name]), grads[name])
+        assert error < TOLERANCE, f"{kind} {name} with dropout: relative error {error:.1e}"
+    # a new mask per training call, the same one again for the same counter
+    model.training_steps = 0
+    first, second = model.loss(features, captions)[0], model.loss(features, captions)[0]
+    model.training_steps = 0
+    assert model.loss(features, captions)[0] == first != second
+    assert model.checkpoint_state == ("training_steps",)
+    # inference never drops: sample is deterministic and equals the model without dropout
+    plain, _ = make_model(kind, np.random.default_rng(7))
+    plain.params = model.params
+    np.testing.assert_array_equal(model.sample(features, 4), plain.sample(features, 4))
+
+
+def test_hidden_dropout_is_off_by_default_and_checked():
+    model, _ = make_model('lstm', np.random.default_rng(0))
+    assert model.keep_prob == 1.0
+    with pytest.raises(ValueError, match=r"keep_prob is the dropout KEEP probability"):
+        CaptioningRNN(WORD_TO_IDX, input_dim=3, cell_type='lstm', keep_prob=1.5)

@@ -1,6 +1,7 @@
 """handgrad vs PyTorch (CPU): the same layers, shapes and training epochs, timed side by side.
 
-    python bench/compare_torch.py [--repeats 5] [--images 60000] [--only conv cnn mlp lstm]
+    python bench/compare_torch.py [--repeats 5] [--images 60000]
+                                  [--only conv cnn mlp lstm norm attention]
                                   [--threads N] [--malloc-tuning] [--cpu-time] [--rss]
 
 PyTorch is an optional, benchmark-only dependency (the tests never import it). Install
@@ -29,6 +30,21 @@ Rows (float32, forward + backward, milliseconds):
 - captioning step: word embedding (V=1000), LSTM, temporal affine to V scores, masked
   temporal softmax loss and all gradients; PyTorch with nn.Embedding, nn.LSTM, nn.Linear
   and cross-entropy.
+- batchnorm N64 D1024: layers.batchnorm_forward (train mode) + batchnorm_backward_alt vs
+  F.batch_norm(training=True) + autograd (dx, dgamma, dbeta); "graph backward" is the
+  same with batchnorm_backward (the step-by-step version), against the same PyTorch.
+- layernorm N64 D1024: layers.layernorm_forward + layernorm_backward vs F.layer_norm.
+- spatial batchnorm N64 C32 28x28: kernels.spatial_batchnorm_* (what the models train
+  with) vs F.batch_norm; "reference" times layers.py's version; spatial groupnorm (G=8):
+  layers.spatial_groupnorm_* vs F.group_norm.
+- multi-head attention N32 T=S=64 E256, 8 heads, self-attention: attention_layers'
+  forward + backward (dx = dquery + dkey + dvalue and the 8 parameter gradients) vs
+  nn.MultiheadAttention(batch_first=True) + autograd.
+- transformer captioning step: CaptioningTransformer.loss (N=100 captions of T=13 words,
+  V=35, an 8x8 grid of 64-d features, E=128, 4 heads, 2 layers, FFN 512, dropout keep 0.9:
+  the MNIST-scenes setting of image_captioning.py) vs PyTorch's nn.TransformerDecoder with
+  the same sizes (post-norm, ReLU, dropout 0.1), embedding, sinusoidal positions, memory
+  projection, vocabulary affine and cross-entropy, all gradients.
 
 How it measures. Each side runs in its own worker process: PyTorch's OpenMP threads keep
 spinning for a while after each operation and would slow NumPy code timed in the same
@@ -114,6 +130,17 @@ def cases(args):
         rows.append((f"lstm {shape} vs step loop", "lstm_loop", None, 5))
         rows.append((f"lstm {shape} vs nn.LSTM", "lstm_module", None, 5))
         rows.append((f"captioning step {shape} V{s['V']}", "caption", None, 5))
+    if "norm" in args.only:
+        rows.append(("batchnorm N64 D1024", "batchnorm", None, 20))
+        rows.append(("batchnorm N64 D1024, graph backward", "batchnorm_graph", None, 20))
+        rows.append(("layernorm N64 D1024", "layernorm", None, 20))
+        rows.append(("spatial batchnorm N64 C32 28x28", "spatial_batchnorm", None, 10))
+        rows.append(("spatial batchnorm N64 C32 28x28 reference", "spatial_batchnorm_reference",
+                     None, 5))
+        rows.append(("spatial groupnorm N64 C32 28x28 G8", "groupnorm", None, 5))
+    if "attention" in args.only:
+        rows.append(("multi-head attention N32 T=S=64 E256 h8", "mha", None, 5))
+        rows.append(("transformer captioning step N100 T13 E128", "transformer", None, 3))
     return rows
 
 
@@ -123,6 +150,19 @@ def data(images):
     X = rng.standard_normal((images, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, images)
     return X, y
+
+
+TRANSFORMER_VOCAB = {"<NULL>": 0, "<START>": 1, "<END>": 2,
+                     **{f"w{i}": i for i in range(3, 35)}}
+
+
+def transformer_data():
+    """Captions (100, 14) of 35 words and features (100, 64, 64), for both sides."""
+    rng = np.random.default_rng(2)
+    words = rng.integers(3, 35, (100, 14))
+    words[:, 0] = 1
+    features = rng.standard_normal((100, 64, 64), dtype=np.float32)
+    return words, features, rng
 
 
 # ============================================================================= handgrad side
@@ -180,6 +220,57 @@ def handgrad_case(kind, parameter):
                 for name, grad in grads.items():
                     model.params[name], configs[name] = optim.sgd(model.params[name], grad,
                                                                   configs[name])
+        return run
+
+    if kind in ("batchnorm", "batchnorm_graph", "layernorm"):
+        x, gamma, beta, dout = randn(64, 1024), randn(1024), randn(1024), randn(64, 1024)
+        backward = {"batchnorm": layers.batchnorm_backward_alt,
+                    "batchnorm_graph": layers.batchnorm_backward}.get(kind)
+
+        def run():
+            if backward is None:
+                layers.layernorm_backward(dout, layers.layernorm_forward(x, gamma, beta, {})[1])
+            else:
+                backward(dout, layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})[1])
+        return run
+
+    if kind in ("spatial_batchnorm", "spatial_batchnorm_reference", "groupnorm"):
+        x, dout = randn(64, 32, 28, 28), randn(64, 32, 28, 28)
+        module = kernels if kind == "spatial_batchnorm" else layers
+        gamma, beta = randn(32), randn(32)
+
+        def run():
+            if kind == "groupnorm":
+                out, cache = layers.spatial_groupnorm_forward(x, gamma.reshape(1, 32, 1, 1),
+                                                              beta.reshape(1, 32, 1, 1), 8, {})
+                layers.spatial_groupnorm_backward(dout, cache)
+            else:
+                out, cache = module.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+                module.spatial_batchnorm_backward(dout, cache)
+        return run
+
+    if kind == "mha":
+        import attention_layers
+        E = 256
+        x, dout = randn(32, 64, E), randn(32, 64, E)
+        params = {name: randn(E, E) / E ** 0.5 if name.startswith("W") else randn(E)
+                  for name in attention_layers.PARAM_NAMES}
+
+        def run():
+            out, cache = attention_layers.multi_head_attention_forward(x, x, x, params, 8)
+            dquery, dkey, dvalue, grads = attention_layers.multi_head_attention_backward(dout, cache)
+            dquery + dkey + dvalue
+        return run
+
+    if kind == "transformer":
+        from transformer import CaptioningTransformer
+        words, features, _ = transformer_data()
+        model = CaptioningTransformer(TRANSFORMER_VOCAB, input_dim=64, wordvec_dim=128,
+                                      num_heads=4, num_layers=2, max_length=16, keep_prob=0.9,
+                                      seed=0)
+
+        def run():
+            model.loss(features, words)
         return run
 
     T, N, D, H, V = (LSTM_SIZES[key] for key in "TNDHV")
@@ -257,6 +348,65 @@ def torch_case(kind, parameter):
                 loss = F.cross_entropy(model(X[start:start + BATCH]), y[start:start + BATCH])
                 loss.backward()
                 optimizer.step()
+        return run
+
+    if kind in ("batchnorm", "batchnorm_graph", "layernorm"):
+        x, gamma, beta, dout = randn(64, 1024, grad=True), randn(1024, grad=True), \
+            randn(1024, grad=True), randn(64, 1024)
+
+        def run():
+            x.grad = gamma.grad = beta.grad = None
+            if kind == "layernorm":
+                F.layer_norm(x, (1024,), gamma, beta).backward(dout)
+            else:
+                F.batch_norm(x, None, None, gamma, beta, training=True).backward(dout)
+        return run
+
+    if kind in ("spatial_batchnorm", "spatial_batchnorm_reference", "groupnorm"):
+        x, dout = randn(64, 32, 28, 28, grad=True), randn(64, 32, 28, 28)
+        gamma, beta = randn(32, grad=True), randn(32, grad=True)
+
+        def run():
+            x.grad = gamma.grad = beta.grad = None
+            if kind == "groupnorm":
+                F.group_norm(x, 8, gamma, beta).backward(dout)
+            else:
+                F.batch_norm(x, None, None, gamma, beta, training=True).backward(dout)
+        return run
+
+    if kind == "mha":
+        E = 256
+        attention = nn.MultiheadAttention(E, 8, batch_first=True)
+        x, dout = randn(32, 64, E, grad=True), randn(32, 64, E)
+
+        def run():
+            x.grad = None
+            attention.zero_grad(set_to_none=True)
+            attention(x, x, x, need_weights=False)[0].backward(dout)
+        return run
+
+    if kind == "transformer":
+        words, features, _ = transformer_data()
+        words, features = torch.from_numpy(words), torch.from_numpy(features)
+        E, V, T = 128, 35, 13
+        layer = nn.TransformerDecoderLayer(E, 4, dim_feedforward=512, dropout=0.1,
+                                           batch_first=True)
+        decoder = nn.TransformerDecoder(layer, 2)
+        embed, project, vocab = nn.Embedding(V, E), nn.Linear(64, E), nn.Linear(E, V)
+        position = torch.arange(T)[:, None] / 10000 ** (torch.arange(0, E, 2) / E)
+        encoding = torch.stack([torch.sin(position), torch.cos(position)], -1).reshape(T, E)
+        causal = nn.Transformer.generate_square_subsequent_mask(T)
+        modules = (decoder, embed, project, vocab)
+        dropout = nn.Dropout(0.1)
+
+        def run():
+            for module in modules:
+                module.zero_grad(set_to_none=True)
+            x = dropout(embed(words[:, :-1]) + encoding)
+            out = decoder(x, project(features), tgt_mask=causal, tgt_is_causal=True)
+            loss = F.cross_entropy(vocab(out).reshape(-1, V), words[:, 1:].reshape(-1),
+                                   reduction="sum") / len(words)
+            loss.backward()
         return run
 
     T, N, D, H, V = (LSTM_SIZES[key] for key in "TNDHV")
@@ -402,8 +552,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=5,
                         help="turns per side and row (at least 5 for the README table)")
     parser.add_argument("--images", type=int, default=60000, help="images per epoch")
-    parser.add_argument("--only", nargs="+", default=["conv", "cnn", "mlp", "lstm"],
-                        choices=["conv", "cnn", "mlp", "lstm"])
+    parser.add_argument("--only", nargs="+",
+                        default=["conv", "cnn", "mlp", "lstm", "norm", "attention"],
+                        choices=["conv", "cnn", "mlp", "lstm", "norm", "attention"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--malloc-tuning", action="store_true",
                         help="raise glibc's mmap and trim thresholds in both workers")

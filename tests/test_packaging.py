@@ -49,7 +49,8 @@ def test_installed_modules_import_from_any_folder(venv):
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
     probe = subprocess.run(
-        [python, "-c", "import layers, rnn_layers, kernels, cnn, solver, autograder, data, grader.checks; "
+        [python, "-c", "import layers, rnn_layers, attention_layers, transformer, kernels, cnn, solver, "
+                       "autograder, data, grader.checks; "
                        "print(layers.__file__); print(data.load_mnist.__name__)"],
         capture_output=True, text=True, cwd=str(elsewhere), env={**os.environ, "PYTHONPATH": ""})
     assert probe.returncode == 0, probe.stderr

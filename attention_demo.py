@@ -3,6 +3,7 @@ softmax(X A X^T).
 
     python attention_demo.py            # prints every check; exit code 1 if one fails
     python attention_demo.py --seed 3   # other random matrices
+    handgrad-attention-demo             # the same, after pip install -e .
 
 Q1.1 / Q1.2. The two networks' parameter counts, from cnn.Sequential.summary():
   - 3x28x28 input -> conv 8 kernels 5x5 (stride 1, no padding) -> max pool 4x4 stride 2
@@ -92,6 +93,7 @@ def demonstrate(seed=0, T=6, E=8, num_heads=2):
 
 
 def main(argv=None):
+    """The command (also installed as handgrad-attention-demo); returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="seed of the random X and projections")
     args = parser.parse_args(argv)

@@ -57,7 +57,7 @@ def test_installed_modules_import_from_any_folder(venv):
     location = probe.stdout.splitlines()[0]
     assert "site-packages" in location and not location.startswith(REPO)
     for command in ("handgrad-grade", "handgrad-digits", "handgrad-fashion", "handgrad-captioning",
-                    "handgrad-transfer"):
+                    "handgrad-transfer", "handgrad-attention-demo"):
         run = subprocess.run([str(root / "env" / "bin" / command), "--help"],
                              capture_output=True, text=True, cwd=str(elsewhere))
         assert run.returncode == 0 and "usage" in run.stdout, (command, run.stderr)

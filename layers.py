@@ -19,8 +19,10 @@ Conventions:
   NaN scores (ValueError), since a NaN loss would only surface later as a silent failure.
 
 Part 1 of docs/API.md (fc, relu, conv, max pool, softmax loss) is a drop-in
-contract for the cs231n-style homework; the rest (strided/padded convolution with bias,
-dropout, log-softmax, NLL, flatten) is ours. This file imports nothing but NumPy, so it
+contract for the cs231n-style homework; strided/padded convolution with bias, dropout,
+log-softmax, NLL and flatten are ours (Part 2); the normalization layers at the end
+follow Part 3 (cs231n assignment 2's names; bn_param's running statistics are the one
+documented exception to "inputs are never modified"). This file imports nothing but NumPy, so it
 can be dropped next to any course's files.
 """
 import math
@@ -658,12 +660,10 @@ def flatten_backward(dout, cache):
 # var is the biased variance (divided by the count m, not m - 1), as in cs231n.
 
 def _standardize(x, axes, eps):
-    """(xhat, centered, var, inv_std) of x standardized over `axes` (statistics keep dims)."""
-    mean = x.mean(axis=axes, keepdims=True)
-    centered = x - mean
-    var = (centered * centered).mean(axis=axes, keepdims=True)
-    inv_std = 1 / np.sqrt(var + eps)
-    return centered * inv_std, centered, var, inv_std
+    """(xhat, inv_std) of x standardized over `axes` (inv_std keeps the reduced dims)."""
+    centered = x - x.mean(axis=axes, keepdims=True)
+    inv_std = 1 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+    return centered * inv_std, inv_std
 
 
 def _standardize_backward(dxhat, xhat, inv_std, axes):
@@ -752,7 +752,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
     Returns a tuple of:
     - out: output of shape (N, D).
-    - cache: what batchnorm_backward and batchnorm_backward_alt need.
+    - cache: (mode, xhat, centered, inv_std, gamma): xhat and centered = x - mu of shape
+      (N, D), inv_std = 1 / sqrt(var + eps) of shape (D,).
     """
     x = real_array("x", x)
     _check_ndim("x", x, 2, "(N, D)")
@@ -774,7 +775,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     inv_std = 1 / np.sqrt(var + eps)
     xhat = centered * inv_std
     out = gamma * xhat + beta
-    return out.astype(dtype, copy=False), (mode, xhat, centered, var, inv_std, gamma, eps)
+    return out.astype(dtype, copy=False), (mode, xhat, centered, inv_std, gamma)
 
 
 def _batchnorm_dout(dout, cache):
@@ -816,7 +817,7 @@ def batchnorm_backward(dout, cache):
     - dbeta: gradient with respect to beta, of shape (D,).
     """
     dout = _batchnorm_dout(dout, cache)
-    mode, xhat, centered, var, inv_std, gamma, eps = cache
+    mode, xhat, centered, inv_std, gamma = cache
     N = xhat.shape[0]
     dbeta = dout.sum(axis=0)                                 # (6)
     dgamma = (dout * xhat).sum(axis=0)
@@ -852,7 +853,7 @@ def batchnorm_backward_alt(dout, cache):
     Inputs and outputs: as batchnorm_backward.
     """
     dout = _batchnorm_dout(dout, cache)
-    mode, xhat, centered, var, inv_std, gamma, eps = cache
+    mode, xhat, _, inv_std, gamma = cache
     dbeta = dout.sum(axis=0)
     dgamma = (dout * xhat).sum(axis=0)
     dxhat = dout * gamma
@@ -887,7 +888,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per feature of x (N, D)")
     if not isinstance(ln_param, dict):
         raise ValueError(f"ln_param must be a dict (optional key 'eps'), got {ln_param!r}")
-    xhat, _, _, inv_std = _standardize(x, 1, _check_eps("ln_param", ln_param))
+    xhat, inv_std = _standardize(x, 1, _check_eps("ln_param", ln_param))
     return gamma * xhat + beta, (xhat, inv_std, gamma)
 
 
@@ -1001,7 +1002,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     if not isinstance(gn_param, dict):
         raise ValueError(f"gn_param must be a dict (optional key 'eps'), got {gn_param!r}")
     groups = x.reshape(N, G, C // G, H, W)
-    xhat, _, _, inv_std = _standardize(groups, (2, 3, 4), _check_eps("gn_param", gn_param))
+    xhat, inv_std = _standardize(groups, (2, 3, 4), _check_eps("gn_param", gn_param))
     out = gamma * xhat.reshape(x.shape) + beta
     return out, (xhat, inv_std, gamma, G)
 

@@ -577,7 +577,6 @@ def plot_transformer_attention(data, ids, captions, weights, path):
                 row[0].set_title(f"test image {test['ids'][i]}", fontsize=7)
             else:
                 row[0].axis("off")
-            row[0].set_ylabel(f"head {h + 1}", fontsize=8)
             for t, word in enumerate(words):
                 ax = row[t + 1]
                 heat = upsample_attention(weights[i, t, h], data["grid"], image.shape)

@@ -27,9 +27,7 @@ uninterrupted one.
 """
 import numpy as np
 
-from attention_layers import (
-    PARAM_NAMES as ATTENTION_PARAMS,
-)
+from attention_layers import PARAM_NAMES as ATTENTION_PARAMS
 from attention_layers import (
     causal_mask,
     multi_head_attention_backward,
@@ -66,6 +64,25 @@ def _layernorm_3d(x, gamma, beta):
 def _layernorm_3d_backward(dout, cache):
     dx, dgamma, dbeta = layernorm_backward(dout.reshape(-1, dout.shape[-1]), cache)
     return dx.reshape(dout.shape), dgamma, dbeta
+
+
+def _feed_forward(x, W1, b1, W2, b2):
+    """The position-wise feed-forward block W2 relu(x W1 + b1) + b2 on (N, T, E)."""
+    hidden, fc1_cache = temporal_fc_forward(x, W1, b1)
+    activated, relu_cache = relu_forward(hidden)
+    out, fc2_cache = temporal_fc_forward(activated, W2, b2)
+    return out, (fc1_cache, relu_cache, fc2_cache)
+
+
+def _feed_forward_backward(dout, cache):
+    """dx, dW1, db1, dW2, db2 of the feed-forward block."""
+    fc1_cache, relu_cache, fc2_cache = cache
+    dactivated, dW2, db2 = temporal_fc_backward(dout, fc2_cache)
+    dx, dW1, db1 = temporal_fc_backward(relu_backward(dactivated, relu_cache), fc1_cache)
+    return dx, dW1, db1, dW2, db2
+
+
+FFN_PARAMS = ("W1", "b1", "W2", "b2")
 
 
 class CaptioningTransformer:
@@ -185,10 +202,7 @@ class CaptioningTransformer:
             blocks = []
             for block in SUBLAYERS:
                 if block == "ffn":
-                    hidden, fc1_cache = temporal_fc_forward(x, p[prefix + "ffn_W1"], p[prefix + "ffn_b1"])
-                    activated, relu_cache = relu_forward(hidden)
-                    out, fc2_cache = temporal_fc_forward(activated, p[prefix + "ffn_W2"], p[prefix + "ffn_b2"])
-                    sub_cache = (fc1_cache, relu_cache, fc2_cache)
+                    out, sub_cache = _feed_forward(x, *(p[f"{prefix}ffn_{n}"] for n in FFN_PARAMS))
                 else:
                     source = x if block == "self" else memory
                     out, sub_cache = multi_head_attention_forward(
@@ -220,12 +234,8 @@ class CaptioningTransformer:
                     _layernorm_3d_backward(dx, norm_cache)
                 dout = self._dropout_backward(dsum, drop_cache)
                 if block == "ffn":
-                    fc1_cache, relu_cache, fc2_cache = sub_cache
-                    dactivated, grads[prefix + "ffn_W2"], grads[prefix + "ffn_b2"] = \
-                        temporal_fc_backward(dout, fc2_cache)
-                    dhidden = relu_backward(dactivated, relu_cache)
-                    dinput, grads[prefix + "ffn_W1"], grads[prefix + "ffn_b1"] = \
-                        temporal_fc_backward(dhidden, fc1_cache)
+                    dinput, *ffn_grads = _feed_forward_backward(dout, sub_cache)
+                    grads.update({f"{prefix}ffn_{n}": g for n, g in zip(FFN_PARAMS, ffn_grads)})
                 else:
                     dquery, dkey, dvalue, attention_grads = multi_head_attention_backward(dout, sub_cache)
                     grads.update({f"{prefix}{block}_{name}": g for name, g in attention_grads.items()})

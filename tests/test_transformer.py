@@ -36,7 +36,7 @@ def ffn_margin(model, features, captions):
     model.training_steps = 0
     _, caches, _ = model._forward(model._check_features(features), captions[:, :-1],
                                   np.random.default_rng([model.seed, 0]))
-    return min(np.abs(blocks[2][0][0][3]).min() for blocks in caches[3])   # fc1's out
+    return min(np.abs(blocks[2][0][0][3]).min() for blocks in caches[3])   # fc1 out
 
 
 @pytest.mark.parametrize("seed, keep_prob", [(0, 1.0), (0, 0.7), (5, 0.7)])

@@ -296,19 +296,20 @@ def main(argv=None):
 
     name = os.path.join(args.results_dir, "fashion")
     train_subset = min(1000, len(data["y_train"]))
+    network = "Fashion-MNIST CNN with batch norm" if args.batchnorm else "Fashion-MNIST CNN"
     files = {
         "loss_plot": plot_accuracy(
             {f"lr {lr:g}": best["epoch_losses"]}, f"{name}_loss.png",
-            f"Fashion-MNIST CNN, plain SGD lr {lr:g} (best on validation):\ntraining loss",
+            f"{network}, plain SGD lr {lr:g} (best on validation):\ntraining loss",
             ylabel="mean training loss per epoch (NLL)"),
         "accuracy_plot": plot_accuracy(
             {f"validation ({len(data['y_val']):,} images)": best["val_acc_history"],
              f"training (fixed {train_subset:,}-image subset)": best["train_acc_history"]},
             f"{name}_accuracy.png",
-            f"Fashion-MNIST CNN, plain SGD lr {lr:g} (best on validation):\naccuracy per epoch"),
+            f"{network}, plain SGD lr {lr:g} (best on validation):\naccuracy per epoch"),
         "comparison_plot": plot_comparison(
             records, f"{name}_lr_comparison.png",
-            f"Fashion-MNIST CNN, plain SGD, batch {args.batch_size}: learning rates compared"),
+            f"{network}, plain SGD, batch {args.batch_size}: learning rates compared"),
         "params": save_params(model, f"{name}_cnn_params.npz"),
     }
     if args.plot_filters:

@@ -669,7 +669,8 @@ def _standardize(x, axes, eps):
 def _standardize_backward(dxhat, xhat, inv_std, axes):
     """
     The gradient through xhat = (x - mean(x)) / sqrt(var(x) + eps) over `axes`, in closed
-    form (derived in batchnorm_backward_alt):
+    form (derived in batchnorm_backward_alt; here the statistics run over the features of
+    a sample, so the means cannot reuse the per-feature sums dgamma and dbeta):
 
         dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
     """
@@ -836,7 +837,8 @@ def batchnorm_backward(dout, cache):
 def batchnorm_backward_alt(dout, cache):
     """
     Backward pass of batch normalization in closed form: the graph of batchnorm_backward
-    collapsed into one expression, with fewer passes over the (N, D) arrays.
+    collapsed into one expression that reuses the two sums dgamma and dbeta, so it makes
+    fewer passes over the (N, D) arrays.
 
     Derivation, per feature (sums over the batch n). Substitute the steps of the graph:
     dcentered = dxhat * inv_std + dvar * 2 centered / N with
@@ -846,9 +848,13 @@ def batchnorm_backward_alt(dout, cache):
 
     Then dx = dcentered - 1/N sum dcentered, and 1/N sum dcentered
     = inv_std * (1/N sum dxhat - (1/N sum xhat) * (...)) = inv_std * 1/N sum dxhat,
-    because xhat has mean 0 over the batch. So, with dxhat = gamma * dout,
+    because xhat has mean 0 over the batch. So
 
         dx = inv_std / N * (N dxhat - sum dxhat - xhat * sum(dxhat * xhat)).
+
+    With dxhat = gamma * dout, the two sums are gamma * dbeta and gamma * dgamma:
+
+        dx = gamma * inv_std / N * (N dout - dbeta - xhat * dgamma).
 
     Inputs and outputs: as batchnorm_backward.
     """
@@ -856,10 +862,10 @@ def batchnorm_backward_alt(dout, cache):
     mode, xhat, _, inv_std, gamma = cache
     dbeta = dout.sum(axis=0)
     dgamma = (dout * xhat).sum(axis=0)
-    dxhat = dout * gamma
     if mode == "test":
-        return dxhat * inv_std, dgamma, dbeta
-    return _standardize_backward(dxhat, xhat, inv_std, 0), dgamma, dbeta
+        return dout * (gamma * inv_std), dgamma, dbeta
+    N = xhat.shape[0]
+    return (gamma * inv_std / N) * (N * dout - dbeta - xhat * dgamma), dgamma, dbeta
 
 
 def layernorm_forward(x, gamma, beta, ln_param):

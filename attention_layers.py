@@ -190,6 +190,8 @@ def scaled_dot_product_attention_backward(dout, cache):
 
     Masked entries have P = 0, so they get dz = 0 and pass no gradient.
 
+    Derivation: docs/derivations.md#scaled-dot-product-attention
+
     Inputs:
     - dout: upstream gradient of shape (..., T, dv).
     - cache: (q, k, v, P) from scaled_dot_product_attention_forward.
@@ -307,6 +309,8 @@ def multi_head_attention_backward(dout, cache):
     step y = x W + b gives dx = dy W^T, dW = sum over (n, t) of x^T dy, db = sum dy; the
     split and merge of the heads are reshapes, undone on the gradients; the heads go
     through scaled_dot_product_attention_backward.
+
+    Derivation: docs/derivations.md#multi-head-attention
 
     Inputs:
     - dout: upstream gradient of shape (N, T, E).

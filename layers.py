@@ -178,6 +178,8 @@ def fc_backward(dout, cache, need_dx=True):
 
         dX = dout @ w.T,   dw = X.T @ dout,   db = sum_n dout[n].
 
+    Derivation: docs/derivations.md#fully-connected
+
     Inputs:
     - dout: upstream gradient of shape (N, M).
     - cache: (x, w, b) from fc_forward.
@@ -220,6 +222,8 @@ def relu_backward(dout, cache):
     """
     Backward pass of ReLU: the gradient passes where x > 0 and is 0 elsewhere
     (we take the subgradient 0 at x = 0).
+
+    Derivation: docs/derivations.md#relu
 
     Inputs:
     - dout: upstream gradient, of the shape of x.
@@ -295,6 +299,8 @@ def conv_backward(dout, cache):
     The code computes exactly these two: dW by filtering X with dY as the kernel, dX by
     padding dY and filtering it with the flipped kernels (channels and filters swapped).
 
+    Derivation: docs/derivations.md#convolution
+
     Inputs:
     - dout: upstream gradient of shape (N, F, H', W').
     - cache: (x, w) from conv_forward.
@@ -358,6 +364,8 @@ def conv2d_backward(dout, cache, need_dx=True):
       between neighbouring entries, D[n, f, s*i, s*j] = dY[n, f, i, j]. (Output (i, j) saw
       Xpad from (s*i, s*j) on, so its gradient lands there.) Rows and columns of Xpad
       that no window covered get 0; then the padding is cut off: dX = dXpad[pad:-pad].
+
+    Derivation: docs/derivations.md#convolution
 
     Inputs:
     - dout: upstream gradient of shape (N, F, H', W').
@@ -446,6 +454,8 @@ def max_pool_backward(dout, cache):
     would multiply it). Where windows overlap, an input chosen by several windows
     accumulates their gradients (np.add.at sums repeated indices).
 
+    Derivation: docs/derivations.md#max-pooling
+
     Inputs:
     - dout: upstream gradient of shape (N, C, OH, OW).
     - cache: (x, pool_param) from max_pool_forward.
@@ -477,6 +487,8 @@ def softmax_loss(x, y):
     """
     Softmax (cross-entropy) loss, averaged over the batch. With p = softmax(x[n]),
     loss_n = -log p[y_n] and d loss_n / d x[n, c] = (p[c] - [c == y_n]) / N.
+
+    Derivation: docs/derivations.md#softmax-cross-entropy
 
     Inputs:
     - x: class scores of shape (N, C); NaN raises ValueError.
@@ -808,6 +820,8 @@ def batchnorm_backward(dout, cache):
     In test mode mu and var are the running statistics, constants, so only (6) and
     dx = dxhat * inv_std remain.
 
+    Derivation: docs/derivations.md#batch-normalization
+
     Inputs:
     - dout: upstream gradient of shape (N, D).
     - cache: from batchnorm_forward.
@@ -855,6 +869,8 @@ def batchnorm_backward_alt(dout, cache):
     With dxhat = gamma * dout, the two sums are gamma * dbeta and gamma * dgamma:
 
         dx = gamma * inv_std / N * (N dout - dbeta - xhat * dgamma).
+
+    Derivation: docs/derivations.md#batch-normalization
 
     Inputs and outputs: as batchnorm_backward.
     """
@@ -906,6 +922,8 @@ def layernorm_backward(dout, cache):
         dx[n] = inv_std[n] * (dxhat[n] - mean_d dxhat[n] - xhat[n] * mean_d(dxhat[n] * xhat[n]))
 
     with dxhat = gamma * dout; dgamma = sum_n dout * xhat, dbeta = sum_n dout.
+
+    Derivation: docs/derivations.md#layer-normalization
 
     Inputs:
     - dout: upstream gradient of shape (N, D).
@@ -962,6 +980,8 @@ def spatial_batchnorm_backward(dout, cache):
     Backward pass of spatial batch normalization: batchnorm_backward_alt on the
     (N * H * W, C) view.
 
+    Derivation: docs/derivations.md#batch-normalization
+
     Inputs:
     - dout: upstream gradient of shape (N, C, H, W).
     - cache: from spatial_batchnorm_forward.
@@ -1017,6 +1037,8 @@ def spatial_groupnorm_backward(dout, cache):
     """
     Backward pass of spatial group normalization: the closed form of
     batchnorm_backward_alt over each group's C/G x H x W values.
+
+    Derivation: docs/derivations.md#layer-normalization
 
     Inputs:
     - dout: upstream gradient of shape (N, C, H, W).

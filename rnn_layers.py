@@ -158,6 +158,8 @@ def rnn_step_backward(dnext_h, cache):
         dWh        = prev_h.T @ da   dWh[k, j] = sum_n prev_h[n, k] da[n, j]
         db[j]      = sum_n da[n, j]
 
+    Derivation: docs/derivations.md#vanilla-rnn-backpropagation-through-time
+
     Inputs:
     - dnext_h: upstream gradient of next_h, of shape (N, H).
     - cache: (Wx, Wh, x, prev_h, h_raw) from rnn_step_forward.
@@ -233,6 +235,8 @@ def rnn_backward(dh, cache):
         dWx    = sum_t x[t].T @ da[t]         ->  dWx = x.reshape(T*N, D).T @ da.reshape(T*N, H)
         dWh    = sum_t h[t-1].T @ da[t]       ->  the same with h[t-1] (h0 at t = 0)
         db[j]  = sum_{t, n} da[t, n, j]
+
+    Derivation: docs/derivations.md#vanilla-rnn-backpropagation-through-time
 
     Inputs:
     - dh: upstream gradients of every hidden state, of shape (T, N, H).
@@ -353,6 +357,8 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
         dx = da @ Wx.T,   dprev_h = da @ Wh.T,   dWx = x.T @ da,   dWh = prev_h.T @ da,
         db[j] = sum_n da[n, j].
 
+    Derivation: docs/derivations.md#lstm
+
     Inputs:
     - dnext_h: upstream gradient of next_h, of shape (N, H).
     - dnext_c: upstream gradient of next_c, of shape (N, H).
@@ -445,6 +451,8 @@ def lstm_backward(dh, cache):
         dWh = hprev.reshape(T*N, H).T @ da.reshape(T*N, 4H)   (hprev[t] = h[t-1], h0 at t=0)
         db  = sum over t and n of da
         dh0 = da[0] @ Wh.T
+
+    Derivation: docs/derivations.md#lstm
 
     Inputs:
     - dh: upstream gradients of every hidden state, of shape (T, N, H).
@@ -610,6 +618,8 @@ def temporal_softmax_loss(x, y, mask):
     there (even inf or nan), and their labels are not used (nor checked), so padding may
     hold any integer.
 
+    Derivation: docs/derivations.md#softmax-cross-entropy
+
     Inputs:
     - x: scores of shape (N, T, V).
     - y: integer labels of shape (N, T); where mask is True each in [0, V).
@@ -758,6 +768,8 @@ def attention_backward(dcontext, cache, dalpha=None):
         dA[n, i]      += dz[n, i] @ W_a.T,           dW_a = sum_{n, i} A[n, i].T dz[n, i]
         db[k]          = sum_{n, i} dz[n, i, k]
 
+    Derivation: docs/derivations.md#additive-attention
+
     Inputs:
     - dcontext: upstream gradient of context, of shape (N, D).
     - cache: from attention_forward.
@@ -823,6 +835,8 @@ def attention_step_backward(dcontext, cache, dalpha=None):
     dA_proj = dz. The decoder sums dA and dA_proj over its steps, then backpropagates the
     summed dA_proj once through the projection (temporal_fc_backward gives dA, dW_a, db;
     add that dA to the summed one).
+
+    Derivation: docs/derivations.md#additive-attention
 
     Inputs:
     - dcontext: upstream gradient of context, of shape (N, D).

@@ -610,9 +610,11 @@ def plot_curves(records, data, results_dir):
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in records:
         epochs = np.arange(1, len(r["val_bleu4_history"]) + 1)
-        line, = ax.plot(epochs, r["val_bleu4_history"], marker="o", label=f"{r['model']} val")
+        keep = r.get("dropout_keep_prob", 1.0)
+        name = r["model"] + (f" (dropout keep {keep:g})" if keep < 1 else "")
+        line, = ax.plot(epochs, r["val_bleu4_history"], marker="o", label=f"{name} val")
         ax.plot(epochs, r["train_bleu4_history"], ls="--", color=line.get_color(), alpha=0.6,
-                label=f"{r['model']} train subset")
+                label=f"{name} train subset")
     epoch_axis(ax, max((len(r["val_bleu4_history"]) for r in records), default=1))
     note_short_run(ax, {r["model"]: r["val_bleu4_history"] for r in records})
     ax.set_ylabel("BLEU-4 (greedy captions)")

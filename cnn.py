@@ -9,8 +9,8 @@
 - save_params / load_params: any model's params (and layer state) to and from .npz,
   shapes and finite values checked.
 
-The models train with the fast convolution, pooling and spatial batch norm of kernels.py;
-the other layers come from layers.py.
+The models train with the fast convolution, pooling, batch norm and layer norm of
+kernels.py; the other layers come from layers.py.
 """
 import io
 import numbers
@@ -22,24 +22,24 @@ import numpy as np
 
 from fileio import write_atomic
 from kernels import (
+    batchnorm_backward,
+    batchnorm_forward,
     conv2d_backward,
     conv2d_forward,
+    layernorm_backward,
+    layernorm_forward,
     max_pool_backward,
     max_pool_forward,
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
 )
 from layers import (
-    batchnorm_backward_alt,
-    batchnorm_forward,
     dropout_backward,
     dropout_forward,
     fc_backward,
     fc_forward,
     flatten_backward,
     flatten_forward,
-    layernorm_backward,
-    layernorm_forward,
     log_softmax_backward,
     log_softmax_forward,
     nll_loss,
@@ -386,7 +386,7 @@ def _epsilon(value, name):
 class BatchNorm(Layer):
     """
     Batch normalization (layers.batchnorm_forward; on images (C, H, W), spatial batch
-    norm, one mean and variance per channel, with kernels.py's fast version). Training
+    norm, one mean and variance per channel; kernels.py's fast versions). Training
     normalizes with the batch's statistics and updates the running ones; inference
     (model.loss(X), Solver.check_accuracy) uses the running statistics, so a sample's
     prediction does not depend on its batch.
@@ -425,7 +425,7 @@ class BatchNorm(Layer):
 
     def backward(self, dout, cache, need_dx=True):
         ndim, cache = cache
-        backward = spatial_batchnorm_backward if ndim == 4 else batchnorm_backward_alt
+        backward = spatial_batchnorm_backward if ndim == 4 else batchnorm_backward
         dx, dgamma, dbeta = backward(dout, cache)
         return dx, {"gamma": dgamma, "beta": dbeta}
 
@@ -435,8 +435,9 @@ class BatchNorm(Layer):
 
 class LayerNorm(Layer):
     """
-    Layer normalization (layers.layernorm_forward) of vector inputs (D,): each sample is
-    standardized over its own D features, in training and inference alike. For images,
+    Layer normalization (layers.layernorm_forward, kernels.py's fast version) of vector
+    inputs (D,): each sample is standardized over its own D features, in training and
+    inference alike. For images,
     GroupNorm(1) is layer norm over (C, H, W) with a scale and shift per channel.
     Parameters: gamma and beta (D,), initialized to 1 and 0.
     """

@@ -14,9 +14,9 @@ batches). layers.py shows the formulas; this file makes them fast:
 - Max pooling separably (rows, then columns) by strided slices, with
   `keep_choices=True` recording where the maxima are so that backward does not search
   again.
-- Spatial batch norm on (N, C, H*W) views of the arrays, with the per-channel sums as
-  einsum reductions: no transposed copies (layers.py's version transposes to (N*H*W, C)
-  rows for batchnorm_forward), 3.5x faster. Its cache is its own.
+- Batch norm (plain and spatial) and layer norm with fewer passes over the arrays: the
+  sums are einsum reductions on (N, C, H*W) views (no transposed copies, no temporary
+  products) and outputs are finished in place. Their caches are their own.
 
 This is not cs231n's fast_layers.py (whose name it avoids, so both can sit in one folder).
 """
@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from layers import (
+    _check_eps,
     _check_ndim,
     check_bn_param,
     check_conv_arguments,
@@ -348,48 +349,120 @@ def _max_pool(x, pool_param, with_choices):
 
 
 
-# ---------------------------------------------------------------------- spatial batch norm
+# ---------------------------------------------------------------------- normalization
+# The same formulas as layers.py with fewer passes over the arrays: the per-feature sums
+# (and sums of products) are einsum reductions, which write no temporary array, and the
+# outputs are finished in place. The statistics of batch norm run over axes (0, 2) of a
+# (N, C, P) view (P = H * W pixels, or 1 for (N, D) inputs), those of layer norm over the
+# features of each row. Caches are this module's own.
 
-def spatial_batchnorm_forward(x, gamma, beta, bn_param):
-    """
-    layers.spatial_batchnorm_forward, fast: the same values, running statistics and
-    errors. The cache is this module's own (for kernels.spatial_batchnorm_backward).
-    """
-    x = real_array("x", x)
-    _check_ndim("x", x, 4, "(N, C, H, W)")
-    N, C, H, W = x.shape
-    gamma, beta = check_scale_shift(gamma, beta, (C,), "one per channel of x (N, C, H, W)")
-    dtype = np.result_type(x, gamma, beta)
+def _batchnorm_forward(rows, gamma, beta, bn_param, dtype):
+    """Batch norm of rows (N, C, P) over axes (0, 2); returns (out rows, cache)."""
+    N, C, P = rows.shape
     mode, eps, momentum, running_mean, running_var = check_bn_param(bn_param, C, dtype)
-    rows, count = x.reshape(N, C, H * W), N * H * W
+    count = N * P
     if mode == "train":
         if N == 0:
             raise ValueError("x is an empty batch (N=0): batch norm in train mode needs at "
                              "least one sample for the batch statistics")
-        mean = rows.sum(axis=(0, 2)) / count
+        mean = np.einsum("ncp->c", rows) / count
         centered = rows - mean[:, None]
-        var = np.einsum("nci,nci->c", centered, centered) / count
+        var = np.einsum("ncp,ncp->c", centered, centered) / count
         bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mean
         bn_param["running_var"] = momentum * running_var + (1 - momentum) * var
     else:
         centered, var = rows - running_mean[:, None], running_var
     inv_std = 1 / np.sqrt(var + eps)
-    xhat = centered * inv_std[:, None]
-    out = xhat * gamma[:, None] + beta[:, None]
-    return out.reshape(x.shape).astype(dtype, copy=False), (mode, xhat, inv_std, gamma, x.shape)
+    out = centered * (gamma * inv_std)[:, None]
+    out += beta[:, None]
+    return out.astype(dtype, copy=False), (mode, centered, inv_std, gamma)
+
+
+def _batchnorm_backward(rows, cache):
+    """dx rows, dgamma, dbeta of _batchnorm_forward (the closed form of batchnorm_backward_alt,
+    with xhat = centered * inv_std folded into the coefficients)."""
+    mode, centered, inv_std, gamma = cache
+    count = centered.shape[0] * centered.shape[2]
+    dbeta = np.einsum("ncp->c", rows)
+    dgamma = np.einsum("ncp,ncp->c", rows, centered) * inv_std
+    scale = (gamma * inv_std)[:, None]
+    if mode == "test":
+        return rows * scale, dgamma, dbeta
+    correction = centered * (dgamma * inv_std / count)[:, None]   # xhat * dgamma / count
+    correction += (dbeta / count)[:, None]
+    dx = rows - correction
+    dx *= scale
+    return dx, dgamma, dbeta
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """layers.batchnorm_forward, fast: the same values, running statistics and errors."""
+    x = real_array("x", x)
+    _check_ndim("x", x, 2, "(N, D)")
+    gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per feature of x (N, D)")
+    out, cache = _batchnorm_forward(x[:, :, None], gamma, beta, bn_param,
+                                    np.result_type(x, gamma, beta))
+    return out[:, :, 0], (cache, x.shape)
+
+
+def batchnorm_backward(dout, cache):
+    """layers.batchnorm_backward_alt, fast: returns dx (N, D), dgamma, dbeta (D,)."""
+    cache, shape = cache
+    dout = real_array("dout", dout)
+    check_dout(dout, shape)
+    dx, dgamma, dbeta = _batchnorm_backward(dout[:, :, None], cache)
+    return dx[:, :, 0], dgamma, dbeta
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """layers.spatial_batchnorm_forward, fast: the same values, running statistics and errors."""
+    x = real_array("x", x)
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    N, C, H, W = x.shape
+    gamma, beta = check_scale_shift(gamma, beta, (C,), "one per channel of x (N, C, H, W)")
+    out, cache = _batchnorm_forward(x.reshape(N, C, H * W), gamma, beta, bn_param,
+                                    np.result_type(x, gamma, beta))
+    return out.reshape(x.shape), (cache, x.shape)
 
 
 def spatial_batchnorm_backward(dout, cache):
-    """layers.spatial_batchnorm_backward (the closed form of batchnorm_backward_alt per
-    channel), fast: returns dx (N, C, H, W), dgamma and dbeta (C,)."""
-    mode, xhat, inv_std, gamma, shape = cache
+    """layers.spatial_batchnorm_backward, fast: returns dx (N, C, H, W), dgamma, dbeta (C,)."""
+    cache, shape = cache
     dout = real_array("dout", dout)
     check_dout(dout, shape)
-    rows, count = dout.reshape(xhat.shape), xhat.shape[0] * xhat.shape[2]
-    dbeta = rows.sum(axis=(0, 2))
-    dgamma = np.einsum("nci,nci->c", rows, xhat)
-    scale = gamma * inv_std
-    if mode == "test":
-        return (rows * scale[:, None]).reshape(shape), dgamma, dbeta
-    dx = (scale / count)[:, None] * (count * rows - dbeta[:, None] - xhat * dgamma[:, None])
+    N, C, H, W = shape
+    dx, dgamma, dbeta = _batchnorm_backward(dout.reshape(N, C, H * W), cache)
     return dx.reshape(shape), dgamma, dbeta
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    """layers.layernorm_forward, fast: the same values and errors."""
+    x = real_array("x", x)
+    _check_ndim("x", x, 2, "(N, D)")
+    D = x.shape[1]
+    gamma, beta = check_scale_shift(gamma, beta, (D,), "one per feature of x (N, D)")
+    if not isinstance(ln_param, dict):
+        raise ValueError(f"ln_param must be a dict (optional key 'eps'), got {ln_param!r}")
+    eps = _check_eps("ln_param", ln_param)
+    centered = x - (np.einsum("nd->n", x) / max(D, 1))[:, None]
+    inv_std = 1 / np.sqrt(np.einsum("nd,nd->n", centered, centered) / max(D, 1) + eps)
+    xhat = centered
+    xhat *= inv_std[:, None]
+    out = xhat * gamma
+    out += beta
+    return out, (xhat, inv_std, gamma)
+
+
+def layernorm_backward(dout, cache):
+    """layers.layernorm_backward, fast: returns dx (N, D), dgamma, dbeta (D,)."""
+    xhat, inv_std, gamma = cache
+    dout = real_array("dout", dout)
+    check_dout(dout, xhat.shape)
+    D = max(xhat.shape[1], 1)
+    dgamma, dbeta = np.einsum("nd,nd->d", dout, xhat), np.einsum("nd->d", dout)
+    dxhat = dout * gamma
+    correction = xhat * (np.einsum("nd,nd->n", dxhat, xhat) / D)[:, None]
+    correction += (np.einsum("nd->n", dxhat) / D)[:, None]
+    dxhat -= correction
+    dxhat *= inv_std[:, None]
+    return dxhat, dgamma, dbeta

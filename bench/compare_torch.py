@@ -30,10 +30,13 @@ Rows (float32, forward + backward, milliseconds):
 - captioning step: word embedding (V=1000), LSTM, temporal affine to V scores, masked
   temporal softmax loss and all gradients; PyTorch with nn.Embedding, nn.LSTM, nn.Linear
   and cross-entropy.
-- batchnorm N64 D1024: layers.batchnorm_forward (train mode) + batchnorm_backward_alt vs
-  F.batch_norm(training=True) + autograd (dx, dgamma, dbeta); "graph backward" is the
-  same with batchnorm_backward (the step-by-step version), against the same PyTorch.
-- layernorm N64 D1024: layers.layernorm_forward + layernorm_backward vs F.layer_norm.
+- batchnorm N64 D1024: kernels.batchnorm_forward (train mode) + batchnorm_backward (what
+  Sequential's BatchNorm trains with) vs F.batch_norm(training=True) + autograd (dx,
+  dgamma, dbeta); "reference" times layers.batchnorm_forward + batchnorm_backward_alt
+  (the closed form), "reference, graph backward" the same with batchnorm_backward (the
+  step-by-step version), against the same PyTorch.
+- layernorm N64 D1024: kernels.layernorm_* (what LayerNorm and the Transformer train
+  with) vs F.layer_norm; "reference" times layers.layernorm_*.
 - spatial batchnorm N64 C32 28x28: kernels.spatial_batchnorm_* (what the models train
   with) vs F.batch_norm; "reference" times layers.py's version; spatial groupnorm (G=8):
   layers.spatial_groupnorm_* vs F.group_norm.
@@ -132,8 +135,10 @@ def cases(args):
         rows.append((f"captioning step {shape} V{s['V']}", "caption", None, 5))
     if "norm" in args.only:
         rows.append(("batchnorm N64 D1024", "batchnorm", None, 20))
-        rows.append(("batchnorm N64 D1024, graph backward", "batchnorm_graph", None, 20))
+        rows.append(("batchnorm N64 D1024 reference", "batchnorm_reference", None, 20))
+        rows.append(("batchnorm N64 D1024 reference, graph backward", "batchnorm_graph", None, 20))
         rows.append(("layernorm N64 D1024", "layernorm", None, 20))
+        rows.append(("layernorm N64 D1024 reference", "layernorm_reference", None, 20))
         rows.append(("spatial batchnorm N64 C32 28x28", "spatial_batchnorm", None, 10))
         rows.append(("spatial batchnorm N64 C32 28x28 reference", "spatial_batchnorm_reference",
                      None, 5))
@@ -222,16 +227,19 @@ def handgrad_case(kind, parameter):
                                                                   configs[name])
         return run
 
-    if kind in ("batchnorm", "batchnorm_graph", "layernorm"):
+    if kind in ("batchnorm", "batchnorm_reference", "batchnorm_graph", "layernorm",
+                "layernorm_reference"):
         x, gamma, beta, dout = randn(64, 1024), randn(1024), randn(1024), randn(64, 1024)
-        backward = {"batchnorm": layers.batchnorm_backward_alt,
-                    "batchnorm_graph": layers.batchnorm_backward}.get(kind)
+        forward, backward = {
+            "batchnorm": (kernels.batchnorm_forward, kernels.batchnorm_backward),
+            "batchnorm_reference": (layers.batchnorm_forward, layers.batchnorm_backward_alt),
+            "batchnorm_graph": (layers.batchnorm_forward, layers.batchnorm_backward),
+            "layernorm": (kernels.layernorm_forward, kernels.layernorm_backward),
+            "layernorm_reference": (layers.layernorm_forward, layers.layernorm_backward)}[kind]
+        param = {"mode": "train"} if kind.startswith("batchnorm") else {}
 
         def run():
-            if backward is None:
-                layers.layernorm_backward(dout, layers.layernorm_forward(x, gamma, beta, {})[1])
-            else:
-                backward(dout, layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})[1])
+            backward(dout, forward(x, gamma, beta, dict(param))[1])
         return run
 
     if kind in ("spatial_batchnorm", "spatial_batchnorm_reference", "groupnorm"):
@@ -350,13 +358,14 @@ def torch_case(kind, parameter):
                 optimizer.step()
         return run
 
-    if kind in ("batchnorm", "batchnorm_graph", "layernorm"):
+    if kind in ("batchnorm", "batchnorm_reference", "batchnorm_graph", "layernorm",
+                "layernorm_reference"):
         x, gamma, beta, dout = randn(64, 1024, grad=True), randn(1024, grad=True), \
             randn(1024, grad=True), randn(64, 1024)
 
         def run():
             x.grad = gamma.grad = beta.grad = None
-            if kind == "layernorm":
+            if kind.startswith("layernorm"):
                 F.layer_norm(x, (1024,), gamma, beta).backward(dout)
             else:
                 F.batch_norm(x, None, None, gamma, beta, training=True).backward(dout)

@@ -141,6 +141,13 @@ def test_mixed_dtypes_follow_the_reference():
                                           {"mode": "test", "running_mean": np.zeros(2)}),
     lambda m: m.spatial_batchnorm_backward(np.zeros((2, 3, 4, 5)), m.spatial_batchnorm_forward(
         np.arange(96.).reshape(2, 3, 4, 4), np.ones(3), np.zeros(3), {"mode": "train"})[1]),
+    lambda m: m.batchnorm_forward(np.zeros((4, 3, 2)), np.ones(3), np.zeros(3), {"mode": "train"}),
+    lambda m: m.batchnorm_forward(np.zeros((4, 3)), np.ones(2), np.zeros(3), {"mode": "train"}),
+    lambda m: m.batchnorm_forward(np.zeros((4, 3)), np.ones(3), np.zeros(3), {"mode": "train", "momentum": 2}),
+    lambda m: m.layernorm_forward(np.zeros((4, 3)), np.ones(3), np.zeros(2), {}),
+    lambda m: m.layernorm_forward(np.zeros((4, 3)), np.ones(3), np.zeros(3), {"eps": 0}),
+    lambda m: m.layernorm_backward(np.zeros((4, 2)), m.layernorm_forward(
+        np.arange(12.).reshape(4, 3), np.ones(3), np.zeros(3), {})[1]),
 ])
 def test_same_errors(call):
     with pytest.raises(ValueError) as reference:
@@ -173,3 +180,42 @@ def test_fast_spatial_batchnorm_equals_the_reference(shape, mode, dtype):
                                layers.spatial_batchnorm_backward(dout, cache)):
         assert fast.dtype == reference.dtype and fast.shape == reference.shape
         close(fast, reference, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, mode", [((16, 5), "train"), ((1, 3), "train"), ((7, 4), "test"),
+                                         ((0, 3), "test")])
+def test_fast_batchnorm_equals_the_reference(shape, mode, dtype):
+    rng = np.random.default_rng(6)
+    D = shape[1]
+    x = (rng.standard_normal(shape) * 2 - 1).astype(dtype)
+    gamma, beta = rng.standard_normal(D).astype(dtype), rng.standard_normal(D).astype(dtype)
+    param = {"mode": mode, "momentum": 0.8, "running_mean": rng.standard_normal(D).astype(dtype),
+             "running_var": (rng.random(D) + 0.5).astype(dtype)}
+    reference_param, fast_param = dict(param), dict(param)
+    out, cache = layers.batchnorm_forward(x, gamma, beta, reference_param)
+    fast_out, fast_cache = kernels.batchnorm_forward(x, gamma, beta, fast_param)
+    close(fast_out, out, dtype)
+    for key in ("running_mean", "running_var"):
+        close(fast_param[key], reference_param[key], dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    for fast, reference in zip(kernels.batchnorm_backward(dout, fast_cache),
+                               layers.batchnorm_backward_alt(dout, cache)):
+        close(fast, reference, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(8, 6), (1, 5), (0, 4), (3, 1)])
+def test_fast_layernorm_equals_the_reference(shape, dtype):
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    x_copy = x.copy()
+    gamma, beta = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    out, cache = layers.layernorm_forward(x, gamma, beta, {"eps": 1e-4})
+    fast_out, fast_cache = kernels.layernorm_forward(x, gamma, beta, {"eps": 1e-4})
+    close(fast_out, out, dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    for fast, reference in zip(kernels.layernorm_backward(dout, fast_cache),
+                               layers.layernorm_backward(dout, cache)):
+        close(fast, reference, dtype)
+    np.testing.assert_array_equal(x, x_copy)   # the in-place steps work on copies only

@@ -27,7 +27,7 @@ def normalized_model(seed=0, dtype=np.float64):
     # batch norm would: the normalization removes any shift), so every one is checked.
     return Sequential((2, 6, 6), [
         Conv(4, 3, bias=False), BatchNorm(momentum=0.8), ReLU(), MaxPool(2),
-        GroupNorm(2), Affine(5), LayerNorm(), ReLU(), Affine(6), BatchNorm(), Affine(3)],
+        GroupNorm(2), Affine(5), LayerNorm(), ReLU(), Affine(6), ReLU(), BatchNorm(), Affine(3)],
         dtype=dtype, seed=seed)
 
 

@@ -247,17 +247,16 @@ def spatial_groupnorm(x, gamma, beta, G, gn_param):
 # ------------------------------------------------------------ dot-product attention
 
 def attention_weights(q, k, mask=None):
-    """P[..., t] = softmax over the allowed keys s of q[..., t] . k[..., s] / sqrt(d); 0 elsewhere."""
-    d = q.shape[-1]
-    allowed = np.ones(q.shape[:-1] + k.shape[-2:-1], bool) if mask is None else \
-        np.broadcast_to(mask, q.shape[:-1] + k.shape[-2:-1])
-    P = np.zeros(allowed.shape)
-    for index in np.ndindex(*q.shape[:-1]):
-        lead = index[:-1]
-        keys = [s for s in range(k.shape[-2]) if allowed[index + (s,)]]
-        scores = np.array([q[index] @ k[lead + (s,)] / np.sqrt(d) for s in keys])
-        for s, p in zip(keys, np.exp(scores - scores.max()) / np.sum(np.exp(scores - scores.max()))):
-            P[index + (s,)] = p
+    """P[..., t, s] = softmax over the allowed keys s of q[..., t] . k[..., s] / sqrt(d); 0 elsewhere."""
+    shape = q.shape[:-1] + k.shape[-2:-1]
+    allowed = np.ones(shape, bool) if mask is None else np.broadcast_to(mask, shape)
+    P = np.zeros(shape)
+    for lead in np.ndindex(*shape[:-2]):          # each (batch, head, ...) separately
+        scores = q[lead] @ k[lead].T / np.sqrt(q.shape[-1])
+        for t in range(shape[-2]):
+            keys = allowed[lead][t]
+            e = np.exp(scores[t, keys] - scores[t, keys].max())
+            P[lead][t, keys] = e / e.sum()
     return P
 
 
@@ -265,8 +264,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     """out[..., t] = sum_s P[..., t, s] v[..., s]."""
     P = attention_weights(q, k, mask)
     out = np.zeros(q.shape[:-1] + v.shape[-1:])
-    for index in np.ndindex(*P.shape[:-1]):
-        out[index] = sum(P[index + (s,)] * v[index[:-1] + (s,)] for s in range(v.shape[-2]))
+    for lead in np.ndindex(*P.shape[:-2]):
+        out[lead] = P[lead] @ v[lead]
     return out
 
 

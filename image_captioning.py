@@ -1,7 +1,7 @@
 """Image captioning with a vanilla RNN, an LSTM, an LSTM with attention and a Transformer, compared by BLEU.
 
     python image_captioning.py           # full run: rnn, lstm, attention, transformer
-    python image_captioning.py --quick   # smoke run, small scenes, < 1 min
+    python image_captioning.py --quick   # smoke run, small scenes, about 1 min (2 the first time)
     python image_captioning.py --models lstm attention --keep-prob 0.5 --run-name dropout
     python image_captioning.py --models lstm attention --images 7 42 99
     python image_captioning.py --dataset coco --data-dir PATH     # the course's COCO files

@@ -123,7 +123,7 @@ def cases(args):
     if "cnn" in args.only:
         rows.append((f"cnn epoch ({args.images // 1000}k images, batch {BATCH})", "cnn",
                      args.images, 1))
-        rows.append((f"cnn epoch, pool before relu", "cnn_pool_first", args.images, 1))
+        rows.append(("cnn epoch, pool before relu", "cnn_pool_first", args.images, 1))
     if "mlp" in args.only:
         rows.append((f"mlp epoch ({args.images // 1000}k images, batch {BATCH})", "mlp",
                      args.images, 3))

@@ -1,6 +1,7 @@
-"""Fast convolution and max pooling: the kernels the models train with.
+"""Fast convolution, max pooling and normalization: the kernels the models train with.
 
-Same functions, signatures, caches and errors as layers.py, computing the same numbers
+Same functions, signatures and errors as layers.py (and the same caches, except the
+normalization layers', which are their own), computing the same numbers
 (tests/test_kernels.py proves values and every gradient equal to layers.py's reference
 versions, in float32 and float64, with strides, padding, odd shapes, ties and empty
 batches). layers.py shows the formulas; this file makes them fast:

@@ -360,12 +360,9 @@ def _max_pool(x, pool_param, with_choices):
 def _batchnorm_forward(rows, gamma, beta, bn_param, dtype):
     """Batch norm of rows (N, C, P) over axes (0, 2); returns (out rows, cache)."""
     N, C, P = rows.shape
-    mode, eps, momentum, running_mean, running_var = check_bn_param(bn_param, C, dtype)
+    mode, eps, momentum, running_mean, running_var = check_bn_param(bn_param, C, dtype, N)
     count = N * P
     if mode == "train":
-        if N == 0:
-            raise ValueError("x is an empty batch (N=0): batch norm in train mode needs at "
-                             "least one sample for the batch statistics")
         mean = np.einsum("ncp->c", rows) / count
         centered = rows - mean[:, None]
         var = np.einsum("ncp,ncp->c", centered, centered) / count

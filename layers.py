@@ -707,15 +707,18 @@ def check_scale_shift(gamma, beta, shape, layout):
     return gamma, beta
 
 
-def check_bn_param(bn_param, D, dtype):
-    """(mode, eps, momentum, running_mean, running_var) of bn_param, the running statistics
-    (D,) as `dtype` (zeros when absent); ValueError naming the key otherwise. Shared with
-    kernels.py."""
+def check_bn_param(bn_param, D, dtype, N):
+    """(mode, eps, momentum, running_mean, running_var) of bn_param for a batch of N samples,
+    the running statistics (D,) as `dtype` (zeros when absent); ValueError naming the key
+    otherwise, or the empty batch in train mode. Shared with kernels.py."""
     if not isinstance(bn_param, dict):
         raise ValueError(f"bn_param must be a dict with at least 'mode', got {bn_param!r}")
     mode = bn_param.get("mode")
     if mode not in ("train", "test"):
         raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
+    if mode == "train" and N == 0:
+        raise ValueError("x is an empty batch (N=0): batch norm in train mode needs at "
+                         "least one sample for the batch statistics")
     eps = _check_eps("bn_param", bn_param)
     momentum = bn_param.get("momentum", 0.9)
     if not (isinstance(momentum, numbers.Real) and 0 <= momentum <= 1):
@@ -773,11 +776,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     N, D = x.shape
     gamma, beta = check_scale_shift(gamma, beta, (D,), "one per feature of x (N, D)")
     dtype = np.result_type(x, gamma, beta)
-    mode, eps, momentum, running_mean, running_var = check_bn_param(bn_param, D, dtype)
+    mode, eps, momentum, running_mean, running_var = check_bn_param(bn_param, D, dtype, N)
     if mode == "train":
-        if N == 0:
-            raise ValueError("x is an empty batch (N=0): batch norm in train mode needs at "
-                             "least one sample for the batch statistics")
         mu = x.mean(axis=0)
         centered = x - mu
         var = (centered * centered).mean(axis=0)

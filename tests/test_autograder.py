@@ -254,7 +254,6 @@ def test_attention_backward_ignoring_dalpha_fails_its_gradient_checks(tmp_path):
             out, cache = _ours.batchnorm_forward(x, gamma, beta, bn_param)
             if bn_param['mode'] == 'train':   # torch's unbiased running variance
                 N = len(x)
-                old = (bn_param['running_var'] - 0.1 * np.var(x, axis=0)) if False else None
                 bn_param['running_var'] = bn_param['running_var'] + (1 - bn_param.get('momentum', 0.9)) * (
                     np.var(x, axis=0) * N / (N - 1) - np.var(x, axis=0))
             return out, cache

@@ -159,8 +159,17 @@ def test_same_errors(call):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, mode", [((4, 3, 5, 6), "train"), ((1, 2, 1, 1), "train"),
-                                         ((2, 5, 3, 3), "test"), ((0, 2, 3, 3), "test")])
-def test_fast_spatial_batchnorm_equals_the_reference(shape, mode, dtype):
+                                         ((2, 5, 3, 3), "test"), ((0, 2, 3, 3), "test"),
+                                         ((16, 5), "train"), ((1, 3), "train"), ((7, 4), "test"),
+                                         ((0, 3), "test")])
+def test_fast_batchnorm_equals_the_reference(shape, mode, dtype):
+    """kernels' batch norm, (N, D) and spatial (N, C, H, W), against layers.py's."""
+    if len(shape) == 4:
+        reference = (layers.spatial_batchnorm_forward, layers.spatial_batchnorm_backward)
+        fast = (kernels.spatial_batchnorm_forward, kernels.spatial_batchnorm_backward)
+    else:
+        reference = (layers.batchnorm_forward, layers.batchnorm_backward_alt)
+        fast = (kernels.batchnorm_forward, kernels.batchnorm_backward)
     rng = np.random.default_rng(5)
     C = shape[1]
     x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
@@ -168,40 +177,16 @@ def test_fast_spatial_batchnorm_equals_the_reference(shape, mode, dtype):
     param = {"mode": mode, "momentum": 0.7, "running_mean": rng.standard_normal(C).astype(dtype),
              "running_var": (rng.random(C) + 0.5).astype(dtype)}
     reference_param, fast_param = dict(param), dict(param)
-    out, cache = layers.spatial_batchnorm_forward(x, gamma, beta, reference_param)
-    fast_out, fast_cache = kernels.spatial_batchnorm_forward(x, gamma, beta, fast_param)
+    out, cache = reference[0](x, gamma, beta, reference_param)
+    fast_out, fast_cache = fast[0](x, gamma, beta, fast_param)
     assert fast_out.dtype == out.dtype == dtype
     close(fast_out, out, dtype)
     for key in ("running_mean", "running_var"):
         assert fast_param[key].dtype == reference_param[key].dtype
         close(fast_param[key], reference_param[key], dtype)
     dout = rng.standard_normal(shape).astype(dtype)
-    for fast, reference in zip(kernels.spatial_batchnorm_backward(dout, fast_cache),
-                               layers.spatial_batchnorm_backward(dout, cache)):
-        assert fast.dtype == reference.dtype and fast.shape == reference.shape
-        close(fast, reference, dtype)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape, mode", [((16, 5), "train"), ((1, 3), "train"), ((7, 4), "test"),
-                                         ((0, 3), "test")])
-def test_fast_batchnorm_equals_the_reference(shape, mode, dtype):
-    rng = np.random.default_rng(6)
-    D = shape[1]
-    x = (rng.standard_normal(shape) * 2 - 1).astype(dtype)
-    gamma, beta = rng.standard_normal(D).astype(dtype), rng.standard_normal(D).astype(dtype)
-    param = {"mode": mode, "momentum": 0.8, "running_mean": rng.standard_normal(D).astype(dtype),
-             "running_var": (rng.random(D) + 0.5).astype(dtype)}
-    reference_param, fast_param = dict(param), dict(param)
-    out, cache = layers.batchnorm_forward(x, gamma, beta, reference_param)
-    fast_out, fast_cache = kernels.batchnorm_forward(x, gamma, beta, fast_param)
-    close(fast_out, out, dtype)
-    for key in ("running_mean", "running_var"):
-        close(fast_param[key], reference_param[key], dtype)
-    dout = rng.standard_normal(shape).astype(dtype)
-    for fast, reference in zip(kernels.batchnorm_backward(dout, fast_cache),
-                               layers.batchnorm_backward_alt(dout, cache)):
-        close(fast, reference, dtype)
+    for fast_grad, reference_grad in zip(fast[1](dout, fast_cache), reference[1](dout, cache)):
+        close(fast_grad, reference_grad, dtype)   # (close checks dtype and shape too)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -404,11 +404,12 @@ def train(name, data, args):
 
 
 def caption_test_images(name, model, data):
-    """Greedy captions of all test images: (int captions (N, T), attention (N, T, L) or None)."""
-    test = data["test"]
+    """Greedy captions of all test images: (int captions (N, T), attention weights or None):
+    (N, T, L) for the attention model, (N, T, heads, L) for the transformer on a grid."""
     max_length = data["train"]["captions"].shape[1] - 1
-    features = test[feature_key(name, data)]
-    if name == "attention" or (name == "transformer" and data["grid"]):
+    key = feature_key(name, data)
+    features = data["test"][key]
+    if key == "spatial_features":   # a grid to attend over: keep the weights for the figures
         return model.sample(features, max_length, return_attention=True)
     return model.sample(features, max_length), None
 

@@ -1,0 +1,135 @@
+"""
+The assignments a course can hand out, as data: the one manifest the grader
+(`autograder.py --assignment ID`) and the release (`autograder.py --release ID`) read.
+
+An assignment names
+- its graded tests: the suite they are registered in (grader/checks.py `graded(...,
+  suite=...)`) and which of them are public (in the handout, shown to students at once)
+  or hidden (grader only, shown after the due date);
+- its student files, and in each file the definitions that are student work (stubbed in
+  the handout, graded) and those the course provides (shipped whole, never graded or
+  charged): a function `fc_forward`, a class `ConvNet` or a method `ConvNet.loss`;
+- the support files the handout ships unchanged (they must not import anything the
+  handout leaves out) and the notebooks (shipped with their outputs cleared);
+- the contract its docstrings promise, in words (shown in the handout's README).
+
+Everything here is plain data, checked by `validate` (tests/test_assignments.py runs it).
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StudentFile:
+    path: str                 # e.g. 'layers.py', relative to the handout's root
+    student: tuple            # definitions that are student work: 'fc_forward', 'ConvNet.loss'
+    provided: tuple = ()      # definitions the course provides in this file (never graded)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: str
+    title: str
+    suite: str                # the suite of graded tests (grader/checks.py)
+    student_files: tuple      # StudentFile, in the order a student works through them
+    support_files: tuple = () # shipped unchanged: files or folders (e.g. 'data')
+    notebooks: tuple = ()     # shipped with outputs cleared
+    public: tuple = ()        # fnmatch patterns of the public tests' names
+    contract: str = ""        # what the handout promises, in words
+    modules: tuple = field(default=())   # filled in by __post_init__: student modules
+
+    def __post_init__(self):
+        object.__setattr__(self, 'modules', tuple(f.path[:-3] for f in self.student_files))
+
+    def student_file(self, module):
+        return next(f for f in self.student_files if f.path == module + '.py')
+
+    def is_public(self, test_name):
+        import fnmatch
+        return any(fnmatch.fnmatchcase(test_name, p) for p in self.public)
+
+
+CNN_RNN = Assignment(
+    id='cnn-rnn',
+    title='Layers, classifiers and image captioning from scratch',
+    suite='cnn-rnn',
+    student_files=(
+        StudentFile('layers.py', student=(
+            'fc_forward', 'fc_backward', 'relu_forward', 'relu_backward', 'conv_forward',
+            'conv_backward', 'max_pool_forward', 'max_pool_backward', 'softmax_loss')),
+        StudentFile('rnn_layers.py',
+                    student=('temporal_fc_forward', 'temporal_fc_backward', 'temporal_softmax_loss'),
+                    provided=('rnn_step_forward', 'rnn_step_backward', 'rnn_forward',
+                              'rnn_backward', 'word_embedding_forward',
+                              'word_embedding_backward')),
+        StudentFile('softmax.py', student=('SoftmaxClassifier.__init__', 'SoftmaxClassifier.loss'),
+                    provided=('SoftmaxClassifier',)),
+        StudentFile('cnn.py', student=('ConvNet.__init__', 'ConvNet.loss'), provided=('ConvNet',)),
+        StudentFile('rnn.py', student=('CaptioningRNN.loss', 'CaptioningRNN.sample'),
+                    provided=('CaptioningRNN',)),
+    ),
+    support_files=('optim.py', 'solver.py', 'gradient_check.py', 'fileio.py'),
+    notebooks=(),
+    public=('fc_forward', 'fc_backward', 'relu_*', 'conv_forward', 'max_pool_forward',
+            'softmax_loss', 'temporal_fc_forward', 'temporal_softmax_loss',
+            'softmax_classifier_init', 'convnet_init', 'captioning_rnn_loss'),
+    contract="""\
+- fc_forward takes x of shape (N, D_in); every forward returns (out, cache) and its
+  backward accepts the cache its own forward returned (its layout is yours).
+- conv_forward is filtering (cross-correlation, kernel not flipped), stride 1, no
+  padding, no bias; max_pool_forward takes pool_param with pool_height, pool_width and
+  stride; in max_pool_backward a window's gradient may go to any of its tied maxima.
+- softmax_loss and temporal_softmax_loss return (loss, dx), the loss averaged over N
+  (temporal: summed over time, averaged over N, masked entries ignored); they must work
+  for scores of any size (e.g. +-1000).
+- No function modifies its inputs (dout included).
+- SoftmaxClassifier, ConvNet: params W1, b1, W2, b2 (ConvNet: W1 (no bias), W2, b2, W3,
+  b3), biases zero, weights Gaussian with std weight_scale, dtype as given;
+  loss(X) returns the scores (N, C), loss(X, y) returns (loss, grads) with the keys of
+  params. ConvNet works for any input_dim (C, H, W), odd sizes included.
+- CaptioningRNN: loss(features, captions) -> (loss, grads), <NULL> words masked;
+  sample(features, max_length) -> integer array (N, max_length), greedy, column 0 is the
+  first generated word (not <START>).""",
+)
+
+NORM_ATTENTION = Assignment(
+    id='norm-attention',
+    title='Normalization layers and attention',
+    suite='handgrad',
+    student_files=(
+        StudentFile('layers.py', student=(
+            'batchnorm_forward', 'batchnorm_backward', 'batchnorm_backward_alt',
+            'layernorm_forward', 'layernorm_backward', 'spatial_batchnorm_forward',
+            'spatial_batchnorm_backward', 'spatial_groupnorm_forward',
+            'spatial_groupnorm_backward')),
+        StudentFile('attention_layers.py', student=(
+            'attention_weights', 'scaled_dot_product_attention_forward',
+            'scaled_dot_product_attention_backward', 'multi_head_attention_forward',
+            'multi_head_attention_backward'),
+            provided=('positional_encoding', 'causal_mask')),
+    ),
+    support_files=('gradient_check.py',),
+    public=('batchnorm_forward_*', 'layernorm_*', 'attention_weights_*',
+            'scaled_dot_product_attention_values*'),
+    contract="API.md Part 3 (normalization and attention), its error rules included.",
+)
+
+ASSIGNMENTS = {a.id: a for a in (CNN_RNN, NORM_ATTENTION)}
+
+
+class UnknownAssignment(KeyError):
+    def __str__(self):
+        return f"no assignment {self.args[0]!r} (known: {', '.join(ASSIGNMENTS)})"
+
+
+def get(assignment_id):
+    """The Assignment with this id; UnknownAssignment names the known ones."""
+    try:
+        return ASSIGNMENTS[assignment_id]
+    except KeyError:
+        raise UnknownAssignment(assignment_id) from None
+
+
+def student_work():
+    """{(path, definition)} of every assignment's student work: what no handout may hold."""
+    return {(f.path, name) for a in ASSIGNMENTS.values() for f in a.student_files
+            for name in f.student}

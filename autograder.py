@@ -8,6 +8,9 @@ Usage:
     python autograder.py                      # grade our own modules, next to this file
     python autograder.py --target DIR         # grade a student's folder
     python autograder.py --target DIR --json results.json   # Gradescope results.json
+    python autograder.py --assignment cnn-rnn --target DIR --json results.json
+                                              # an assignment of grader/assignments.py only
+    python autograder.py --release cnn-rnn --out DIR   # handout, solutions, Gradescope zip
     python autograder.py --contract           # only the homework's Part-1 functions
     python autograder.py --only conv,relu     # a subset: substrings of test/function names
     python autograder.py --config grading.toml   # points, visibility, included tests, limits
@@ -50,7 +53,9 @@ from grader import config as grading_config  # noqa: E402
 from grader import suite_layers, suite_normalization  # noqa: E402,F401
 from grader import suite_rnn_layers  # noqa: E402,F401
 from grader import suite_attention_layers  # noqa: E402,F401
-from grader.checks import REGISTRY, THRESHOLD, GradeFailure, set_seed  # noqa: E402,F401  (THRESHOLD re-exported)
+from grader import suite_cnn_rnn  # noqa: E402,F401  (the cnn-rnn homework's own suite)
+from grader import assignments  # noqa: E402
+from grader.checks import REGISTRY, SUITES, THRESHOLD, GradeFailure, set_seed  # noqa: E402,F401  (THRESHOLD re-exported)
 from grader.report import (  # noqa: E402
     Grading,
     Result,
@@ -72,6 +77,7 @@ __all__ = ['rel_error', 'eval_numerical_gradient', 'eval_numerical_gradient_arra
            'grade', 'main']
 
 MODULES = list(dict.fromkeys(t.module for t in REGISTRY))   # in order: layers first
+HIDDEN_VISIBILITY = 'after_due_date'   # Gradescope visibility of an assignment's hidden tests
 
 # Our modules that hold (or import) a correct implementation of the graded functions.
 REFERENCE_MODULES = ('layers', 'rnn_layers', 'attention_layers', 'kernels', 'cnn', 'rnn',
@@ -130,17 +136,26 @@ CONTRACT_FUNCTIONS = frozenset("""
 
 # ------------------------------------------------------------------------- selection
 
-def select(only=(), contract=False, config=None):
+def assignment_tests(assignment):
+    """The tests of an assignment: those of its suite that grade only its student work (a
+    function, or a class some of whose methods are student work)."""
+    work = {name.split('.')[0] for f in assignment.student_files for name in f.student}
+    return [t for t in SUITES[assignment.suite] if work.issuperset(t.functions)]
+
+
+def select(only=(), contract=False, config=None, assignment=None):
     """
     The graded tests with their points and visibility: [(test, points, visibility)].
-    `only` holds substrings of test, module or function names; `contract` keeps only
-    tests that use nothing but Part-1 functions; `config` (grader.config.Config) applies
-    the assignment's include/exclude patterns, points and visibilities.
+    `assignment` (grader.assignments.Assignment) grades its own tests, public ones
+    visible and hidden ones after the due date; without it, every test of handgrad's own
+    suite. `only` holds substrings of test, module or function names; `contract` keeps
+    only tests that use nothing but Part-1 functions; `config` (grader.config.Config)
+    applies include/exclude patterns, points and visibilities.
     """
     config = config or grading_config.Config()
     patterns = [p.strip() for item in only for p in item.split(',') if p.strip()]
     chosen = []
-    for t in REGISTRY:
+    for t in (assignment_tests(assignment) if assignment else REGISTRY):
         if (contract or config.contract) and not CONTRACT_FUNCTIONS.issuperset(t.functions):
             continue
         if patterns and not any(p in name for p in patterns for name in (t.name, t.module) + t.functions):
@@ -150,7 +165,10 @@ def select(only=(), contract=False, config=None):
         if config.exclude and grading_config.matches(t, config.exclude):
             continue
         settings = config.tests.get(t.name, {})
-        chosen.append((t, settings.get('points', t.points), settings.get('visibility', config.visibility)))
+        visibility = config.visibility
+        if assignment and not assignment.is_public(t.name) and not config.tests.get(t.name, {}).get('visibility'):
+            visibility = HIDDEN_VISIBILITY
+        chosen.append((t, settings.get('points', t.points), settings.get('visibility', visibility)))
     return chosen
 
 
@@ -186,13 +204,40 @@ def run_test(test, submission, points, visibility='visible'):
     return Result(test.name, test.module, score, points, status, output, visibility)
 
 
+def submitted_folder(directory, modules):
+    """
+    The folder of `directory` that holds the submitted modules: `directory` itself, or
+    its one subfolder that does when none lie at the top (a Gradescope upload zipped
+    with its folder). Returns (folder, note or None).
+    """
+    def holds(folder):
+        return any(os.path.isfile(os.path.join(folder, m + '.py')) for m in modules)
+
+    if holds(directory):
+        return directory, None
+    try:
+        subfolders = [os.path.join(directory, d) for d in sorted(os.listdir(directory))
+                      if not d.startswith(('.', '__')) and os.path.isdir(os.path.join(directory, d))
+                      and not os.path.islink(os.path.join(directory, d))]
+    except OSError:
+        return directory, None
+    holding = [d for d in subfolders if holds(d)]
+    if len(holding) == 1:
+        return holding[0], (f"The files lie in the subfolder {escape(os.path.basename(holding[0]))}/ "
+                            f"of the upload: graded there.")
+    return directory, None
+
+
 def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None, limits=None,
-          seed=None, json_path=None, same_user=False, slot=0, progress=None):
+          seed=None, json_path=None, same_user=False, slot=0, progress=None, assignment=None):
     """
     Grade the implementation in `directory`.
 
     Inputs:
-    - directory: folder holding the student's layers.py (and rnn_layers.py).
+    - directory: folder holding the student's files (layers.py, rnn_layers.py, ...), or
+      one subfolder that holds them.
+    - assignment: None (every test of handgrad's own suite), or the id or
+      grader.assignments.Assignment whose tests are graded, and only those.
     - only, contract, config: which tests, with which points (see `select`).
     - limits: grader.sandbox.Limits (default: Limits(), or the config's [limits]).
     - seed: seed of the random inputs; default: derived from the submitted files.
@@ -210,21 +255,34 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
     submission could import our reference modules (installed_reference_copies).
     """
     started = time.monotonic()
-    chosen = select(only, contract, config)
+    if isinstance(assignment, str):
+        assignment = assignments.get(assignment)
+    chosen = select(only, contract, config, assignment)
+    modules = list(dict.fromkeys(t.module for t, _, _ in chosen))
     limits = limits or Limits()
     directory = os.path.abspath(directory)
     if directory != HERE:
         check_installation()
     grading = Grading(directory, max_score=sum(points for _, points, _ in chosen))
-    grading.notes.append(f"Grading {directory}")
-    present = [m for m in MODULES if os.path.isfile(os.path.join(directory, m + '.py'))]
+    grading.notes.append(f"Grading {directory}" + (f" as assignment {assignment.id}" if assignment else ""))
+    directory, moved = submitted_folder(directory, modules)
+    if moved:
+        grading.notes.append(moved)
+    present = [m for m in modules if os.path.isfile(os.path.join(directory, m + '.py'))]
+    expected_files = ', '.join(m + '.py' for m in modules)
     if not present:
         grading.notes.append(
-            f"No graded module ({', '.join(m + '.py' for m in MODULES)}) in {directory}: "
-            f"every test scores 0 of its points.")
+            f"No graded module ({expected_files}) in {directory}: every test scores 0 of its points.")
+    missing = {m: (f"{m}.py not found in the submission: its tests score 0. Expected the files "
+                   f"{expected_files} together at the top level of the upload (or in one folder).")
+               for m in modules if m not in present}
     isolation = plan_isolation(slot, same_user)
     hidden = [HERE, directory] + ([os.path.dirname(os.path.abspath(json_path))] if json_path else [])
-    ours = directory == HERE   # our own folder holds much more than the graded modules
+    # our own folder holds much more than the graded modules: copy only top-level modules
+    # (an assignment's models import our other modules: kernels, fileio, ...)
+    ours = directory == HERE
+    own_files = (sorted(f for f in os.listdir(HERE) if f.endswith('.py') and f != 'autograder.py')
+                 if assignment else [m + '.py' for m in present])
     before = fingerprint()
 
     def save(final):
@@ -233,8 +291,7 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
             write_results(json_path, grading, final)
 
     try:
-        box = Sandbox(directory, limits, isolation, hidden,
-                      only_files=[m + '.py' for m in present] if ours else None)
+        box = Sandbox(directory, limits, isolation, hidden, only_files=own_files if ours else None)
     except SubmissionError as e:
         grading.notes.append(f"Cannot grade this submission: {e}")
         grading.results = [Result(t.name, t.module, 0, points, 'failed', str(e), visibility)
@@ -255,7 +312,11 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
         for note in grading.notes[1:] if progress else ():
             progress(note)
         for test, points, visibility in chosen:
-            result = run_test(test, submission, points, visibility)
+            if test.module in missing:
+                result = Result(test.name, test.module, 0, points, 'failed', missing[test.module],
+                                visibility)
+            else:
+                result = run_test(test, submission, points, visibility)
             grading.results.append(result)
             if progress:
                 progress(result)
@@ -343,7 +404,7 @@ root="${AUTOGRADER_ROOT:-/autograder}"
 mkdir -p "$root/results"
 chmod -R go-rwx "$root/source" "$root/results" 2>/dev/null || true
 cd "$root/source" || exit 1
-python3 autograder.py --target "$root/submission" --json "$root/results/results.json" @CONFIG@
+python3 autograder.py --target "$root/submission" --json "$root/results/results.json" @OPTIONS@
 # The exit code says whether every test passed; Gradescope reads results.json either way.
 test -s "$root/results/results.json"
 """
@@ -357,8 +418,12 @@ python3 -c "import sys, numpy, tomllib; assert sys.version_info >= (3, 11)"
 """
 
 
-def gradescope_package(path, config_path=None):
-    """Write a Gradescope autograder zip: setup.sh, run_autograder and the grader's files."""
+def gradescope_package(path, config_path=None, assignment=None):
+    """
+    Write a Gradescope autograder zip: setup.sh, run_autograder and the grader's files
+    (no student file: the grader needs no solution). With `assignment` (an id), it grades
+    that assignment's tests only.
+    """
     import zipfile
     with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as z:
         def add(name, text, mode=0o644):
@@ -367,8 +432,9 @@ def gradescope_package(path, config_path=None):
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, text)
         add('setup.sh', SETUP_SH, 0o755)
-        add('run_autograder', RUN_AUTOGRADER.replace(
-            '@CONFIG@', '--config grading.toml' if config_path else ''), 0o755)
+        options = ' '.join((['--assignment', assignment] if assignment else [])
+                           + (['--config', 'grading.toml'] if config_path else []))
+        add('run_autograder', RUN_AUTOGRADER.replace('@OPTIONS@', options), 0o755)
         for name in GRADER_FILES:
             with open(os.path.join(HERE, name)) as f:
                 add(name, f.read())
@@ -404,6 +470,11 @@ def main(argv=None):
                         help="run only tests whose test, module or function name contains NAME "
                              "(repeatable, or a comma-separated list)")
     parser.add_argument('--json', metavar='PATH', help="also write Gradescope results.json to PATH")
+    parser.add_argument('--assignment', metavar='ID', help="grade an assignment of "
+                        "grader/assignments.py (%s): its tests and maximum only" % ', '.join(assignments.ASSIGNMENTS))
+    parser.add_argument('--release', metavar='ID', help="release an assignment into --out DIR: "
+                        "student/ (the handout and its checker), solutions/, autograder.zip")
+    parser.add_argument('--out', metavar='DIR', help="with --release: the folder to write")
     parser.add_argument('--contract', action='store_true',
                         help="grade only the homework's Part-1 functions of API.md, not our "
                              "extensions (conv2d, dropout, log-softmax, LSTM, attention, ...)")
@@ -437,17 +508,35 @@ def main(argv=None):
                         help="show notes (worst rel errors) and printed output of every test")
     args = parser.parse_args(argv)
 
+    assignment = None
+    if args.assignment:
+        try:
+            assignment = assignments.get(args.assignment)
+        except assignments.UnknownAssignment as e:
+            parser.error(str(e))
+    if args.release:
+        if not args.out:
+            parser.error("--release needs --out DIR")
+        from grader import release
+        try:
+            summary = release.release(args.release, args.out)
+        except (release.ReleaseError, assignments.UnknownAssignment) as e:
+            print(f"autograder: release failed: {e}", file=sys.stderr)
+            return 2
+        print(release.describe(summary) if hasattr(release, 'describe') else f"released into {args.out}")
+        return 0
     config = None
     if args.config:
         try:
-            config = grading_config.load(args.config, [t.name for t in REGISTRY])
+            config = grading_config.load(
+                args.config, [t.name for t in (assignment_tests(assignment) if assignment else REGISTRY)])
         except grading_config.ConfigError as e:
             parser.error(str(e))
     if args.gradescope_package:
-        gradescope_package(args.gradescope_package, args.config)
+        gradescope_package(args.gradescope_package, args.config, args.assignment)
         print(f"wrote {args.gradescope_package}")
         return 0
-    if not select(args.only, args.contract, config):
+    if not select(args.only, args.contract, config, assignment):
         parser.error(f"no test is selected (--only {args.only}, --contract, --config)")
     settings = dict(config.limits if config else {})
     for key, value in (('time_per_test', args.time_limit), ('budget', args.budget),
@@ -476,6 +565,7 @@ def main(argv=None):
                                            ('--memory-mb', args.memory_mb), ('--processes', args.processes))
                      if value is not None for f in (flag, str(value))]
         forwarded += ['--contract'] * args.contract + ['--same-user'] * args.same_user
+        forwarded += ['--assignment', args.assignment] if args.assignment else []
         forwarded += [f for item in args.only for f in ('--only', item)]
         return batch(args.batch, args.csv, args.jobs, results_dir, forwarded,
                      time_limit=2 * limits.budget + 60)
@@ -502,7 +592,7 @@ def main(argv=None):
         print(f"Grading {os.path.abspath(args.target)}", flush=True)
     grading = grade(args.target, args.only, args.verbose, args.contract, config=config,
                     limits=limits, seed=args.seed, json_path=args.json,
-                    same_user=args.same_user, slot=args.slot, progress=show)
+                    same_user=args.same_user, slot=args.slot, progress=show, assignment=assignment)
     if not args.quiet:
         print(total_line(grading))
     return 0 if grading.passed else 1

@@ -215,11 +215,29 @@ def expect_inputs_unchanged(submission, spec=None):
                 now = changes.pop((call.id, position), call.args[position])
                 messages += state_problems(call.name, *documented, call.args[position], now)
     for (call_id, where), _ in changes.items():
-        name = next(call.name for call in submission.calls if call.id == call_id)
-        arg = "its arguments" if where is None else where
-        messages.append(f"{name}: modified its input {arg if isinstance(arg, str) else '#%d' % (arg + 1)}")
+        call = next(call for call in submission.calls if call.id == call_id)
+        messages.append(f"{call.name}: modified its input {argument_name(spec, call, where)}")
     if messages:
         fail('\n'.join(dict.fromkeys(messages)))
+
+
+def argument_name(spec, call, where):
+    """The name of argument `where` (a position or keyword) of a call, for messages: the
+    forward's parameter names are the reference's, a backward takes (dout, ..., cache)."""
+    if where is None:
+        return "its arguments"
+    if isinstance(where, str):
+        return where
+    if spec is not None and call.name == spec.forward and spec.adapt is None:
+        names = list(inspect.signature(spec.reference).parameters)
+        if len(names) >= len(call.args):
+            return names[where]
+    if spec is not None and call.name == spec.backward:
+        if where == len(call.args) - 1:
+            return "cache"
+        if where == 0:
+            return "dout" if len(call.args) == 2 else "its upstream gradient #1"
+    return f"#{where + 1}"
 
 
 def state_problems(function, argument, expected, sent, now):

@@ -162,6 +162,53 @@ def temporal_fc(x, w, b):
     return np.array([[x_nt @ w + b for x_nt in x_n] for x_n in x]).reshape(*x.shape[:2], w.shape[1])
 
 
+# ------------------------------------------------------------------------------ models
+
+def softmax_classifier(params, X, y=None):
+    """scores = fc(relu(fc(X, W1, b1)), W2, b2); with y, the softmax loss of the scores."""
+    p = params
+    scores = fc(relu(fc(X, p['W1'], p['b1'])), p['W2'], p['b2'])
+    return scores if y is None else softmax_loss(scores, y)
+
+
+CONVNET_POOL = {'pool_height': 2, 'pool_width': 2, 'stride': 2}
+
+
+def convnet(params, X, y=None):
+    """scores = fc(relu(fc(max_pool(relu(conv(X, W1))), W2, b2)), W3, b3); with y, the loss."""
+    p = params
+    hidden = max_pool(relu(conv(X, p['W1'])), CONVNET_POOL)
+    scores = fc(relu(fc(hidden, p['W2'], p['b2'])), p['W3'], p['b3'])
+    return scores if y is None else softmax_loss(scores, y)
+
+
+def captioning_rnn_loss(params, features, captions, null):
+    """
+    The vanilla-RNN captioning loss: h0 = fc(features), words of captions[:, :-1] embedded
+    and run through the RNN, scores = temporal fc of the hidden states, loss = temporal
+    softmax loss against captions[:, 1:] with <NULL> (index `null`) masked.
+    """
+    p = params
+    captions_in, captions_out = captions[:, :-1], captions[:, 1:]
+    h0 = fc(features, p['W_proj'], p['b_proj'])
+    x = word_embedding(captions_in, p['W_embed'])                 # (N, T, W)
+    h = rnn(x.transpose(1, 0, 2), h0, p['Wx'], p['Wh'], p['b'])   # (T, N, H)
+    scores = temporal_fc(h.transpose(1, 0, 2), p['W_vocab'], p['b_vocab'])
+    return temporal_softmax_loss(scores, captions_out, captions_out != null)
+
+
+def captioning_rnn_sample(params, features, max_length, start, null):
+    """Greedy decoding from <START> (index `start`): column t is the t-th generated word."""
+    p = params
+    N = len(features)
+    captions = np.full((N, max_length), null, dtype=np.int64)
+    h, words = fc(features, p['W_proj'], p['b_proj']), np.full(N, start)
+    for t in range(max_length):
+        h = rnn_step(p['W_embed'][words], h, p['Wx'], p['Wh'], p['b'])
+        words = captions[:, t] = np.argmax(h @ p['W_vocab'] + p['b_vocab'], axis=1)
+    return captions
+
+
 # --------------------------------------------------------------------------- attention
 
 def attention_step(h, A, A_proj, W_h, v):

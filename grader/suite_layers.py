@@ -190,7 +190,9 @@ def max_pool_ties(max_pool_forward, max_pool_backward):
     # Window 1 [[1, 3], [3, 0]]: first max in row-major order is at (0, 1), not (1, 0).
     # Window 2 all 3s: the gradient goes to its first entry (0, 2) only.
     x = np.array([[1., 3., 3., 3.], [3., 0., 3., 3.]])[None, None]
-    _, cache = pair('max_pool_forward', max_pool_forward(x, pool(2, 2, 2)))
+    out, cache = pair('max_pool_forward', max_pool_forward(x, pool(2, 2, 2)))
+    # a wrong forward is named as the forward, not as a backward tie failure
+    expect_close("max_pool_forward out [2x4 with ties, pool=2x2 stride=2]", out, [[[[3., 3.]]]])
     dx = max_pool_backward(np.array([[[[1., 10.]]]]), cache)
     expect_close("max_pool_backward dx with ties", dx, [[[[0., 1., 10., 0.], [0., 0., 0., 0.]]]])
     # Random ties (rounded values, as after a ReLU) against the reference routing.
@@ -198,6 +200,8 @@ def max_pool_ties(max_pool_forward, max_pool_backward):
     x = np.maximum(np.round(randn(generator, 2, 3, 6, 6)), 0)
     for p in (pool(2, 2, 2), pool(3, 3, 1), pool(2, 3, 2)):
         out, cache = pair('max_pool_forward', max_pool_forward(x, p))
+        expect_close(f"max_pool_forward out with ties [pool={p['pool_height']}x{p['pool_width']} "
+                     f"stride={p['stride']}]", out, ref.max_pool(x, p))
         dout = positive(generator, *np.shape(out))
         expect_close(f"max_pool_backward dx with ties [pool={p['pool_height']}x{p['pool_width']} "
                      f"stride={p['stride']}]", max_pool_backward(dout, cache),

@@ -6,10 +6,28 @@ The child first confines itself while it still runs only this trusted code (see
 `confine`: limits, a private root, an unprivileged user), then imports the submission's
 modules and answers the parent's requests until told to stop:
 
-    import   import graded modules of the submission
-    call     call module.function(*args, **kwargs); keep the result and the arguments
-    args     send back the arguments that earlier calls received (for mutation checks)
-    reset    forget the kept results (the parent does this after every test)
+    import     import a graded module of the submission; with "trusted"
+               ({module: [function, ...]}), import it a second time as a separate
+               module object, the *trusted view* "<module>@trusted" (see below)
+    call       call module.function(*args, **kwargs) (a class too: the result is then
+               an instance); keep the result and the arguments
+    method     getattr(obj, name)(*args, **kwargs), obj a value an earlier request of
+               this test returned (sent back as a reference); kept like a call
+    attribute  getattr(obj, name); the value is kept so it can be referred to
+    args       send back the arguments that earlier calls received (for mutation checks)
+    reset      forget the kept results (the parent does this after every test)
+
+Trusted view. The grader can run a student's model with its own (trusted) layer
+functions. For the import of the view, and while a call, method or attribute request
+runs on anything that came from the view, `sys.modules` holds for each trusted module
+name a *proxy module*: a copy of the student's own module of that name (an empty module
+if it is missing or fails to import) whose trusted functions are replaced by proxies;
+the view's own import also gets fresh copies of the student's other modules, so that
+they too bind the proxies. A proxy sends {"op": "callback", "module", "function",
+"args", "kwargs"} to the parent and waits for its answer, {"ok": true, "value": ...} or
+{"ok": false, "error": "..."}, raising ValueError on an error. The parent answers a
+callback only while it waits for a request on a trusted view, and only for the functions
+of that view; any other message with an "op" is a protocol violation that ends the child.
 
 Everything the child sends is untrusted: once the submission is imported it can rewrite
 this loop, write to the pipes itself or die at any moment. The parent therefore decodes
@@ -194,11 +212,109 @@ def _describe(error, workdir):
             "where": list(where) if where else None}
 
 
+def _send(fd, header, buffers=()):
+    """Write one message to `fd` (the replies pipe), after flushing what was printed."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    view = memoryview(pack(header, buffers))
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _receive(fd):
+    """One message from `fd` (the requests pipe): (header, buffers); EOFError at its end."""
+    size, = struct.unpack("<Q", _read_exactly(fd, 8))
+    return unpack(_read_exactly(fd, size))
+
+
+def _proxy(module, function, requests_fd, replies_fd):
+    """A stand-in for the parent's trusted `module.function`: a callback to the parent."""
+    def trusted(*args, **kwargs):
+        out = []
+        header = {"op": "callback", "module": module, "function": function,
+                  "args": encode(args, out), "kwargs": encode(kwargs, out)}
+        _send(replies_fd, header, out)
+        answer, buffers = _receive(requests_fd)
+        if answer.get("ok") is not True:
+            raise ValueError(f"trusted {module}.{function}: {str(answer.get('error'))[:MAX_TEXT]}")
+        return decode(answer.get("value"), buffers)
+    trusted.__name__ = trusted.__qualname__ = function
+    trusted.__module__ = module
+    trusted.__doc__ = f"The grader's trusted {module}.{function}, computed by the grader."
+    return trusted
+
+
+class _TrustedView:
+    """The proxy modules of one trusted view and the view's own copy of the graded module."""
+
+    def __init__(self, trusted, requests_fd, replies_fd, workdir):
+        import importlib
+        import types
+        self.workdir, self.proxies = workdir, {}
+        for name, functions in trusted.items():
+            proxy = types.ModuleType(name, f"{name} with the grader's trusted functions")
+            try:   # the student's own module, for what the grader does not replace
+                proxy.__dict__.update({k: v for k, v in vars(importlib.import_module(name)).items()
+                                       if not k.startswith("__") or k == "__all__"})
+            except Exception:
+                pass
+            for function in functions:
+                setattr(proxy, function, _proxy(name, function, requests_fd, replies_fd))
+            self.proxies[name] = proxy
+        self.module = None
+
+    def _submitted(self):
+        """The names in sys.modules of the submission's own modules."""
+        prefix = self.workdir + os.sep
+        return [name for name, module in list(sys.modules.items())
+                if str(getattr(module, "__file__", None) or "").startswith(prefix)]
+
+    def load(self, name):
+        """Import `name` afresh with the proxies (and fresh copies of the submission's
+        other modules) in sys.modules; sys.modules is as before afterwards."""
+        import importlib
+        saved = {n: sys.modules.pop(n) for n in self._submitted()}
+        try:
+            with self.installed():
+                self.module = importlib.import_module(name)
+        finally:
+            for n in self._submitted():
+                sys.modules.pop(n, None)
+            sys.modules.update(saved)
+        return self.module
+
+    def installed(self):
+        """A context in which sys.modules holds the proxy modules."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def context():
+            saved = {name: sys.modules.get(name) for name in self.proxies}
+            sys.modules.update(self.proxies)
+            try:
+                yield
+            finally:
+                for name, module in saved.items():
+                    if module is None:
+                        sys.modules.pop(name, None)
+                    else:
+                        sys.modules[name] = module
+        return context()
+
+
+MISSING = object()
+
+
 def serve(requests_fd, replies_fd, workdir):
     """Answer the parent's requests until it closes the pipe."""
+    import contextlib
+    import importlib
     sys.path.insert(0, workdir)
     sys.dont_write_bytecode = True
-    modules, kept = {}, {}
+    modules, views, kept = {}, {}, {}
 
     def resolve(call_id, path):
         value = kept[call_id]["result"]
@@ -207,39 +323,49 @@ def serve(requests_fd, replies_fd, workdir):
         return value
 
     def reply(header, buffers=()):
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:
-                pass
-        data = pack(header, buffers)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(replies_fd, view):]
+        _send(replies_fd, header, buffers)
+
+    def running(key):
+        """The context of a request on a value of module view `key`."""
+        view = views.get(key)
+        return view.installed() if view is not None else contextlib.nullcontext()
 
     while True:
         try:
-            size, = struct.unpack("<Q", _read_exactly(requests_fd, 8))
-            request, buffers = unpack(_read_exactly(requests_fd, size))
+            request, buffers = _receive(requests_fd)
         except EOFError:
             return
         op, out = request.get("op"), []
         try:
             if op == "import":
-                import importlib
-                name = request["module"]
-                if name not in modules:
-                    modules[name] = importlib.import_module(name)
+                name, trusted = request["module"], request.get("trusted")
+                key = request.get("view") or (f"{name}@trusted" if trusted else name)
+                if key not in modules:
+                    if trusted:
+                        view = _TrustedView(trusted, requests_fd, replies_fd, workdir)
+                        modules[key] = view.load(name)
+                        views[key] = view
+                    else:
+                        modules[key] = importlib.import_module(name)
                 reply({"ok": True})
-            elif op == "call":
-                args = decode(request["args"], buffers, resolve)
-                kwargs = decode(request["kwargs"], buffers, resolve)
-                function = getattr(modules[request["module"]], request["function"], None)
-                if not callable(function):
-                    reply({"ok": False, "missing": True})
-                    continue
-                kept[request["id"]] = {"args": (args, kwargs)}
-                result = function(*args, **kwargs)
+            elif op in ("call", "method", "attribute"):
+                args = decode(request.get("args", {"tuple": []}), buffers, resolve)
+                kwargs = decode(request.get("kwargs", {"dict": []}), buffers, resolve)
+                key = request.get("view") or request.get("module")
+                with running(key):
+                    if op == "call":
+                        target = getattr(modules[key], request["function"], None)
+                    else:
+                        owner = decode(request["object"], buffers, resolve)
+                        try:
+                            target = getattr(owner, request["name"])
+                        except AttributeError:
+                            target = MISSING
+                    if target is MISSING or (op != "attribute" and not callable(target)):
+                        reply({"ok": False, "missing": True})
+                        continue
+                    kept[request["id"]] = {"args": (args, kwargs)}
+                    result = target if op == "attribute" else target(*args, **kwargs)
                 kept[request["id"]]["result"] = result
                 reply({"ok": True, "value": encode(result, out)}, out)
             elif op == "args":

@@ -8,6 +8,25 @@ passing that copy back (e.g. to the backward) passes the child's own object. The
 grader keeps its own copy of every argument it sent, so `Submission.modified_arguments`
 can tell at the end of a test whether any call changed its inputs.
 
+Objects. A class is called like a function (`submission.function('cnn', 'ConvNet')(...)`)
+and its instance arrives as a `wire.Opaque`; `Submission.method(obj, name, ...)` and
+`Submission.attribute(obj, name)` run `getattr(obj, name)(...)` / `getattr(obj, name)`
+in the child on any value the child returned in this test (an instance, or a dict or
+list such as `model.params`), so a test can build a student's model, set its
+parameters and run its `loss`, all in the child. A method call is recorded like a
+function call (named e.g. `ConvNet.loss`) for the mutation checks.
+
+Trusted layers. `submission.function(module, name, trusted=TRUSTED)`, TRUSTED being
+{module name: {function name: callable of the grader's}} (grader/trusted.py), runs the
+submission's `module` imported a second time in the child, its *trusted view*, in which
+those modules' functions are proxies that call back to the grader (grader/child.py).
+While a request on a value of a trusted view runs, the grader answers those callbacks:
+it decodes the arguments with the safe `wire.decode`, refuses arguments of more than
+MAX_CALLBACK_ELEMENTS numbers, runs its own function and sends back the plain value, or
+an error message when the function raised (it never lets that escape). A callback at any
+other time, or to another function, breaks the protocol: the child is stopped. The
+callbacks' time is part of the request's, so it is charged to the submission.
+
 Time: each test may use `Limits.time_per_test` seconds of the child's time and the whole
 submission `Limits.budget`; only waiting for the child's answers counts, not the grader's
 own reference computations nor starting a child (which runs no submitted code).
@@ -22,6 +41,7 @@ from grader import child as wire
 from grader.sandbox import ChildLost
 
 STARTUP_TIMEOUT = 60   # seconds for a new child to confine itself, even on a loaded machine
+MAX_CALLBACK_ELEMENTS = 4_000_000   # numbers in the arguments of one trusted callback
 
 
 class StudentError(Exception):
@@ -57,6 +77,14 @@ class Call:
     kwargs: dict
 
 
+@dataclass
+class Origin:
+    """Where a value the child returned comes from: which module, in which view."""
+    module: str
+    view: str             # the child's key of the module object: "cnn" or "cnn@trusted"
+    trusted: dict = None  # the view's {module: {function: callable}}, None for the normal view
+
+
 class Submission:
     """The submission in one sandbox, as the tests see it."""
 
@@ -67,6 +95,8 @@ class Submission:
         self.broken = {}            # module -> why it cannot be imported (kept for the run)
         self.imported, self.child = set(), None
         self.calls, self.refs, self.next_id = [], {}, 0
+        self.origins = {}           # request id -> Origin of the value it returned
+        self.views = {}             # (module, trusted names) -> key of that trusted view
         self.running = None         # what the child is doing, for messages
 
     def start(self):
@@ -76,7 +106,7 @@ class Submission:
     # --- tests
     def begin_test(self):
         self.test_left = min(self.limits.time_per_test, self.budget_left)
-        self.calls, self.refs = [], {}
+        self.calls, self.refs, self.origins = [], {}, {}
 
     def end_test(self):
         """Forget the test's values in the child; return (printed text, bytes dropped)."""
@@ -87,8 +117,9 @@ class Submission:
                 pass
         return self.child.take_output() if self.child is not None else ("", 0)
 
-    def function(self, module, name):
-        return RemoteFunction(self, module, name)
+    def function(self, module, name, trusted=None):
+        """`module.name` of the submission; with `trusted`, of the module's trusted view."""
+        return RemoteFunction(self, module, name, trusted)
 
     # --- the child
     def _running_child(self):
@@ -111,12 +142,13 @@ class Submission:
         self.test_left -= seconds
         self.budget_left -= seconds
 
-    def _exchange(self, header, buffers, running):
+    def _exchange(self, header, buffers, running, trusted=None):
         child = self._running_child()
         self.running = running
         started = time.monotonic()
+        on_callback = self._callbacks(trusted) if trusted else None
         try:
-            return child.exchange(header, buffers, self._timeout())
+            return child.exchange(header, buffers, self._timeout(), on_callback)
         except ChildLost as e:
             if str(e) == "time limit exceeded":
                 e = ChildLost("the submission's time budget of %g s is used up" % self.limits.budget
@@ -126,47 +158,131 @@ class Submission:
         finally:
             self._charge(time.monotonic() - started)
 
-    def ensure_module(self, module):
+    def _view(self, module, trusted):
+        """The child's key of `module` as seen with `trusted` (None: the normal import)."""
+        if not trusted:
+            return module
+        names = tuple(sorted((m, tuple(sorted(functions))) for m, functions in trusted.items()))
+        key = self.views.get((module, names))
+        if key is None:
+            count = sum(1 for m, _ in self.views if m == module)
+            key = self.views[module, names] = f"{module}@trusted" + (str(count + 1) if count else "")
+        return key
+
+    def ensure_module(self, module, trusted=None):
+        """Import `module` (its trusted view with `trusted`) in the child; returns the
+        child's key of it. Raises Unavailable if it is missing or cannot be imported."""
         if module not in self.present:
             raise Unavailable(f"{module}.py not found in the submission")
-        if module in self.broken:
-            raise Unavailable(self.broken[module])
+        key = self._view(module, trusted)
+        if key in self.broken:
+            raise Unavailable(self.broken[key])
         self._running_child()
-        if module in self.imported:
-            return
+        if key in self.imported:
+            return key
+        header = {"op": "import", "module": module, "view": key}
+        if trusted:
+            header["trusted"] = {m: sorted(functions) for m, functions in trusted.items()}
+        what = f"importing {module}.py" + (" with the grader's trusted layers" if trusted else "")
         try:
-            reply, _ = self._exchange({"op": "import", "module": module}, (), f"importing {module}.py")
+            reply, _ = self._exchange(header, (), what)
         except ChildLost as e:
-            self.broken[module] = f"could not import {module}.py: {e}"
-            raise Unavailable(self.broken[module]) from None
+            self.broken[key] = f"could not import {module}.py: {e}"
+            raise Unavailable(self.broken[key]) from None
         if reply.get("ok") is not True:
-            error = StudentError(f"importing {module}.py", reply.get("error") or {})
-            self.broken[module] = f"could not import {module}.py: {error.type}: {error.message}" + (
+            error = StudentError(what, reply.get("error") or {})
+            self.broken[key] = f"could not import {module}.py: {error.type}: {error.message}" + (
                 f" ({error.where})" if error.where else "")
-            raise Unavailable(self.broken[module])
-        self.imported.add(module)
+            raise Unavailable(self.broken[key])
+        self.imported.add(key)
+        return key
 
     # --- calls
-    def call(self, module, name, args, kwargs):
-        self.ensure_module(module)
+    def call(self, module, name, args, kwargs, trusted=None):
+        """module.name(*args, **kwargs) in the child (a class: its instance, as an Opaque);
+        with `trusted`, the function of the module's trusted view."""
+        key = self.ensure_module(module, trusted)
+        return self._request({"op": "call", "module": module, "function": name, "view": key},
+                             name, args, kwargs, Origin(module, key, trusted),
+                             f"{module}.py has no function {name}")
+
+    def method(self, obj, name, *args, **kwargs):
+        """
+        getattr(obj, name)(*args, **kwargs) in the child, obj a value the child returned
+        in this test (e.g. a model, or its params dict); returns the plain value. Run in
+        obj's view: a model of a trusted view calls the grader's layers.
+        """
+        origin, node, owner = self._owner(obj)
+        return self._request({"op": "method", "object": node, "name": name, "view": origin.view},
+                             f"{owner}.{name}", args, kwargs, origin,
+                             f"{origin.module}.py: {owner} has no method {name}")
+
+    def attribute(self, obj, name):
+        """getattr(obj, name) in the child, obj a value the child returned in this test."""
+        origin, node, owner = self._owner(obj)
+        return self._request({"op": "attribute", "object": node, "name": name, "view": origin.view},
+                             f"{owner}.{name}", (), {}, origin,
+                             f"{origin.module}.py: {owner} has no attribute {name}", record=False)
+
+    def _owner(self, obj):
+        """(Origin, reference node, type name) of a value the child returned in this test."""
+        known = self.refs.get(id(obj))
+        if known is None or known[0] is not obj:
+            raise TypeError(f"{obj!r:.80} is not a value the submission returned in this test")
+        owner = obj.type_name if isinstance(obj, wire.Opaque) else type(obj).__name__
+        return self.origins[known[1]], {"ref": [known[1], known[2]]}, owner
+
+    def _request(self, fields, name, args, kwargs, origin, missing, record=True):
+        """Send a call, method or attribute request; the decoded value it returned."""
         buffers = []
-        header = {"op": "call", "id": self.next_id, "module": module, "function": name,
-                  "args": self._encode(tuple(args), buffers),
+        header = {**fields, "id": self.next_id, "args": self._encode(tuple(args), buffers),
                   "kwargs": self._encode(dict(kwargs), buffers)}
         call = Call(self.next_id, name, copy.deepcopy(tuple(args)), copy.deepcopy(dict(kwargs)))
         self.next_id += 1
-        reply, buffers = self._exchange(header, buffers, f"running {name}")
+        reply, buffers = self._exchange(header, buffers, f"running {name}", origin.trusted)
         if reply.get("missing") is True:
-            raise Unavailable(f"{module}.py has no function {name}")
-        self.calls.append(call)
+            raise Unavailable(missing)
+        if record:
+            self.calls.append(call)
         if reply.get("ok") is not True:
             raise StudentError(name, reply.get("error") if isinstance(reply.get("error"), dict) else {})
         try:
             value = wire.decode(reply.get("value"), buffers)
         except wire.ProtocolError as e:
             raise ChildLost(f"{name} returned something the grader cannot read ({e})") from None
+        self.origins[call.id] = origin
         self._remember(value, call.id, [])
         return value
+
+    def _callbacks(self, trusted):
+        """The answer to the child's callbacks while it runs a request on a trusted view."""
+        def answer(message, buffers):
+            module, function = message.get("module"), message.get("function")
+            table = trusted.get(module) if isinstance(module, str) else None
+            target = table.get(function) if isinstance(table, dict) and isinstance(function, str) else None
+            if target is None:
+                raise wire.ProtocolError(f"it called back {str(module)[:40]}.{str(function)[:40]}, "
+                                         f"which is not a trusted function of this request")
+            args = wire.decode(message.get("args"), buffers)
+            kwargs = wire.decode(message.get("kwargs"), buffers)
+            if type(args) is not tuple or type(kwargs) is not dict or not all(
+                    isinstance(k, str) for k in kwargs):
+                raise wire.ProtocolError("malformed callback arguments")
+            size = elements((args, kwargs))
+            if size > MAX_CALLBACK_ELEMENTS:
+                return {"ok": False, "error": f"refused: the arguments hold {size} numbers, more "
+                        f"than the {MAX_CALLBACK_ELEMENTS} the grader computes"}, []
+            try:
+                value = target(*args, **kwargs)
+                out = []
+                return {"ok": True, "value": wire.encode(value, out)}, out
+            except Exception as e:   # the grader's function refused (or failed on) the input
+                try:
+                    text = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+                except Exception:
+                    text = type(e).__name__
+                return {"ok": False, "error": text[:wire.MAX_TEXT]}, []
+        return answer
 
     def _encode(self, value, buffers):
         """Like wire.encode, but a value that came from the child goes back as a reference."""
@@ -231,16 +347,61 @@ class Submission:
 
 
 class RemoteFunction:
-    """A submitted function as a test calls it."""
+    """A submitted function (or class) as a test calls it; with `trusted`, the one of the
+    module's trusted view (see Submission.call)."""
 
-    def __init__(self, submission, module, name):
+    def __init__(self, submission, module, name, trusted=None):
         self.submission, self.module, self.name = submission, module, name
+        self.trusted = trusted
 
     def __call__(self, *args, **kwargs):
+        if self.trusted:
+            return self.submission.call(self.module, self.name, args, kwargs, self.trusted)
         return self.submission.call(self.module, self.name, args, kwargs)
 
+    def new(self, *args, **kwargs):
+        """Call a class: its instance as a RemoteObject."""
+        return RemoteObject(self.submission, self(*args, **kwargs))
+
     def __repr__(self):
-        return f"<{self.module}.{self.name} of the submission>"
+        view = " (trusted layers)" if self.trusted else ""
+        return f"<{self.module}.{self.name} of the submission{view}>"
+
+
+class RemoteObject:
+    """
+    A value of the child's (e.g. a model) as a test uses it: `model.call('loss', X, y)`,
+    `model.get('params')`, `model.set_item('params', 'W1', W1)`. `value` is the plain
+    stand-in (a wire.Opaque for an instance) that Submission.method and .attribute take.
+    """
+
+    def __init__(self, submission, value):
+        self.submission, self.value = submission, value
+
+    def call(self, name, *args, **kwargs):
+        return self.submission.method(self.value, name, *args, **kwargs)
+
+    def get(self, name):
+        return self.submission.attribute(self.value, name)
+
+    def set_item(self, attribute, key, value):
+        """self.<attribute>[key] = value, in the child."""
+        container = self.submission.attribute(self.value, attribute)
+        return self.submission.method(container, "__setitem__", key, value)
+
+    def __repr__(self):
+        return f"<remote {self.value!r}>"
+
+
+def elements(value):
+    """How many numbers a plain value (as wire.decode builds it, so of bounded depth) holds."""
+    if isinstance(value, np.ndarray):
+        return value.size
+    if isinstance(value, (tuple, list)):
+        return len(value) + sum(map(elements, value))
+    if isinstance(value, dict):
+        return len(value) + sum(map(elements, value.values()))
+    return 1
 
 
 def same(a, b):

@@ -297,21 +297,36 @@ class Child:
         return mine + int(self.limits.processes)   # RLIMIT_NPROC counts all of this user's
 
     # --- talk
-    def exchange(self, header, buffers, timeout):
+    def exchange(self, header, buffers, timeout, on_callback=None):
         """
         Send `header` (None: send nothing) and wait up to `timeout` s for one answer.
         Returns (header, buffers) of the answer; raises ChildLost (the child is then
         stopped) if it dies, takes too long or sends something malformed.
+
+        A message with an "op" is a request of the child's, not an answer: a callback
+        ("op": "callback", see grader/child.py) is answered with
+        `on_callback(header, buffers) -> (answer header, answer buffers)`, within the same
+        deadline, after which the wait goes on; without `on_callback`, and for any other
+        op, the message is a protocol violation.
         """
         deadline = time.monotonic() + max(0.0, timeout)
         try:
             if header is not None:
                 self._send(wire.pack(header, buffers), deadline)
-            size = struct.unpack("<Q", self._receive(8, deadline))[0]
-            if size > wire.MAX_MESSAGE:
-                raise ChildLost(f"the child sent a message of {size} bytes, more than the "
-                                f"{wire.MAX_MESSAGE >> 20} MiB allowed")
-            return wire.unpack(self._receive(size, deadline))
+            while True:
+                size = struct.unpack("<Q", self._receive(8, deadline))[0]
+                if size > wire.MAX_MESSAGE:
+                    raise ChildLost(f"the child sent a message of {size} bytes, more than the "
+                                    f"{wire.MAX_MESSAGE >> 20} MiB allowed")
+                message, message_buffers = wire.unpack(self._receive(size, deadline))
+                if "op" not in message:
+                    return message, message_buffers
+                if message.get("op") != "callback" or on_callback is None:
+                    raise wire.ProtocolError(
+                        f"it sent a request (op {str(message.get('op'))[:40]!r}) while the "
+                        f"grader accepted none")
+                answer, answer_buffers = on_callback(message, message_buffers)
+                self._send(wire.pack(answer, answer_buffers), deadline)
         except wire.ProtocolError as e:
             self.stop()
             raise ChildLost(f"the child broke the grader's protocol ({e})") from None

@@ -95,6 +95,8 @@ def encode(value, buffers, depth=0):
     if type(value) is dict:
         return {"dict": [[encode(k, buffers, depth + 1), encode(v, buffers, depth + 1)]
                          for k, v in value.items()]}
+    if isinstance(value, type) and issubclass(value, np.generic) and np.dtype(value).str in SAFE_DTYPES:
+        return {"dtype": np.dtype(value).str}   # a scalar type such as np.float64 (a dtype argument)
     return {"object": type(value).__name__[:MAX_TEXT]}
 
 
@@ -128,6 +130,8 @@ def decode(node, buffers, resolve=None, depth=0):
                 raise ProtocolError("dict key that is not a string or a number")
             result[key] = decode(item[1], buffers, resolve, depth + 1)
         return result
+    if kind == "dtype" and body in SAFE_DTYPES:
+        return SAFE_DTYPES[body].type
     if kind == "object" and isinstance(body, str):
         return Opaque(body[:MAX_TEXT])
     if kind == "ref" and resolve is not None and isinstance(body, list) and len(body) == 2:

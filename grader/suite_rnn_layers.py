@@ -171,6 +171,13 @@ def temporal_softmax_loss_values(temporal_softmax_loss):
     expect_close("temporal_softmax_loss loss", loss, 1.5 * np.log(4))
     expect_close("temporal_softmax_loss dx", dx,
                  np.where(mask[:, :, None], (0.25 - np.eye(4)[y]) / 2, 0.))
+    # The same equal scores at +1000 (first caption) and -1000 (second): the same loss and
+    # dx, unless exp overflows (no max subtracted) or underflows to 0 / 0.
+    large = np.zeros((2, 3, 4)) + np.array([1000., -1000.])[:, None, None]
+    loss, dx = pair('temporal_softmax_loss', temporal_softmax_loss(large, y, mask))
+    expect_close("temporal_softmax_loss loss [scores +-1000]", loss, 1.5 * np.log(4))
+    expect_close("temporal_softmax_loss dx [scores +-1000]", dx,
+                 np.where(mask[:, :, None], (0.25 - np.eye(4)[y]) / 2, 0.))
 
 
 @graded(MODULE)

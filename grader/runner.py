@@ -398,9 +398,9 @@ def elements(value):
     if isinstance(value, np.ndarray):
         return value.size
     if isinstance(value, (tuple, list)):
-        return len(value) + sum(map(elements, value))
+        return sum(map(elements, value))
     if isinstance(value, dict):
-        return len(value) + sum(map(elements, value.values()))
+        return sum(map(elements, value.values()))
     return 1
 
 

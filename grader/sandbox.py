@@ -4,6 +4,9 @@ kills, with nothing of the grader's in it.
 
 - The child is `python -I -c <grader/child.py>`; it confines itself before importing
   the submission (grader/child.py: `confine`) and then answers requests over two pipes.
+  While it runs a request on a trusted view it may send callbacks, which `Child.exchange`
+  answers through the caller's `on_callback` within the request's deadline; a callback
+  at any other time ends the child as a protocol violation.
   Its stdout and stderr go to a third pipe that the parent reads into a bounded buffer.
 - Limits: the parent waits for every answer with a deadline and kills the child when it
   passes (a C call that never returns cannot escape that); in the child, RLIMIT_AS bounds
@@ -229,7 +232,8 @@ def _kill_uid(uid):
 class Child:
     """
     One child process running a submission's copy. `exchange` sends a request and waits
-    for the answer up to a deadline; `take_output` returns what the child printed since
+    for the answer up to a deadline (answering the child's callbacks meanwhile, if the
+    caller accepts them); `take_output` returns what the child printed since
     the last call; `stop` ends it and everything it started.
     """
 

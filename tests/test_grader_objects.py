@@ -159,6 +159,24 @@ def test_a_model_is_built_read_changed_and_run_in_the_child(tmp_path):
         assert sub.argument_changes() == []
 
 
+def test_remote_objects_wrap_methods_and_attributes_and_pass_objects_back(tmp_path):
+    source = '''
+        class Counter:
+            def __init__(self, start):
+                self.items = {'count': start}
+
+            def add(self, other):
+                return self.items['count'] + other.items['count']
+    '''
+    with submission_of(folder(tmp_path / 's', {'counter': source}, ours=())) as sub:
+        make = sub.function('counter', 'Counter')
+        one, two = make.new(1), make.new(2)
+        assert one.get('items') == {'count': 1}
+        one.set_item('items', 'count', 5)
+        assert one.call('add', two.value) == 7
+        assert sub.argument_changes() == []   # an object passed back is not "modified"
+
+
 def test_missing_methods_and_attributes_are_unavailable_and_student_errors_are_reported(tmp_path):
     with submission_of(folder(tmp_path / 's', {})) as sub:
         model, _ = softmax_model(sub)

@@ -221,6 +221,41 @@ def test_the_trusted_view_runs_the_model_on_correct_layers_despite_a_wrong_fc_fo
         assert not np.isclose(sub.method(softmax_model(sub)[0], 'loss', X, y)[0], expected[0])
 
 
+@pytest.mark.parametrize('layers_source', [None, 'raise ImportError("unfinished")\n'])
+def test_the_trusted_view_needs_no_working_layers_py(tmp_path, layers_source):
+    files = {} if layers_source is None else {'layers': layers_source}
+    with submission_of(folder(tmp_path / 's', files, ours=('softmax',))) as sub:
+        with pytest.raises(Unavailable, match='softmax.py'):
+            softmax_model(sub)
+        X, y = softmax_data()
+        model, params = softmax_model(sub, trusted=TRUSTED)
+        expect_same_loss(sub.method(model, 'loss', X, y), our_softmax_model(params).loss(X, y))
+
+
+def test_the_time_of_the_trusted_functions_is_charged_to_the_submission(tmp_path):
+    import time
+
+    def slow_relu(x):
+        time.sleep(1.5)
+        return trusted.relu_forward(x)
+
+    source = '''
+        import layers
+
+
+        class Model:
+            def run(self, x):
+                return layers.relu_forward(x)
+    '''
+    limits = Limits(time_per_test=1.0, budget=300)
+    directory = folder(tmp_path / 's', {'model': source}, ours=())
+    with submission_of(directory, limits) as sub:
+        model = sub.function('model', 'Model', trusted={'layers': {'relu_forward': slow_relu}})()
+        with pytest.raises(ChildLost, match='time limit of 1 s per test exceeded'):
+            sub.method(model, 'run', np.ones(2))
+        assert sub.budget_left < 300 - 1.4
+
+
 def test_a_convnet_runs_every_trusted_layer_function_and_matches_ours(tmp_path):
     wrong = broken_layers('return dout * (x > 0)', 'return dout * (x >= 0) + 0.1')
     with submission_of(folder(tmp_path / 's', {'layers': wrong, 'cnn': CNN})) as sub:
@@ -528,50 +563,60 @@ def test_trusted_temporal_softmax_loss_equals_ours(N, T, V):
 
 def test_trusted_gradients_equal_numeric_gradients():
     """The backward passes are the gradients of the forwards (a check independent of ours)."""
-    from gradient_check import eval_numerical_gradient_array
+    from gradient_check import eval_numerical_gradient_array as numeric
     rng = np.random.default_rng(11)
     x, w = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 2, 3))
     out, cache = trusted.conv_forward(x, w)
     dout = rng.standard_normal(out.shape)
     dx, dw = trusted.conv_backward(dout, cache)
-    assert rel(dx, eval_numerical_gradient_array(lambda v: trusted.conv_forward(v, w)[0], x.copy(), dout)) < 1e-7
-    assert rel(dw, eval_numerical_gradient_array(lambda v: trusted.conv_forward(x, v)[0], w.copy(), dout)) < 1e-7
+    assert rel(dx, numeric(lambda v: trusted.conv_forward(v, w)[0], x.copy(), dout)) < 1e-7
+    assert rel(dw, numeric(lambda v: trusted.conv_forward(x, v)[0], w.copy(), dout)) < 1e-7
     x, h0 = rng.standard_normal((3, 2, 4)), rng.standard_normal((2, 3))
     Wx, Wh, b = rng.standard_normal((4, 3)), rng.standard_normal((3, 3)), rng.standard_normal(3)
     h, cache = trusted.rnn_forward(x, h0, Wx, Wh, b)
     dh = rng.standard_normal(h.shape)
     dx, dh0, dWx, dWh, db = trusted.rnn_backward(dh, cache)
-    assert rel(dWh, eval_numerical_gradient_array(lambda v: trusted.rnn_forward(x, h0, Wx, v, b)[0], Wh.copy(), dh)) < 1e-7
-    assert rel(dh0, eval_numerical_gradient_array(lambda v: trusted.rnn_forward(x, v, Wx, Wh, b)[0], h0.copy(), dh)) < 1e-7
+    assert rel(dWh, numeric(lambda v: trusted.rnn_forward(x, h0, Wx, v, b)[0], Wh.copy(), dh)) < 1e-7
+    assert rel(dh0, numeric(lambda v: trusted.rnn_forward(x, v, Wx, Wh, b)[0], h0.copy(), dh)) < 1e-7
 
 
 def test_trusted_functions_keep_float32():
     rng = np.random.default_rng(12)
-    x, w = rng.standard_normal((2, 1, 4, 4)).astype(np.float32), rng.standard_normal((2, 1, 2, 2)).astype(np.float32)
+    x = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
+    w = rng.standard_normal((2, 1, 2, 2)).astype(np.float32)
     out, cache = trusted.conv_forward(x, w)
     assert out.dtype == np.float32
     assert all(g.dtype == np.float32 for g in trusted.conv_backward(np.ones_like(out), cache))
-    assert trusted.fc_forward(x, np.ones((16, 3), np.float32), np.zeros(3, np.float32))[0].dtype == np.float32
+    fc_out, _ = trusted.fc_forward(x, np.ones((16, 3), np.float32), np.zeros(3, np.float32))
+    assert fc_out.dtype == np.float32
 
 
-@pytest.mark.parametrize('call, message', [
-    (lambda: trusted.fc_backward(np.ones((2, 3)), (np.ones((2, 4)), np.ones((4, 3)))), 'cache must be the tuple'),
-    (lambda: trusted.relu_backward(np.ones(3), np.ones(4)), 'dout has shape'),
-    (lambda: trusted.conv_backward(np.ones((1, 1, 2, 2)), (np.ones((1, 2, 3, 3)), np.ones((1, 1, 2, 2)))), 'channels'),
-    (lambda: trusted.max_pool_backward(np.ones((1, 1, 1, 1)), (np.ones((1, 1, 2, 2)), {'pool_height': 2, 'pool_width': 2, 'stride': 0})), 'positive integers'),
-    (lambda: trusted.softmax_loss(np.ones((2, 3)), np.array([0, 3])), 'labels in'),
-    (lambda: trusted.softmax_loss(np.ones((2, 3)), np.array([0.0, 1.0])), 'integer'),
-    (lambda: trusted.rnn_step_backward(np.ones((2, 3)), (np.ones((4, 3)), np.ones((3, 3)), np.ones((2, 4)), np.ones((2, 3)), np.ones((2, 2)))), 'h_raw has shape'),
-    (lambda: trusted.rnn_backward(np.ones((1, 1, 1)), (np.ones((1, 1, 1)), np.ones((1, 1)), np.ones((1, 1)), np.ones((1, 1)), np.ones(1), 5 * np.ones((1, 1, 1)))), 'outside'),
-    (lambda: trusted.word_embedding_backward(np.ones((1, 1, 2)), (np.array([[7]]), np.ones((3, 2)))), 'word indices in'),
-    (lambda: trusted.temporal_fc_backward(np.ones((1, 1, 2)), (np.ones((1, 1, 3)), np.ones((3, 2)), np.ones(2), np.ones((1, 1, 4)))), 'out has shape'),
-    (lambda: trusted.temporal_softmax_loss(np.ones((1, 2, 3)), np.zeros((1, 2), int), np.array([[0.5, 1]])), 'mask must be boolean'),
-    (lambda: trusted.fc_forward(np.ones((2, 2), dtype=complex), np.ones((2, 2)), np.ones(2)), 'real numbers'),
-    (lambda: trusted.conv_forward(np.ones((1, 1, 3000, 3000)), np.ones((300, 1, 5, 5))), 'more than the'),
+ones = np.ones
+POOL = {'pool_height': 2, 'pool_width': 2, 'stride': 0}
+
+
+@pytest.mark.parametrize('function, args, message', [
+    ('fc_backward', (ones((2, 3)), (ones((2, 4)), ones((4, 3)))), 'cache must be the tuple'),
+    ('relu_backward', (ones(3), ones(4)), 'dout has shape'),
+    ('conv_backward', (ones((1, 1, 2, 2)), (ones((1, 2, 3, 3)), ones((1, 1, 2, 2)))), 'channels'),
+    ('max_pool_backward', (ones((1, 1, 1, 1)), (ones((1, 1, 2, 2)), POOL)), 'positive integers'),
+    ('softmax_loss', (ones((2, 3)), np.array([0, 3])), 'labels in'),
+    ('softmax_loss', (ones((2, 3)), np.array([0.0, 1.0])), 'integer'),
+    ('rnn_step_backward', (ones((2, 3)), (ones((4, 3)), ones((3, 3)), ones((2, 4)), ones((2, 3)),
+                                          ones((2, 2)))), 'h_raw has shape'),
+    ('rnn_backward', (ones((1, 1, 1)), (ones((1, 1, 1)), ones((1, 1)), ones((1, 1)), ones((1, 1)),
+                                        ones(1), 5 * ones((1, 1, 1)))), 'outside'),
+    ('word_embedding_backward', (ones((1, 1, 2)), (np.array([[7]]), ones((3, 2)))), 'word indices in'),
+    ('temporal_fc_backward', (ones((1, 1, 2)), (ones((1, 1, 3)), ones((3, 2)), ones(2),
+                                                 ones((1, 1, 4)))), 'out has shape'),
+    ('temporal_softmax_loss', (ones((1, 2, 3)), np.zeros((1, 2), int), np.array([[0.5, 1]])),
+     'mask must be boolean'),
+    ('fc_forward', (ones((2, 2), dtype=complex), ones((2, 2)), ones(2)), 'real numbers'),
+    ('conv_forward', (ones((1, 1, 1000, 1000)), ones((300, 1, 5, 5))), 'more than the'),
 ])
-def test_trusted_functions_refuse_what_their_forward_could_not_have_produced(call, message):
+def test_trusted_functions_refuse_what_their_forward_could_not_have_produced(function, args, message):
     with pytest.raises(ValueError, match=message):
-        call()
+        getattr(trusted, function)(*args)
 
 
 def test_trusted_table_holds_the_homework_functions():

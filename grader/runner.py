@@ -14,7 +14,8 @@ and its instance arrives as a `wire.Opaque`; `Submission.method(obj, name, ...)`
 in the child on any value the child returned in this test (an instance, or a dict or
 list such as `model.params`), so a test can build a student's model, set its
 parameters and run its `loss`, all in the child. A method call is recorded like a
-function call (named e.g. `ConvNet.loss`) for the mutation checks.
+function call (named e.g. `ConvNet.loss`) for the mutation checks. `RemoteFunction.new`
+wraps an instance as a `RemoteObject` (`model.call('loss', X, y)`, `model.get('params')`).
 
 Trusted layers. `submission.function(module, name, trusted=TRUSTED)`, TRUSTED being
 {module name: {function name: callable of the grader's}} (grader/trusted.py), runs the
@@ -206,7 +207,7 @@ class Submission:
                              name, args, kwargs, Origin(module, key, trusted),
                              f"{module}.py has no function {name}")
 
-    def method(self, obj, name, *args, **kwargs):
+    def method(self, obj, name, /, *args, **kwargs):
         """
         getattr(obj, name)(*args, **kwargs) in the child, obj a value the child returned
         in this test (e.g. a model, or its params dict); returns the plain value. Run in

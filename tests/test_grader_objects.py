@@ -165,7 +165,7 @@ def test_remote_objects_wrap_methods_and_attributes_and_pass_objects_back(tmp_pa
             def __init__(self, start):
                 self.items = {'count': start}
 
-            def add(self, other):
+            def add(self, other=None, name=None):
                 return self.items['count'] + other.items['count']
     '''
     with submission_of(folder(tmp_path / 's', {'counter': source}, ours=())) as sub:
@@ -174,6 +174,7 @@ def test_remote_objects_wrap_methods_and_attributes_and_pass_objects_back(tmp_pa
         assert one.get('items') == {'count': 1}
         one.set_item('items', 'count', 5)
         assert one.call('add', two.value) == 7
+        assert sub.method(one.value, 'add', other=two.value, name='n') == 7   # 'name' is free
         assert sub.argument_changes() == []   # an object passed back is not "modified"
 
 

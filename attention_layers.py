@@ -8,7 +8,7 @@ key. Multi-head attention takes batch-major sequences (N, T, E).
 Conventions as in layers.py: every forward returns (out, cache), every backward takes
 (dout, cache); inputs are never modified; float32 in gives float32 out; a wrong shape
 raises ValueError naming the argument. The additive (Bahdanau) attention of the
-captioning model is in rnn_layers.py. Like rnn_layers.py, this file imports nothing but
+captioning model is with the recurrent layers. Like them, this file imports nothing but
 NumPy, so that it can be dropped next to any course's files.
 """
 import math
@@ -278,7 +278,7 @@ def multi_head_attention_forward(query, key, value, params, num_heads, mask=None
         out = [head_1, ..., head_H] W_o + b_o.
 
     With zero biases, head h's probabilities are softmax(query A_h key^T) with
-    A_h = W_q^h (W_k^h)^T / sqrt(d), a matrix of rank <= d (see attention_demo.py).
+    A_h = W_q^h (W_k^h)^T / sqrt(d), a matrix of rank <= d.
     Self-attention passes the same array as query, key and value.
 
     Inputs:
@@ -293,6 +293,7 @@ def multi_head_attention_forward(query, key, value, params, num_heads, mask=None
     - out: output of shape (N, T, E).
     - cache: for multi_head_attention_backward.
     """
+    # attention_demo.py shows the rank <= d of A_h (see the docstring) on trained weights.
     query, key, value, params = _check_multi_head(query, key, value, params, num_heads)
     Q = _split_heads(_affine(query, params["W_q"], params["b_q"]), num_heads)
     K = _split_heads(_affine(key, params["W_k"], params["b_k"]), num_heads)

@@ -9,8 +9,8 @@
 - save_params / load_params: any model's params (and layer state) to and from .npz,
   shapes and finite values checked.
 
-The models train with the fast convolution, pooling, batch norm and layer norm of
-kernels.py; the other layers come from layers.py.
+The models train with the fast (blocked) convolution, pooling, batch norm and layer norm
+of the kernels module; the other layers come from layers.py.
 """
 import io
 import numbers
@@ -62,13 +62,6 @@ class ConvNet:
     The convolution is the contract's conv_forward: filtering, stride 1, no padding, no
     bias, so it maps H x W to (H - k + 1) x (W - k + 1), which the pool halves (floor).
 
-    It runs the fast convolution and pooling of kernels.py (equal to layers.py's, see
-    tests/test_kernels.py), and takes two shortcuts with identical results: it pools
-    before the ReLU, since max(relu(a), relu(b)) = relu(max(a, b)) and the gradient
-    reaches the same entry either way, and the ReLU then runs on a 4x smaller array; and
-    the first layer skips dX (conv2d_backward with need_dx=False), since nothing needs
-    the gradient of the data.
-
     Parameters in self.params: W1 (F, C, k, k), W2 (F * PH * PW, hidden_dim), b2 (hidden_dim,),
     W3 (hidden_dim, num_classes), b3 (num_classes,), all of the given dtype.
     """
@@ -114,6 +107,12 @@ class ConvNet:
         - scores of shape (N, num_classes) if y is None, else a tuple (loss, grads) with
           grads a dict with the keys of self.params.
         """
+        # It runs the fast convolution and pooling of kernels.py (equal to layers.py's, see
+        # tests/test_kernels.py), and takes two shortcuts with identical results: it pools
+        # before the ReLU, since max(relu(a), relu(b)) = relu(max(a, b)) and the gradient
+        # reaches the same entry either way, and the ReLU then runs on a 4x smaller array;
+        # and the first layer skips dX (conv2d_backward with need_dx=False), since nothing
+        # needs the gradient of the data.
         p = self.params
         X = X.astype(self.dtype, copy=False)
         out, conv_cache = conv2d_forward(X, p["W1"])

@@ -4,7 +4,7 @@ Every forward function returns (out, cache) and every backward function takes
 (dout, cache), where dout is the gradient of the loss with respect to out. Each body
 computes the formula of its docstring as plain vectorized NumPy, so this file is meant to
 be read; the blocked, cache-friendly versions of the convolution and max pooling that the
-models train with live in kernels.py, and tests prove the two equal.
+models train with live in the kernels module, and tests prove the two equal.
 
 Conventions:
 - Inputs are never modified.
@@ -41,7 +41,7 @@ def real_array(name, value):
     value as an ndarray of a floating dtype: float arrays are returned as they are (the
     same object), lists are converted, integer and bool arrays become float64; other
     dtypes raise TypeError naming the argument. The input rule of every layer here (and
-    of kernels.py).
+    of the fast kernels).
     """
     array = value if isinstance(value, np.ndarray) else _from_array_like(name, value)
     kind = array.dtype.kind
@@ -66,7 +66,7 @@ def _check_ndim(name, array, ndim, layout):
 
 def check_dout(dout, expected_shape):
     """dout must have the forward output's shape (ValueError naming both otherwise).
-    Shared with kernels.py, so that both raise the same errors."""
+    Shared with the fast kernels, so that both raise the same errors."""
     if np.shape(dout) != tuple(expected_shape):
         raise ValueError(f"dout has shape {np.shape(dout)}, expected the forward output's "
                          f"shape {tuple(expected_shape)}")

@@ -349,6 +349,14 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
                     keep_imports.add(name)
         out = src.lines[:src.doc.end_lineno] if src.doc is not None else []
         stubbed = []
+        gap = False   # a dropped statement was set off by a blank line: keep the gap
+
+        def emit(leading, lines):
+            nonlocal gap
+            if gap and out and (not leading or leading[0].strip()):
+                leading = [''] + leading
+            gap = False
+            out.extend(leading + lines)
         for i, stmt in enumerate(src.body):
             limit = src.body[i + 1].lineno if i + 1 < len(src.body) else len(src.lines) + 1
             limit = first_line(src.body[i + 1]) if i + 1 < len(src.body) else limit
@@ -358,13 +366,16 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
             if isinstance(stmt, (ast.Import, ast.ImportFrom)):
                 is_future = isinstance(stmt, ast.ImportFrom) and stmt.module == '__future__'
                 if is_future or keep_imports & set(imported_names(stmt)):
-                    out += leading + import_lines(src, stmt, keep_imports if not is_future
-                                                  else set(imported_names(stmt)))
+                    emit(leading, import_lines(src, stmt, keep_imports if not is_future
+                                               else set(imported_names(stmt))))
+                else:
+                    gap = gap or bool(leading and not leading[0].strip())
                 continue
             names = bound_names(stmt)
             if not names or not all(n in keep[path] for n in names):
+                gap = gap or bool(leading and not leading[0].strip())
                 continue
-            out += leading + statement_lines(src, stmt, stubs, limit)
+            emit(leading, statement_lines(src, stmt, stubs, limit))
             for node in [stmt] + (stmt.body if isinstance(stmt, ast.ClassDef) else []):
                 if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     continue
@@ -437,6 +448,7 @@ TRIVIAL = re.compile(r"""^(
   | [A-Za-z_]\w*(\s*,\s*[A-Za-z_]\w*)*\s*=\s*(None|True|False|-?\d+(\.\d*)?|\[\]|\{\}|\(\))
                                                        # dx = None, total = 0
   | [A-Za-z_]\w*(\s*,\s*[A-Za-z_]\w*)*\s*=\s*[A-Za-z_]\w*   # x, w, b = cache
+  | [A-Za-z_]\w*(\s*,\s*[A-Za-z_]\w*)*\s*=\s*[A-Za-z_]\w*\.shape   # N, D = x.shape
 )$""", re.X)
 
 
@@ -447,7 +459,8 @@ def significant_lines(source, node):
     are docstrings (of nested functions too), blank and comment-only lines, and trivial
     lines that any implementation of the signature writes (TRIVIAL: pass, return of bare
     names like `return out, cache`, a name set to a constant like `dx = None`, names
-    unpacked from one name like `x, w, b = cache`, closing brackets).
+    unpacked from one name like `x, w, b = cache` or from a shape like `N, D = x.shape`,
+    closing brackets).
     """
     docs = set()
     for sub in ast.walk(node):
@@ -503,9 +516,13 @@ def forbidden_lines(repo, tracked):
     every student definition of every assignment, and the code lines of
     grader/references.py (whose loop references are solutions too).
 
-    Left out are the lines our own non-student code also contains: those of the
-    non-student definitions of the student files and of the support files. Such a line
-    is an idiom the course ships anyway (`x = real_array("x", x)`), not a solution.
+    Left out are the lines our own non-student code also contains (as a line or part of
+    one): that of the non-student definitions of the student files and of the support
+    files. Such a line is an idiom the course ships anyway (`x = real_array("x", x)`,
+    `self.params = {`), not a solution. So are the lines that a student definition's
+    docstring spells out (batchnorm_backward's walk through the graph holds
+    `dxhat = dout * gamma`): the docstring is the specification, shipped whole by design,
+    and a line that restates it reveals nothing the handout does not already say.
     """
     every = manifest.student_work()
     student_paths = sorted({p for p, _ in every})
@@ -516,8 +533,12 @@ def forbidden_lines(repo, tracked):
     for path in student_paths:
         src = Source(path, read_tracked(repo, tracked, path))
         for qualname in sorted(n for p, n in every if p == path):
-            for line in significant_lines(src, src.definition(qualname)):
+            node = src.definition(qualname)
+            for line in significant_lines(src, node):
                 secret.setdefault(line, f"our solution of {qualname} ({path})")
+            doc = docstring_node(node)
+            if doc is not None:   # the specification every handout ships whole
+                shared.add(doc.value.value)
         for stmt in src.body:
             for name in bound_names(stmt):
                 if (path, name) in every:
@@ -538,7 +559,8 @@ def forbidden_lines(repo, tracked):
             if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
                 for line in significant_lines(src, stmt):
                     secret.setdefault(line, f"grader/references.py ({stmt.name})")
-    return {line: what for line, what in secret.items() if line not in shared}
+    shared_text = '\n'.join(sorted(shared))
+    return {line: what for line, what in secret.items() if line not in shared_text}
 
 
 def searchable_text(path):

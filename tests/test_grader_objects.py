@@ -98,10 +98,10 @@ def submission_of(directory, limits=None):
         submission.end_test()
 
 
-def broken_layers(old, new):
-    """Our layers.py with `old` replaced by `new` (a student's bug)."""
-    source = (ROOT / 'layers.py').read_text()
-    assert old in source
+def broken_layers(old, new, module='layers'):
+    """Our layers.py (or `module`.py) with `old` replaced by `new` (a student's bug)."""
+    source = (ROOT / f'{module}.py').read_text()
+    assert old in source, f"{module}.py no longer holds {old!r}: update this test's bug"
     return source.replace(old, new)
 
 
@@ -280,9 +280,8 @@ def test_a_convnet_runs_every_trusted_layer_function_and_matches_ours(tmp_path):
 
 
 def test_a_captioning_rnn_runs_on_the_trusted_rnn_layers(tmp_path):
-    wrong = (ROOT / 'rnn_layers.py').read_text().replace(
-        'out = (x.reshape(N * T, D) @ w + b).reshape(N, T, w.shape[1])',
-        'out = (x.reshape(N * T, D) @ w).reshape(N, T, w.shape[1])')
+    wrong = broken_layers('out = (x.reshape(N * T, D) @ w + b).reshape(N, T, w.shape[1])',
+                          'out = (x.reshape(N * T, D) @ w).reshape(N, T, w.shape[1])', 'rnn_layers')
     import rnn
     word_to_idx = {'<NULL>': 0, '<START>': 1, '<END>': 2, 'a': 3, 'b': 4}
     arguments = dict(input_dim=5, wordvec_dim=4, hidden_dim=3, dtype=np.float64)

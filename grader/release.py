@@ -23,8 +23,10 @@ names, so the closure never follows it. Two exceptions to "drop unused imports":
   in M is kept when a stubbed body of the file used it: the student's code is expected
   to call those functions by these names (API.md: graders patch `rnn.temporal_fc_forward`).
 - the solutions (`stub_own=False`) may need a module the handout does not ship (ConvNet
-  trains with kernels.py's convolution): such modules are reduced the same way and put
-  beside the solutions, and the summary lists them under `solution_extra_modules`.
+  trains with kernels.py's convolution): the definitions they need from it are reduced
+  the same way and appended to the solution file that imports them (whose import of
+  the module is dropped), so that the solution files alone are a complete submission;
+  the summary lists such modules under `solution_extra_modules`.
 
 Checks that make a release fail (ReleaseError, naming file and line):
 - a file is not tracked by git, or the repository is not a git checkout;
@@ -335,6 +337,7 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
                                        f"a first-party module: write `from ... import name`")
 
     reduction = Reduction()
+    inline = {}   # handout path -> modules outside the handout whose definitions it needs
     for path in sorted(keep, key=lambda p: (p not in handout_paths, p)):
         src = source(path)
         if path not in handout_paths:
@@ -364,6 +367,15 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
                 src.doc.end_lineno if src.doc is not None else 0)
             leading = src.lines[previous_end:first_line(stmt) - 1]
             if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                module = stmt.module if isinstance(stmt, ast.ImportFrom) and stmt.level == 0 else None
+                if module and module + '.py' in keep and module + '.py' not in handout_paths:
+                    # a solution's import of a module the handout does not ship: the
+                    # module's needed definitions are inlined below instead
+                    if path not in handout_paths:
+                        raise ReleaseError(f"{path}:{stmt.lineno}: imports {module}.py, itself "
+                                           f"outside the handout: cannot inline it")
+                    inline.setdefault(path, []).append(module + '.py')
+                    continue
                 is_future = isinstance(stmt, ast.ImportFrom) and stmt.module == '__future__'
                 if is_future or keep_imports & set(imported_names(stmt)):
                     emit(leading, import_lines(src, stmt, keep_imports if not is_future
@@ -385,7 +397,45 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
         reduction.texts[path] = tidy(out)
         reduction.stubbed[path] = stubbed
         reduction.kept[path] = sorted(keep[path])
+    for path, modules in inline.items():
+        for module in modules:
+            reduction.texts[path] = inlined(reduction.texts[path], module,
+                                            reduction.texts[module], source(path))
+    for module in reduction.extra_modules:
+        del reduction.texts[module]
     return reduction
+
+
+def inlined(text, module, module_text, importer):
+    """text (a reduced solution) with the reduced definitions of `module` (which the
+    handout does not ship) appended, so that the solution file is a complete submission;
+    ReleaseError if a name of the module clashes with one of the file."""
+    tree = ast.parse(module_text)
+    doc = docstring_node(tree)
+    names = {n for stmt in tree.body for n in bound_names(stmt)}
+    names |= {n for stmt in tree.body for n in imported_names(stmt)}
+    own = {n for stmt in ast.parse(text).body for n in bound_names(stmt)}
+    own |= {n for stmt in ast.parse(text).body for n in imported_names(stmt)}
+    clash = sorted(n for n in names & own
+                   if not _same_import(tree, ast.parse(text), n))
+    if clash:
+        raise ReleaseError(f"{importer.path}: inlining the definitions it needs from {module} "
+                           f"(not in the handout) would clash with its names {', '.join(clash)}")
+    body_lines = module_text.splitlines()[doc.end_lineno if doc is not None else 0:]
+    header = [f"# ----------------------------------------------------------------------------- "
+              f"from {module}", f"# (the handout does not ship {module}; the solution needs these)"]
+    return tidy(text.splitlines() + ['', ''] + header + body_lines)
+
+
+def _same_import(tree_a, tree_b, name):
+    """True if both modules bind name by the same import (e.g. both `import numpy as np`)."""
+    def binding(tree):
+        for stmt in tree.body:
+            if name in imported_names(stmt):
+                return imported_names(stmt)[name]
+        return None
+    a = binding(tree_a)
+    return a is not None and a == binding(tree_b)
 
 
 def _parts(stmt, stubs):

@@ -33,7 +33,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKS = os.path.join(HERE, 'checks')
 STEP = 1e-5   # h of the centered differences
-NUMERIC_NOISE = 1e-9   # absolute difference below which a numeric gradient entry is met
+NUMERIC_NOISE = 1e-8   # absolute difference (x the gradient's scale) that counts as equal
 
 
 class CaseFailure(Exception):
@@ -101,9 +101,10 @@ def as_checked_array(what, value):
 def compare(what, actual, expected, tolerance, numeric=False):
     """Raise CaseFailure unless rel_error(actual, expected) <= tolerance. With numeric
     (expected is a numeric gradient), entries that differ by less than NUMERIC_NOISE
-    times the gradient's scale count as equal: centered differences carry ~1e-11 of
-    round-off, which the relative error of an entry that is 0 by the math (e.g. the
-    gradient of a key bias, to which softmax is blind) would blow up to ~1e-3."""
+    times the gradient's scale count as equal: centered differences carry 1e-11 to 1e-9
+    of round-off, which the relative error of an entry that is 0 by the math (e.g. the
+    gradient of a key bias, to which softmax is blind) blows up to ~1e-3. Entries of
+    the size of a gradient are compared by relative error (< 1e-7 for layers)."""
     actual = as_checked_array(what, actual)
     expected = np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:

@@ -753,10 +753,13 @@ def readme_text(assignment, reduction, case_names):
     for f in assignment.student_files:
         files.append(f"### {f.path}\n")
         files.append("Write:\n" + ''.join(f"- `{n}`\n" for n in f.student))
-        if f.provided:
-            files.append("\nProvided (already written, read them): "
-                         + ', '.join(f"`{n}`" for n in f.provided) + "\n")
-        files.append('\n')
+        # a provided class whose methods are student work is the frame of those methods
+        given = [n for n in f.provided if not any(w.startswith(n + '.') for w in f.student)]
+        if given:
+            files.append("\nGiven, already written: " + ', '.join(f"`{n}`" for n in given) + ".\n")
+        files.append("\nEverything else in the file is given too; your code may use it, and "
+                     "import any function of the other files here (e.g. "
+                     "`from layers import conv_forward`).\n\n")
     support = ''.join(f"- `{s}`\n" for s in assignment.support_files)
     notebooks = ''.join(f"- `{s}`\n" for s in assignment.notebooks)
     example = case_names[0] if case_names else ''
@@ -779,7 +782,7 @@ Assignment `{assignment.id}`. Fill in every function that raises
 ## Checking your work
 
     python {CHECKER_NAME}             # every definition: PASS, FAIL (and why) or NOT IMPLEMENTED
-    python {CHECKER_NAME} {example:<14} # one definition
+    python {CHECKER_NAME} {example}    # one definition (or several)
 
 The checker runs your code in your own Python process with NumPy. A FAIL line says which
 case failed and by how much (for gradients, the relative error against a numeric

@@ -290,3 +290,90 @@ def test_norm_attention_releases_and_its_checker_runs(tmp_path):
     assert code == 0 and seconds < 20, output
     assert all(line.startswith('PASS') for line in lines.values()) and len(lines) == len(
         student_definitions(NORM_ATTENTION))
+
+
+# ----------------------------------------------------------------------------- the reduction
+
+LAYERS = '''"""Layers of a toy course."""
+import math
+
+import numpy as np
+from fast import quick
+
+SCALE = 2.0   # used by a kept helper
+UNUSED = 3
+
+
+def _helper(x):
+    """Scale x."""
+    return SCALE * np.asarray(x)
+
+
+def fc_forward(x, w, b):
+    """Affine layer."""
+    # secret note about the solution
+    out = _helper(x) @ w + b * math.pi
+    return out, (x, w, b)
+    # trailing note, still in the body
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """Batch norm (another assignment's student work)."""
+    return _helper(x) * gamma + beta, None
+
+
+def uses_bn(x):
+    """Provided, but needs batchnorm_forward."""
+    # keep this comment: it is provided code
+    return batchnorm_forward(_helper(x), 1.0, 0.0, {})[0]
+
+
+def fast_path(x):
+    """Provided, but needs a module the handout does not ship."""
+    return quick(x)
+
+
+def dropped(x):
+    return UNUSED * x
+'''
+
+
+def toy_repo(tmp_path):
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    (repo / 'layers.py').write_text(LAYERS)
+    (repo / 'fast.py').write_text('def quick(x):\n    return x\n')
+    for command in (['git', 'init', '-q'], ['git', 'add', 'layers.py', 'fast.py']):
+        subprocess.run(command, cwd=repo, check=True)
+    return str(repo)
+
+
+def test_reduction_keeps_the_closure_stubs_student_work_of_any_assignment_and_drops_the_rest(tmp_path):
+    repo = toy_repo(tmp_path)
+    toy = assignments.Assignment(id='toy', title='Toy', suite='toy', student_files=(
+        assignments.StudentFile('layers.py', student=('fc_forward',), provided=('uses_bn',)),))
+    reduced = release.reduce_sources(toy, repo, release.tracked_files(repo))
+    text = reduced.texts['layers.py']
+    # math: only the stub used it; fast: only a definition the handout leaves out
+    assert text.startswith('"""Layers of a toy course."""\n\nimport numpy as np\n\nSCALE = 2.0')
+    assert 'SCALE = 2.0   # used by a kept helper' in text and 'def _helper(x):' in text
+    assert 'UNUSED' not in text and 'def dropped' not in text and 'fast' not in text
+    assert 'secret note' not in text and 'trailing note' not in text and 'math.pi' not in text
+    assert '    """Affine layer."""\n    raise NotImplementedError("fc_forward is not implemented yet")' in text
+    # batchnorm_forward is norm-attention's student work: kept (uses_bn needs it) but stubbed
+    assert 'raise NotImplementedError("batchnorm_forward is not implemented yet")' in text
+    assert '# keep this comment: it is provided code' in text
+    assert reduced.stubbed['layers.py'] == ['fc_forward', 'batchnorm_forward']
+    compile(text, 'layers.py', 'exec')
+    solved = release.reduce_sources(toy, repo, release.tracked_files(repo), stub_own=False)
+    assert 'out = _helper(x) @ w + b * math.pi' in solved.texts['layers.py']
+    assert 'import math' in solved.texts['layers.py']
+    assert 'raise NotImplementedError("batchnorm_forward' in solved.texts['layers.py']
+
+
+def test_reduction_refuses_kept_code_that_needs_a_module_the_handout_does_not_ship(tmp_path):
+    repo = toy_repo(tmp_path)
+    toy = assignments.Assignment(id='toy', title='Toy', suite='toy', student_files=(
+        assignments.StudentFile('layers.py', student=('fc_forward',), provided=('fast_path',)),))
+    with pytest.raises(release.ReleaseError, match=r'layers.py:5: .*fast_path.* needs quick from fast.py'):
+        release.reduce_sources(toy, repo, release.tracked_files(repo))

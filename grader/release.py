@@ -38,6 +38,17 @@ Checks that make a release fail (ReleaseError, naming file and line):
   the stubs, or prints a traceback;
 - the leak scan (`leak_scan`) finds a problem;
 - the Gradescope package holds a student file.
+Reported in the summary's `warnings`, not refused: links to docs/*.md the handout does
+not ship (the backward passes' "Derivation:" lines), Python files named by a support
+file (shipped unchanged), and uncommitted changes in the released files.
+
+Another assignment's student work that the closure needs is stubbed rather than refused:
+the stub imports, its docstring says what it does, and this assignment's checker and
+grader never call it (the only use in our files would be a provided definition calling
+it, which then raises NotImplementedError when run; no current manifest entry does).
+
+The public cases of the handout's checker are defined per assignment in CASE_TABLES
+(below) and computed from our modules in a fresh interpreter.
 
 A release is deterministic: files are written in sorted order with fixed contents (no
 dates, no absolute paths), and every zip has fixed timestamps and permissions.
@@ -361,8 +372,7 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
             gap = False
             out.extend(leading + lines)
         for i, stmt in enumerate(src.body):
-            limit = src.body[i + 1].lineno if i + 1 < len(src.body) else len(src.lines) + 1
-            limit = first_line(src.body[i + 1]) if i + 1 < len(src.body) else limit
+            limit = first_line(src.body[i + 1]) if i + 1 < len(src.body) else len(src.lines) + 1
             previous_end = src.extended_end(src.body[i - 1], first_line(stmt)) if i else (
                 src.doc.end_lineno if src.doc is not None else 0)
             leading = src.lines[previous_end:first_line(stmt) - 1]
@@ -916,8 +926,8 @@ def gradescope_zip(assignment, repo, path):
     forbidden |= {'kernels.py'}
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
-    held = sorted(n for n in names if n in forbidden or os.path.basename(n) in forbidden
-                  and not n.startswith('grader/'))
+    held = sorted(n for n in names if n in forbidden
+                  or (os.path.basename(n) in forbidden and not n.startswith('grader/')))
     if held:
         raise ReleaseError(f"{path} holds student files with their solutions: {', '.join(held)}")
     points = run.stdout.strip().splitlines()[-1:] or ['']
@@ -981,6 +991,12 @@ def release(assignment_id, out_dir, repo=None):
                            "notes of a student function into a comment in its body):\n  "
                            + '\n  '.join(problems))
     warnings = []
+    changed = subprocess.run(['git', '-C', repo, 'status', '--porcelain', '--', *sorted(
+        {f.path for f in assignment.student_files} | set(assignment.support_files)
+        | set(assignment.notebooks) | set(solved.extra_modules))],
+        capture_output=True, text=True, timeout=60).stdout.split('\n')
+    warnings += [f"{line[3:]}: uncommitted changes are in this release (it is not the "
+                 f"commit's)" for line in changed if line.strip()]
     for support in sorted(shipped - set(handout.texts) - {CHECKER_NAME, COLLECTOR_NAME}):
         if support.endswith('.py'):
             with open(os.path.join(student, support), encoding='utf-8') as f:

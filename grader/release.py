@@ -911,12 +911,18 @@ def write_fixtures(assignment, repo, checks_dir):
 
 def gradescope_zip(assignment, repo, path):
     """autograder.gradescope_package(path, assignment=ID), run in a fresh interpreter;
-    ReleaseError if the zip holds a student file of any assignment (or kernels.py)."""
+    ReleaseError if the zip holds a student file of any assignment (or kernels.py).
+    Returns (the assignment's maximum score as the grader selects its tests, or None;
+    the zip's file names)."""
     code = (f"import sys; sys.path.insert(0, {repo!r})\n"
             f"import autograder\n"
             f"autograder.gradescope_package({path!r}, assignment={assignment.id!r})\n"
-            f"from grader import checks\n"
-            f"print(sum(t.points for t in checks.SUITES.get({assignment.suite!r}, [])))\n")
+            f"try:  # the maximum the grader gives (unknown to an older grader)\n"
+            f"    from grader import assignments\n"
+            f"    chosen = autograder.select(assignment=assignments.get({assignment.id!r}))\n"
+            f"    print(sum(points for _, points, _ in chosen))\n"
+            f"except Exception:\n"
+            f"    print('unknown')\n")
     run = subprocess.run(python_command(code), cwd=repo, capture_output=True, text=True,
                          timeout=300, env=dict(os.environ, PYTHONDONTWRITEBYTECODE='1'))
     if run.returncode != 0:

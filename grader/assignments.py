@@ -23,6 +23,8 @@ class StudentFile:
     path: str                 # e.g. 'layers.py', relative to the handout's root
     student: tuple            # definitions that are student work: 'fc_forward', 'ConvNet.loss'
     provided: tuple = ()      # definitions the course provides in this file (never graded)
+    docstring: str = ''       # the handout's module docstring ('' keeps ours)
+    imports: tuple = ()       # import lines the handout adds, for what the student will call
 
 
 @dataclass(frozen=True)
@@ -55,17 +57,39 @@ CNN_RNN = Assignment(
     student_files=(
         StudentFile('layers.py', student=(
             'fc_forward', 'fc_backward', 'relu_forward', 'relu_backward', 'conv_forward',
-            'conv_backward', 'max_pool_forward', 'max_pool_backward', 'softmax_loss')),
+            'conv_backward', 'max_pool_forward', 'max_pool_backward', 'softmax_loss'),
+            docstring="""\
+Feed-forward layers with hand-derived backward passes.
+
+Every forward function returns (out, cache) and every backward function takes
+(dout, cache), where dout is the gradient of the loss with respect to out and cache is
+what your forward chose to keep. Inputs (dout included) are never modified."""),
         StudentFile('rnn_layers.py',
                     student=('temporal_fc_forward', 'temporal_fc_backward', 'temporal_softmax_loss'),
                     provided=('rnn_step_forward', 'rnn_step_backward', 'rnn_forward',
                               'rnn_backward', 'word_embedding_forward',
-                              'word_embedding_backward')),
+                              'word_embedding_backward'),
+                    docstring="""\
+Layers of recurrent networks. The vanilla RNN and the word embedding are given; the
+temporal fully connected layer and the temporal softmax loss are yours.
+
+The recurrent core is time-major (x of shape (T, N, D)); the embedding and the temporal
+layers are batch-major ((N, T, ...))."""),
         StudentFile('softmax.py', student=('SoftmaxClassifier.__init__', 'SoftmaxClassifier.loss'),
-                    provided=('SoftmaxClassifier',)),
-        StudentFile('cnn.py', student=('ConvNet.__init__', 'ConvNet.loss'), provided=('ConvNet',)),
+                    provided=('SoftmaxClassifier',),
+                    docstring="Two-layer fully connected classifier: fc - relu - fc - softmax."),
+        StudentFile('cnn.py', student=('ConvNet.__init__', 'ConvNet.loss'), provided=('ConvNet',),
+                    docstring="Convolutional classifier: conv - relu - 2x2 max pool - fc - relu - "
+                              "fc - softmax.",
+                    imports=('from layers import conv_backward, conv_forward, max_pool_backward, '
+                             'max_pool_forward',)),
         StudentFile('rnn.py', student=('CaptioningRNN.loss', 'CaptioningRNN.sample'),
-                    provided=('CaptioningRNN',)),
+                    provided=('CaptioningRNN',),
+                    docstring="""\
+Image captioning with a vanilla RNN: CaptioningRNN.
+
+Its __init__ is given; loss (training, backpropagation through time) and sample (greedy
+decoding) are yours, built from the layers of layers.py and rnn_layers.py."""),
     ),
     support_files=('optim.py', 'solver.py', 'gradient_check.py', 'fileio.py'),
     notebooks=(),
@@ -96,7 +120,13 @@ NORM_ATTENTION = Assignment(
     title='Normalization layers and attention',
     suite='handgrad',
     student_files=(
-        StudentFile('layers.py', student=(
+        StudentFile('layers.py', docstring="""\
+Normalization layers with hand-derived backward passes: batch norm (plain and spatial),
+layer norm and group norm, with cs231n assignment 2's names and conventions.
+
+Every forward function returns (out, cache) and every backward function takes
+(dout, cache). Train-mode batch norm updates bn_param's running statistics, the one
+documented exception to "inputs are never modified".""", student=(
             'batchnorm_forward', 'batchnorm_backward', 'batchnorm_backward_alt',
             'layernorm_forward', 'layernorm_backward', 'spatial_batchnorm_forward',
             'spatial_batchnorm_backward', 'spatial_groupnorm_forward',

@@ -355,13 +355,19 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
             reduction.extra_modules.append(path)
         stubs = stubs_of(path)
         keep_imports = set(used_imports.get(path, ()))
+        if path in handout_paths and 'np' in src.imports:
+            keep_imports.add('np')   # every student file may need NumPy
         for name in stub_body_names.get(path, ()):   # imports the student's code will call
             if name in src.imports:
                 _, module, imported = src.imports[name]
                 if module is not None and module + '.py' in handout_paths \
                         and imported in keep.get(module + '.py', ()):
                     keep_imports.add(name)
-        out = src.lines[:src.doc.end_lineno] if src.doc is not None else []
+        spec = next((f for f in assignment.student_files if f.path == path), None)
+        if spec is not None and spec.docstring:   # the handout's own account of the file
+            out = ['"""'] + spec.docstring.strip('\n').split('\n') + ['"""']
+        else:
+            out = src.lines[:src.doc.end_lineno] if src.doc is not None else []
         stubbed = []
         gap = False   # a dropped statement was set off by a blank line: keep the gap
 
@@ -404,7 +410,9 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
                 qual = node.name if node is stmt else f"{stmt.name}.{node.name}"
                 if qual in stubs:
                     stubbed.append(qual)
-        reduction.texts[path] = tidy(out)
+        # the handout's added imports are for the student's code; the solutions import what
+        # they use
+        reduction.texts[path] = with_imports(tidy(out), spec.imports if spec and stub_own else ())
         reduction.stubbed[path] = stubbed
         reduction.kept[path] = sorted(keep[path])
     for path, modules in inline.items():
@@ -414,6 +422,19 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
     for module in reduction.extra_modules:
         del reduction.texts[module]
     return reduction
+
+
+def with_imports(text, imports):
+    """text with the import lines `imports` (what the student's code is expected to use)
+    added after its last top-level import, or after its docstring."""
+    if not imports:
+        return text
+    tree = ast.parse(text)
+    ends = [n.end_lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    doc = docstring_node(tree)
+    after = max(ends) if ends else (doc.end_lineno if doc is not None else 0)
+    lines = text.split('\n')
+    return '\n'.join(lines[:after] + list(imports) + lines[after:])
 
 
 def inlined(text, module, module_text, importer):

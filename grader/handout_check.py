@@ -23,6 +23,7 @@ import copy
 import importlib
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -138,13 +139,33 @@ def with_argument(args, index, value):
     return args
 
 
+def same_value(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and np.array_equal(a, b, equal_nan=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def expect_unchanged(function, names, sent, kept, skip=()):
+    """The arguments `sent` to `function` equal their copies `kept` (inputs, dout included,
+    must not be modified); `skip`: positions a documented state update may change."""
+    for index, (now, before) in enumerate(zip(sent, kept)):
+        if index not in skip and not same_value(now, before):
+            raise CaseFailure(f"{function} modified its input {names[index]} (work on a copy)")
+
+
 # ----------------------------------------------------------------------------- case kinds
 
 def check_forward(case, fixtures):
     """Forward values (and the state a layer keeps in a dict argument) vs stored ones."""
     function = resolve(case['module'], case['function'])
     args = [decode(a, fixtures) for a in case['args']]
+    kept = copy.deepcopy(args)
     result = function(*args)
+    expect_unchanged(case['function'], case['names'], args, kept,
+                     skip={state['arg'] for state in case.get('state', ())})
     out = pair(case['function'], result)[0] if case.get('returns', 'tuple') == 'tuple' else result
     compare('out', out, fixtures[case['expected']], case['tolerance'])
     for state in case.get('state', ()):
@@ -163,7 +184,9 @@ def check_backward(case, fixtures):
     args = [decode(a, fixtures) for a in case['args']]
     dout = fixtures[case['dout']]
     _, cache = pair(case['forward'], forward(*copy.deepcopy(args)))
-    grads = backward(dout.copy(), cache)
+    sent = dout.copy()
+    grads = backward(sent, cache)
+    expect_unchanged(case['backward'], ['dout'], [sent], [dout])
     wrt = case['wrt']
     if len(wrt) == 1 and not isinstance(grads, tuple):
         grads = (grads,)
@@ -195,7 +218,10 @@ def check_loss(case, fixtures):
     loss (or vs stored values, see 'dx' in the case)."""
     function = resolve(case['module'], case['function'])
     args = [decode(a, fixtures) for a in case['args']]
-    result = function(*copy.deepcopy(args))
+    sent = copy.deepcopy(args)
+    result = function(*sent)
+    expect_unchanged(case['function'], case.get('names') or [f"#{i + 1}" for i in range(len(args))],
+                     sent, args)
     if not (isinstance(result, tuple) and len(result) == 2):
         raise CaseFailure(f"{case['function']} should return a tuple (loss, dx)")
     loss, dx = result
@@ -361,4 +387,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    if hasattr(signal, 'SIGPIPE'):   # `python autograder.py | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())

@@ -1182,8 +1182,11 @@ def backward_case(b, module, forward, backward, args, names, wrt, label):
 def loss_case(b, module, function, args, label, stored_dx=False):
     import copy
     import importlib
-    loss, dx = getattr(importlib.import_module(module), function)(*copy.deepcopy(args))
+    import inspect
+    ours = getattr(importlib.import_module(module), function)
+    loss, dx = ours(*copy.deepcopy(args))
     case = {'kind': 'loss', 'module': module, 'function': function, 'label': label,
+            'names': list(inspect.signature(ours).parameters)[:len(args)],
             'args': [b.encode(a) for a in args], 'loss': b.array(loss),
             'tolerance': LAYER_TOLERANCE}
     if stored_dx:

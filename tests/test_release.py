@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 import zipfile
 
@@ -160,6 +161,23 @@ def test_a_failing_definition_gets_one_line_with_the_error_and_no_traceback(part
     assert lines['fc_forward'].startswith('FAIL') and "NameError" in lines['fc_forward']
     assert 'layers.py:' in lines['fc_forward']
     assert lines['fc_backward'].startswith('FAIL')
+
+
+def test_checker_fails_a_backward_that_writes_into_dout(released, tmp_path):
+    handout = copy_handout(released[0], tmp_path / 'in-place', with_solutions=True)
+    text = (handout / 'layers.py').read_text()
+    start = text.index('def relu_backward')
+    end = text.index('\ndef ', start + 10)
+    (handout / 'layers.py').write_text(text[:start] + textwrap.dedent("""\
+        def relu_backward(dout, cache):
+            dout[cache <= 0] = 0
+            return dout
+        """) + text[end:])
+    code, output, _ = run_checker(handout, 'relu_backward', 'relu_forward')
+    lines = definition_lines(output, CNN_RNN)
+    assert code == 1 and 'Traceback' not in output
+    assert lines['relu_backward'].startswith('FAIL') and 'modified its input dout' in lines['relu_backward']
+    assert lines['relu_forward'].startswith('PASS')
 
 
 # ----------------------------------------------------------------------------- leak scan

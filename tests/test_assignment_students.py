@@ -198,7 +198,7 @@ def test_the_course_student_stands_alone():
 
 
 def test_correct_course_student_gets_full_marks(tmp_path):
-    results, stdout = grade(COURSE_STUDENT, tmp_path / 'results.json')
+    results, _ = grade(COURSE_STUDENT, tmp_path / 'results.json')
     tests = scores_of(results)
     assert not lost(tests), describe(tests, lost(tests))
     assert results['score'] == results['max_score'] == MAX_SCORE
@@ -210,7 +210,7 @@ def test_a_buggy_student_loses_points_only_for_its_bug(tmp_path, name):
     student = tmp_path / name
     copy_course_student(student)
     substitute(student, bug)
-    results, stdout = grade(student, tmp_path / 'results.json')
+    results, _ = grade(student, tmp_path / 'results.json')
     tests = scores_of(results)
     failed = lost(tests)
     elsewhere = {test for test in failed if not test.startswith(bug.prefix)}
@@ -240,7 +240,7 @@ def test_a_missing_cnn_py_costs_exactly_the_convnet_tests(tmp_path):
     student = tmp_path / 'no_cnn'
     copy_course_student(student)
     os.remove(student / 'cnn.py')
-    results, stdout = grade(student, tmp_path / 'results.json')
+    results, _ = grade(student, tmp_path / 'results.json')
     tests = scores_of(results)
     convnet = {test for test in POINTS if test.startswith('convnet_')}
     assert lost(tests) == convnet, describe(tests, lost(tests) ^ convnet)

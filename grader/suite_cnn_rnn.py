@@ -78,9 +78,11 @@ class Calls:
             argument = names[where] if isinstance(where, int) and where < len(names) else where
             if argument == 'cache':
                 continue
-            if name == caller:
-                problems.append(f"{caller} modified its input {argument}" if argument is not None
-                                else f"{caller} changed its arguments")
+            if argument is None:
+                problems.append(f"after {caller}, the submission's process did not send back the "
+                                f"arguments of {name} in the form they were sent")
+            elif name == caller:
+                problems.append(f"{caller} modified its input {argument}")
             else:
                 problems.append(f"{caller} modified {argument}, the input of {name} (through "
                                 f"the cache); a backward pass must not write into its cache")
@@ -440,7 +442,9 @@ def expect_model_inputs_unchanged(submission, method_name, names):
         if call.name.endswith('__setitem__'):
             continue
         argument = names[where] if isinstance(where, int) and where < len(names) else where
-        problems.append(f"{method_name} modified its input {argument}")
+        problems.append(f"{method_name} modified its input {argument}" if argument is not None else
+                        f"after {method_name}, the submission's process did not send back its "
+                        f"arguments in the form they were sent")
     if problems:
         fail('\n'.join(dict.fromkeys(problems)) + " (inputs must be left unchanged)")
 

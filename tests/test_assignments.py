@@ -163,3 +163,21 @@ def test_gradescope_package_grades_the_assignment(tmp_path):
     assert '--assignment cnn-rnn' in run_autograder
     assert 'grader/assignments.py' in names and 'grader/suite_cnn_rnn.py' in names
     assert not names & {'layers.py', 'rnn_layers.py', 'softmax.py', 'cnn.py', 'rnn.py', 'kernels.py'}
+
+
+def test_batch_grades_every_student_by_the_assignment(tmp_path):
+    import csv
+    import shutil
+    folder = tmp_path / 'students'
+    shutil.copytree(ROOT / 'tests' / 'course_student', folder / 'alice')
+    (folder / 'bob').mkdir()
+    (folder / 'bob' / 'layers.py').write_text('import numpy as np\n\n'
+                                              'def fc_forward(x, w, b):\n    return x @ w + b, None\n')
+    grades = tmp_path / 'grades.csv'
+    code, output, _ = run_cli('--assignment', 'cnn-rnn', '--batch', str(folder), '--csv',
+                              str(grades), '--jobs', '2')
+    assert code == 1, output
+    rows = {row['student']: row for row in csv.DictReader(grades.open())}
+    assert rows['alice']['score'] == rows['alice']['max_score'] == '67', rows
+    # bob wrote only fc_forward (and returns no usable cache): exactly its 3 points
+    assert rows['bob']['score'] == '3' and rows['bob']['max_score'] == '67', rows

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 import textwrap
 import time
 import zipfile
@@ -178,6 +179,20 @@ def test_checker_fails_a_backward_that_writes_into_dout(released, tmp_path):
     assert code == 1 and 'Traceback' not in output
     assert lines['relu_backward'].startswith('FAIL') and 'modified its input dout' in lines['relu_backward']
     assert lines['relu_forward'].startswith('PASS')
+
+
+def test_checker_passes_a_course_students_complete_homework(released, tmp_path):
+    # the public checks hold the homework's rules only: a correct submission written in the
+    # course's own style (fc on (N, D) only, its own caches, its own provided functions)
+    # passes every one of them
+    handout = copy_handout(released[0], tmp_path / 'course')
+    for path in (Path(REPO) / 'tests' / 'course_student').glob('*.py'):
+        shutil.copyfile(path, handout / path.name)
+    code, output, _ = run_checker(handout)
+    assert code == 0 and 'Traceback' not in output, output
+    lines = definition_lines(output, CNN_RNN)
+    assert len(lines) == len(student_definitions(CNN_RNN))
+    assert all(line.startswith('PASS') for line in lines.values()), output
 
 
 # ----------------------------------------------------------------------------- leak scan

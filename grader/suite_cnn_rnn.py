@@ -110,6 +110,13 @@ def numeric(reference, args, wrt, dout=None):
     return {name: numeric_gradient_and_noise(f, args[name], flat_dout) for name in wrt}
 
 
+def forward_values(calls, forward, reference, cases):
+    """The student's forward on each (label, args) case against the reference's output."""
+    for label, args in cases:
+        out, _ = pair(forward.name, calls(forward, **copies(args)))
+        expect_close(f"{forward.name} out [{label}]", out, reference(**args))
+
+
 def backward_case(calls, forward, backward, reference, label, args, wrt, generator):
     """
     The student's backward on the cache of the student's own forward, against the numeric
@@ -155,9 +162,7 @@ def fc_forward(fc_forward):
     b = np.array([0.5, -1., 2.])
     out, _ = pair('fc_forward', calls(fc_forward, x=x, w=w, b=b))
     expect_close("fc_forward out [2x2 example]", out, [[5.5, 1., 1.], [1.5, -2., -1.]])
-    for label, args in fc_cases(rng('fc_forward')):
-        out, _ = pair('fc_forward', calls(fc_forward, **copies(args)))
-        expect_close(f"fc_forward out [{label}]", out, ref.fc(**args))
+    forward_values(calls, fc_forward, ref.fc, fc_cases(rng('fc_forward')))
 
 
 @homework('layers', 3)
@@ -179,9 +184,7 @@ def relu_forward(relu_forward):
     calls = Calls(relu_forward.submission)
     out, _ = pair('relu_forward', calls(relu_forward, x=np.array([[-2., -0.5, 0., 0.5, 3.]])))
     expect_close("relu_forward out [example]", out, [[0., 0., 0., 0.5, 3.]])
-    for label, args in relu_cases(rng('relu_forward')):
-        out, _ = pair('relu_forward', calls(relu_forward, **copies(args)))
-        expect_close(f"relu_forward out [{label}]", out, ref.relu(**args))
+    forward_values(calls, relu_forward, ref.relu, relu_cases(rng('relu_forward')))
 
 
 @homework('layers', 2)
@@ -212,9 +215,7 @@ def conv_forward(conv_forward):
     w = np.array([[1., 2.], [0., -1.]])[None, None]
     out, _ = pair('conv_forward', calls(conv_forward, x=x, w=w))
     expect_close("conv_forward out [3x3 input, 2x2 kernel example]", out, [[[[0., 2.], [6., 8.]]]])
-    for label, args in conv_cases(rng('conv_forward')):
-        out, _ = pair('conv_forward', calls(conv_forward, **copies(args)))
-        expect_close(f"conv_forward out [{label}]", out, ref.conv(**args))
+    forward_values(calls, conv_forward, ref.conv, conv_cases(rng('conv_forward')))
 
 
 @homework('layers', 5)
@@ -251,9 +252,7 @@ def max_pool_forward(max_pool_forward):
     out, _ = pair('max_pool_forward', calls(max_pool_forward, x=x, pool_param=pool(2, 2, 2)))
     expect_close("max_pool_forward out [4x4 example, pool=2x2 stride=2]", out,
                  [[[[5., -1.], [-2., 9.]]]])
-    for label, args in max_pool_cases(rng('max_pool_forward')):
-        out, _ = pair('max_pool_forward', calls(max_pool_forward, **copies(args)))
-        expect_close(f"max_pool_forward out [{label}]", out, ref.max_pool(**args))
+    forward_values(calls, max_pool_forward, ref.max_pool, max_pool_cases(rng('max_pool_forward')))
 
 
 @homework('layers', 4)
@@ -367,9 +366,7 @@ def temporal_fc_cases(generator):
 @homework('rnn_layers', 2)
 def temporal_fc_forward(temporal_fc_forward):
     calls = Calls(temporal_fc_forward.submission)
-    for label, args in temporal_fc_cases(rng('temporal_fc_forward')):
-        out, _ = pair('temporal_fc_forward', calls(temporal_fc_forward, **copies(args)))
-        expect_close(f"temporal_fc_forward out [{label}]", out, ref.temporal_fc(**args))
+    forward_values(calls, temporal_fc_forward, ref.temporal_fc, temporal_fc_cases(rng('temporal_fc_forward')))
 
 
 @homework('rnn_layers', 3)
@@ -468,6 +465,14 @@ def check_init_statistics(label, params, weight_scale, weights, biases):
                      f"{weight_scale:g} (Gaussian weights)")
 
 
+def scores_case(submission, model, params, label, class_name, reference, values, X):
+    """Set the params, then model.loss(X) (no labels) must return the reference's scores."""
+    set_params(submission, params, values)
+    scores = submission.method(model, 'loss', X.copy())
+    expect_close(f"{class_name}.loss(X) scores [{label}]", scores, reference(values, X))
+    expect_model_inputs_unchanged(submission, f"{class_name}.loss", ('X',))
+
+
 def input_names(method_name):
     return ('features', 'captions') if method_name.startswith('Captioning') else ('X', 'y')
 
@@ -528,13 +533,8 @@ def softmax_classifier_scores(SoftmaxClassifier):
         label = f"D={D} H={H} C={C} N={N}"
         model = cls(input_dim=D, hidden_dim=H, num_classes=C)
         params = model_params(submission, model, label, classifier_shapes(D, H, C))
-        values = classifier_values(generator, D, H, C)
-        set_params(submission, params, values)
-        X = randn(generator, N, D)
-        scores = submission.method(model, 'loss', X.copy())
-        expect_close(f"SoftmaxClassifier.loss(X) scores [{label}]", scores,
-                     ref.softmax_classifier(values, X))
-        expect_model_inputs_unchanged(submission, 'SoftmaxClassifier.loss', ('X',))
+        scores_case(submission, model, params, label, 'SoftmaxClassifier', ref.softmax_classifier,
+                    classifier_values(generator, D, H, C), randn(generator, N, D))
 
 
 @homework('softmax', 4)
@@ -587,22 +587,23 @@ def convnet_init(ConvNet):
         check_init_statistics(label, params, 1e-2, ('W1', 'W2', 'W3'), ('b2', 'b3'))
 
 
+def convnet_model(cls, submission, input_dim, F, k, H, C, N):
+    """The student's ConvNet (float64) for one case, its params checked: (model, params, shapes, label)."""
+    label = f"input_dim={input_dim} F={F} k={k} hidden={H} C={C} N={N}"
+    model = cls(input_dim=input_dim, num_filters=F, filter_size=k, hidden_dim=H,
+                num_classes=C, dtype=np.float64)
+    shapes = convnet_shapes(input_dim, F, k, H, C)
+    return model, model_params(submission, model, label, shapes), shapes, label
+
+
 @homework('cnn', 1)
 def convnet_scores(ConvNet):
     submission, generator = ConvNet.submission, rng('convnet_scores')
     cls = trusted_view(ConvNet)
     for input_dim, F, k, H, C, N in CONVNET_CASES:
-        label = f"input_dim={input_dim} F={F} k={k} hidden={H} C={C} N={N}"
-        model = cls(input_dim=input_dim, num_filters=F, filter_size=k, hidden_dim=H,
-                    num_classes=C, dtype=np.float64)
-        shapes = convnet_shapes(input_dim, F, k, H, C)
-        params = model_params(submission, model, label, shapes)
-        values = convnet_values(generator, shapes)
-        set_params(submission, params, values)
-        X = randn(generator, N, *input_dim)
-        scores = submission.method(model, 'loss', X.copy())
-        expect_close(f"ConvNet.loss(X) scores [{label}]", scores, ref.convnet(values, X))
-        expect_model_inputs_unchanged(submission, 'ConvNet.loss', ('X',))
+        model, params, shapes, label = convnet_model(cls, submission, input_dim, F, k, H, C, N)
+        scores_case(submission, model, params, label, 'ConvNet', ref.convnet,
+                    convnet_values(generator, shapes), randn(generator, N, *input_dim))
 
 
 @homework('cnn', 5)
@@ -610,11 +611,7 @@ def convnet_loss(ConvNet):
     submission, generator = ConvNet.submission, rng('convnet_loss')
     cls = trusted_view(ConvNet)
     for input_dim, F, k, H, C, N in CONVNET_CASES:
-        label = f"input_dim={input_dim} F={F} k={k} hidden={H} C={C} N={N}"
-        model = cls(input_dim=input_dim, num_filters=F, filter_size=k, hidden_dim=H,
-                    num_classes=C, dtype=np.float64)
-        shapes = convnet_shapes(input_dim, F, k, H, C)
-        params = model_params(submission, model, label, shapes)
+        model, params, shapes, label = convnet_model(cls, submission, input_dim, F, k, H, C, N)
         inputs = (randn(generator, N, *input_dim), generator.integers(C, size=N))
         model_loss_case(submission, model, params, label, 'ConvNet.loss', ref.convnet,
                         convnet_values(generator, shapes), inputs, tuple(shapes))

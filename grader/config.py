@@ -20,7 +20,10 @@ default.
     visibility = "after_due_date"       # visible, hidden, after_due_date, after_published
 """
 import fnmatch
-import tomllib
+try:
+    import tomllib
+except ImportError:   # Python < 3.11 (Gradescope's default image has 3.10)
+    from grader import toml_subset as tomllib
 from dataclasses import dataclass, field
 
 from grader.report import VISIBILITIES

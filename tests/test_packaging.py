@@ -8,7 +8,11 @@ import subprocess
 import sys
 
 import pytest
-import tomllib
+
+try:
+    import tomllib
+except ImportError:   # Python < 3.11
+    from grader import toml_subset as tomllib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,13 +33,28 @@ def venv(tmp_path_factory):
     """A fresh virtual environment (reusing this Python's numpy & co.) with handgrad
     installed from this clone, not editable."""
     root = tmp_path_factory.mktemp("venv")
-    # build from a copy: setuptools writes build/ and *.egg-info next to the sources
+    # build from a copy of the tracked files only (setuptools writes build/ and
+    # *.egg-info next to the sources; the working tree may hold results, caches, a .venv)
     source = root / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", "build", "*.egg-info", "__pycache__", "results", "checkpoints", "cache",
-        "mnist", "fashion-mnist", ".pytest_cache"))
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "env")],
-                   check=True)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                             check=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if os.path.isfile(os.path.join(REPO, name)):
+            os.makedirs(os.path.dirname(source / name), exist_ok=True)
+            shutil.copy2(os.path.join(REPO, name), source / name)
+    # a venv of the base interpreter that sees this interpreter's packages (numpy & co.)
+    # through a .pth file: `--system-site-packages` would see the base's, not those of a
+    # venv the tests run in
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(root / "env")], check=True)
+    import site
+    import sysconfig
+    ours = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] if os.path.isdir(p)]
+    env_site = subprocess.run([str(root / "env" / "bin" / "python"), "-c",
+                               "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    with open(os.path.join(env_site, "outer-packages.pth"), "w") as f:
+        f.write("\n".join(dict.fromkeys(ours)) + "\n")
     python = str(root / "env" / "bin" / "python")
     install = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps",
                               "--disable-pip-version-check", str(source)],

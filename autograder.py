@@ -410,11 +410,11 @@ test -s "$root/results/results.json"
 """
 
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope's image set-up (choose an Ubuntu 24.04 base image: Python >= 3.11).
+# Gradescope's image set-up (any Ubuntu base image: Python >= 3.9, e.g. 22.04's 3.10).
 set -eu
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-numpy >/dev/null
-python3 -c "import sys, numpy, tomllib; assert sys.version_info >= (3, 11)"
+python3 -c "import sys, numpy; assert sys.version_info >= (3, 9)"
 """
 
 
@@ -461,8 +461,10 @@ def positive_number(kind):
 def main(argv=None):
     """Command line entry point; returns the exit code (0 only if every graded test passed)."""
     parser = argparse.ArgumentParser(
-        description="Grade the layer functions of layers.py (and rnn_layers.py) against API.md, "
-                    "running the submission in a sandbox.",
+        description="Grade a submission against API.md, running it in a sandbox: by default "
+                    "every function of layers.py, rnn_layers.py and attention_layers.py; with "
+                    "--assignment, that assignment's files (e.g. cnn-rnn: layers.py, rnn_layers.py, "
+                    "softmax.py, cnn.py, rnn.py).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--target', metavar='DIR', default=HERE,
                         help="folder of the implementation to grade (default: ours)")

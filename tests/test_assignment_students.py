@@ -84,6 +84,12 @@ BUGS = {
         'layers.py', 'relu_backward',
         "dx = dout * (x > 0)", "dout[x <= 0] = 0\n    dx = dout",
         prefix='relu_backward', must_fail={'relu_backward'}, exactly=True),
+    # the forward overwrites its input x; its backward, right on the cache it gets, must
+    # not be charged for the forward's bug
+    'relu_forward_in_place': Bug(
+        'layers.py', 'relu_forward',
+        "out = np.maximum(x, 0)", "out = np.maximum(x, 0, out=x)",
+        prefix='relu_forward', must_fail={'relu_forward'}, exactly=True),
     # the fc input size of the default input (1, 28, 28), filter 7: 11 x 11 after the pool
     'convnet_init_hard_coded_size': Bug(
         'cnn.py', 'ConvNet.__init__',

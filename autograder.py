@@ -55,13 +55,17 @@ from grader import suite_rnn_layers  # noqa: E402,F401
 from grader import suite_attention_layers  # noqa: E402,F401
 from grader import suite_cnn_rnn  # noqa: E402,F401  (the cnn-rnn homework's own suite)
 from grader import assignments  # noqa: E402
-from grader.checks import REGISTRY, SUITES, THRESHOLD, GradeFailure, set_seed  # noqa: E402,F401  (THRESHOLD re-exported)
+from grader.checks import REGISTRY, SUITES, THRESHOLD, GradeFailure, set_hints, set_seed  # noqa: E402,F401  (THRESHOLD re-exported)
 from grader.report import (  # noqa: E402
     Grading,
     Result,
     escape,
     printed_section,
     total_line,
+    NAME_SHOWN,
+    OUTPUT_SHOWN,
+    ResultsWriter,
+    shown as shown_text,
     write_csv,
     write_results,
 )
@@ -77,6 +81,28 @@ __all__ = ['rel_error', 'eval_numerical_gradient', 'eval_numerical_gradient_arra
            'grade', 'main']
 
 MODULES = list(dict.fromkeys(t.module for t in REGISTRY))   # in order: layers first
+
+# Address space (MiB) the grader process may map beyond what it holds when grading starts
+# (RLIMIT_AS, soft limit only, so the sandbox can still set its own). Measured: the grader
+# starts at ~150 MB and peaks at ~195 MB on `python autograder.py` and ~195 MB on
+# `--assignment cnn-rnn`; 640 MiB more is a ceiling of ~4x that peak.
+GRADER_MEMORY_MB = 640
+
+
+def limit_grader_memory(megabytes=GRADER_MEMORY_MB):
+    """Cap this process's address space at what it maps now plus `megabytes` MiB: an answer
+    that makes the grader allocate more fails its test with a MemoryError (run_test) instead
+    of taking the machine's memory. Returns the ceiling in bytes."""
+    import resource
+    with open('/proc/self/status') as f:
+        size = next(int(line.split()[1]) << 10 for line in f if line.startswith('VmSize:'))
+    ceiling = size + (int(megabytes) << 20)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard)
+    if soft == resource.RLIM_INFINITY or soft > ceiling:
+        resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+    return ceiling
 HIDDEN_VISIBILITY = 'after_due_date'   # Gradescope visibility of an assignment's hidden tests
 
 # Our modules that hold (or import) a correct implementation of the graded functions.
@@ -186,9 +212,19 @@ def fingerprint():
 
 # ------------------------------------------------------------------------- grading
 
-def run_test(test, submission, points, visibility='visible'):
-    """Run one graded test on the submission; never raises (but for Ctrl-C)."""
+def hints_for(assignment, test):
+    """Whether `test`'s failure message may carry its probes' hints: always without an
+    assignment; else by the assignment's `hints` ('all', 'public' tests only, 'none')."""
+    if assignment is None or assignment.hints == 'all':
+        return True
+    return assignment.hints == 'public' and assignment.is_public(test.name)
+
+
+def run_test(test, submission, points, visibility='visible', hints=True, neutral=None):
+    """Run one graded test on the submission; never raises (but for Ctrl-C). `neutral`:
+    function(text) that replaces the server's paths in what students see (Grading.neutral)."""
     submission.begin_test()
+    set_hints(hints)
     try:
         note = test.run(*(submission.function(test.module, f) for f in test.functions))
         score, status, output = points, 'passed', note or ''
@@ -196,12 +232,24 @@ def run_test(test, submission, points, visibility='visible'):
         score, status, output = 0, 'failed', str(e)
     except (StudentError, Unavailable, ChildLost) as e:
         score, status, output = 0, 'failed', str(e)
+    except MemoryError:   # the grader's own ceiling (limit_grader_memory): the answer's fault
+        score, status, output = 0, 'failed', (
+            "the grader ran out of memory checking what the submission returned (its memory "
+            "ceiling: --grader-memory-mb)")
     except Exception as e:   # what the functions returned confused a check: it fails
         score, status, output = 0, 'failed', (
             f"the grader could not check the returned values ({type(e).__name__}: {e})")
-    printed = printed_section(*submission.end_test())
+    text, dropped = submission.end_test()
+    if neutral is not None:
+        output, text = neutral(output), neutral(text)
+    printed = printed_section(text, dropped)
     output = '\n'.join(part for part in (output, printed) if part)
     return Result(test.name, test.module, score, points, status, output, visibility)
+
+
+def regular_file(path):
+    """A regular file, not a symbolic link (which the grader never follows)."""
+    return os.path.isfile(path) and not os.path.islink(path)
 
 
 def submitted_folder(directory, modules):
@@ -211,7 +259,7 @@ def submitted_folder(directory, modules):
     with its folder). Returns (folder, note or None).
     """
     def holds(folder):
-        return any(os.path.isfile(os.path.join(folder, m + '.py')) for m in modules)
+        return any(regular_file(os.path.join(folder, m + '.py')) for m in modules)
 
     if holds(directory):
         return directory, None
@@ -229,7 +277,8 @@ def submitted_folder(directory, modules):
 
 
 def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None, limits=None,
-          seed=None, json_path=None, same_user=False, slot=0, progress=None, assignment=None):
+          seed=None, json_path=None, same_user=False, slot=0, progress=None, assignment=None,
+          require_isolation=False):
     """
     Grade the implementation in `directory`.
 
@@ -244,7 +293,11 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
     - json_path: also write Gradescope's results.json there, after every test.
     - same_user: as root, still run the submission as root's own user (the weaker mode
       the grader uses when it is not root; for testing that mode).
-    - slot: which sandbox uid to use, for graders running in parallel.
+    - slot: where the search for a free sandbox uid starts (graders running at once
+      reserve different uids whatever their slots: grader.sandbox._reserve_sandbox_uid).
+    - require_isolation: raise SetupError rather than grade with less than the private
+      root (a sandbox uid in private namespaces); otherwise a weaker isolation is graded
+      with, and announced on stderr, in the notes and in results.json.
     - progress: None, or function(item) called with each note (a str) as it is known
       and each Result as its test ends.
 
@@ -252,7 +305,8 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
     - a grader.report.Grading: results in registry order, score, max_score, seed, notes.
 
     Raises SetupError (before running anything) if directory is not ours and a
-    submission could import our reference modules (installed_reference_copies).
+    submission could import our reference modules (installed_reference_copies), and
+    with require_isolation, if the private root cannot be set up.
     """
     started = time.monotonic()
     if isinstance(assignment, str):
@@ -265,10 +319,11 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
         check_installation()
     grading = Grading(directory, max_score=sum(points for _, points, _ in chosen))
     grading.notes.append(f"Grading {directory}" + (f" as assignment {assignment.id}" if assignment else ""))
+    grading.paths += [(HERE, '<grader>'), (directory, ''), (os.path.realpath(directory), '')]
     directory, moved = submitted_folder(directory, modules)
     if moved:
         grading.notes.append(moved)
-    present = [m for m in modules if os.path.isfile(os.path.join(directory, m + '.py'))]
+    present = [m for m in modules if regular_file(os.path.join(directory, m + '.py'))]
     expected_files = ', '.join(m + '.py' for m in modules)
     if not present:
         grading.notes.append(
@@ -277,6 +332,9 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
                    f"{expected_files} together at the top level of the upload (or in one folder).")
                for m in modules if m not in present}
     isolation = plan_isolation(slot, same_user)
+    if require_isolation and not isolation.privileged:
+        isolation.release()
+        raise SetupError(isolation_refusal(isolation))
     hidden = [HERE, directory] + ([os.path.dirname(os.path.abspath(json_path))] if json_path else [])
     # our own folder holds much more than the graded modules: copy only top-level modules
     # (an assignment's models import our other modules: kernels, fileio, ...)
@@ -285,19 +343,29 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
                  if assignment else [m + '.py' for m in present])
     before = fingerprint()
 
-    def save(final):
+    writer = ResultsWriter(json_path) if json_path else None
+
+    def save(final):   # a partial write at most every second or so (ResultsWriter)
         grading.elapsed = time.monotonic() - started
-        if json_path:
-            write_results(json_path, grading, final)
+        if writer is not None:
+            writer(grading, final)
 
     try:
-        box = Sandbox(directory, limits, isolation, hidden, only_files=own_files if ours else None)
+        box = Sandbox(directory, limits, isolation, hidden, only_files=own_files if ours else None,
+                      graded=modules)
     except SubmissionError as e:
         grading.notes.append(f"Cannot grade this submission: {e}")
+        grading.problems.append(f"cannot grade: {e}")
         grading.results = [Result(t.name, t.module, 0, points, 'failed', str(e), visibility)
                            for t, points, visibility in chosen]
         save(True)
         return grading
+    if box.ignored:   # names shown escaped, on one line
+        listed = '; '.join(escape(path).replace('\n', '\\n') + f" ({why})"
+                           for path, why in box.ignored[:20])
+        grading.notes.append("Ignored (not copied, never imported): " + listed
+                             + (f"; and {len(box.ignored) - 20} more" if len(box.ignored) > 20 else "")
+                             + ". Only the regular .py files and data files of the upload are graded.")
     with box:
         grading.seed = box.seed if seed is None else int(seed)
         set_seed(grading.seed)
@@ -307,8 +375,15 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
             grading.isolation = isolation.describe()
         except ChildLost as e:
             grading.isolation = f"the grader could not start its sandbox: {e}"
+        grading.isolation_level = isolation.summary()
+        if require_isolation and not isolation.private_root:
+            raise SetupError(isolation_refusal(isolation, grading.isolation))
+        if not isolation.private_root:   # loudly: not only in the notes
+            print(f"autograder: WARNING, weaker isolation ({isolation.level}): {grading.isolation}",
+                  file=sys.stderr, flush=True)
         grading.notes.append(grading.isolation)
         grading.notes.append(f"seed {grading.seed} (--seed {grading.seed} repeats these inputs)")
+        grading.paths += [(box.workdir, '')] + ([('/sandbox', '')] if isolation.private_root else [])
         for note in grading.notes[1:] if progress else ():
             progress(note)
         for test, points, visibility in chosen:
@@ -316,11 +391,15 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
                 result = Result(test.name, test.module, 0, points, 'failed', missing[test.module],
                                 visibility)
             else:
-                result = run_test(test, submission, points, visibility)
+                result = run_test(test, submission, points, visibility, hints_for(assignment, test),
+                                  neutral=grading.neutral)
             grading.results.append(result)
             if progress:
                 progress(result)
             save(False)
+        # why points were lost wholesale, for the batch CSV's note column
+        grading.problems += [f"{m}.py missing" for m in missing]
+        grading.problems += [grading.neutral(why) for why in submission.broken.values()]
     if fingerprint() != before:
         grading.notes.append("The grader's own files changed while this submission was graded: "
                              "its results are void (every test scores 0).")
@@ -332,7 +411,41 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
     return grading
 
 
+def isolation_refusal(isolation, described=''):
+    """The message of --require-isolation's refusal: what failed, what to do."""
+    if not isolation.privileged:
+        what = ("the grader does not run as root" if os.geteuid() != 0 else "--same-user was given")
+    else:
+        what = f"the private root could not be set up ({isolation.note or described or 'unknown error'})"
+    return (f"refusing to grade: --require-isolation needs the submission in private mount and "
+            f"network namespaces as a sandbox uid, but {what}. Run the grader as root with "
+            f"CAP_SYS_ADMIN (e.g. docker run --cap-add SYS_ADMIN), or pass "
+            f"--allow-weaker-isolation to grade with weaker isolation (it is announced).")
+
+
 # ------------------------------------------------------------------------- batch
+
+def batch_folders(folder):
+    """
+    The student folders of a batch: ([(name, real path)], [(name, why refused)]). A
+    symbolic link (it could point at another student's folder and get their marks) and a
+    folder that resolves outside `folder` are refused, not graded.
+    """
+    root = os.path.realpath(folder)
+    students, refused = [], []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith('.') or not os.path.isdir(path):
+            continue
+        real = os.path.realpath(path)
+        if os.path.islink(path):
+            refused.append((name, "refused: a symbolic link, not a folder of its own"))
+        elif os.path.dirname(real) != root:
+            refused.append((name, "refused: the folder lies outside the batch folder"))
+        else:
+            students.append((name, real))
+    return students, refused
+
 
 def batch(folder, csv_path, jobs, results_dir, forwarded, time_limit):
     """
@@ -341,54 +454,115 @@ def batch(folder, csv_path, jobs, results_dir, forwarded, time_limit):
     Writes one CSV row per student and each student's results.json under results_dir.
     Returns the exit code: 0 if every student passed every test.
     """
-    students = sorted(d for d in os.listdir(folder)
-                      if os.path.isdir(os.path.join(folder, d)) and not d.startswith('.'))
-    if not students:
-        print(f"--batch {folder}: no student subfolders to grade")
+    students, refused = batch_folders(folder)
+    if not students and not refused:
+        print(f"--batch {shown_text(folder, NAME_SHOWN)}: no student subfolders to grade")
         return 2
     started = time.monotonic()
     free_slots = list(range(jobs))
+    import shutil
+    import signal
     import subprocess
+    import tempfile
     import threading
+    from grader.sandbox import _become_subreaper, _parents
     lock = threading.Lock()
+    # A grader that runs out of time is killed with its process group; what it started in
+    # other sessions (its sandbox child, the submission's daemons) then comes to this
+    # process, a child subreaper, and is killed too; its temporary folders (TMPDIR) go.
+    _become_subreaper()
+    me, live = os.getpid(), set()
+    existing = {p for p, pp in _parents().items() if pp == me}
 
-    def grade_one(student):
+    def kill_orphans():
+        with lock:
+            for _ in range(50):
+                parents = _parents()
+                orphans = {p for p, pp in parents.items() if pp == me} - live - existing
+                if not orphans:
+                    return
+                tree, frontier = set(), orphans
+                while frontier:
+                    tree |= frontier
+                    frontier = {p for p, pp in parents.items() if pp in frontier} - tree
+                for pid in tree:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                for pid in orphans:
+                    try:
+                        os.waitpid(pid, 0)
+                    except ChildProcessError:
+                        pass
+
+    def grade_one(entry):
+        student, target = entry
         with lock:
             slot = free_slots.pop()
         path = os.path.join(results_dir, student, 'results.json')
+        scratch = tempfile.mkdtemp(prefix='handgrad-batch-')
+        os.chmod(scratch, 0o711)   # the sandbox user passes through to its own folder
         try:
             if os.path.exists(path):
                 os.unlink(path)
             command = [sys.executable, os.path.join(HERE, 'autograder.py'), '--target',
-                       os.path.join(folder, student), '--json', path, '--slot', str(slot),
-                       '--quiet'] + forwarded
+                       target, '--json', path, '--slot', str(slot), '--quiet'] + forwarded
+            with lock:
+                process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           start_new_session=True, env={**os.environ, 'TMPDIR': scratch})
+                live.add(process.pid)
             try:
-                run = subprocess.run(command, capture_output=True, text=True, timeout=time_limit)
-                problem = None if run.returncode in (0, 1) else (
-                    f"grader exited with code {run.returncode}: {run.stderr.strip()[-300:]}")
+                _, stderr = process.communicate(timeout=time_limit)
+                stderr = stderr.decode('utf-8', 'replace')
+                problem = None if process.returncode in (0, 1) else (
+                    f"grader exited with code {process.returncode}: {stderr.strip()[-300:]}")
             except subprocess.TimeoutExpired:
-                problem = f"grader did not finish within {time_limit:.0f} s"
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.communicate()
+                problem = f"grader did not finish within {time_limit:.0f} s (timeout)"
+            finally:
+                if process.poll() is None:   # interrupted: leave nothing running
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                with lock:
+                    live.discard(process.pid)
+            kill_orphans()
             try:
                 with open(path) as f:
                     data = json.load(f)
             except (OSError, ValueError):
                 return student, None, None, '', problem or "no results.json written"
-            failed = ';'.join(t['name'] for t in data['tests'] if t['status'] != 'passed')
-            note = problem or ('' if data['extra_data'].get('complete') else 'incomplete')
-            return student, data['score'], data['max_score'], failed, note
+            failed = [t['name'] for t in data['tests'] if t['status'] != 'passed']
+            extra = data.get('extra_data', {})
+            notes = [problem] + list(extra.get('problems', [])) + (
+                [] if extra.get('complete') else ['incomplete'])
+            note = '; '.join(n for n in notes if n)
+            if not note and data['score'] <= 0 < len(data['tests']):
+                note = f"{len(failed)} of {len(data['tests'])} tests failed"
+            return student, data['score'], data['max_score'], ';'.join(failed), note
         finally:
+            shutil.rmtree(scratch, ignore_errors=True)
             with lock:
                 free_slots.append(slot)
 
-    rows = []
+    rows = [(student, None, None, '', why) for student, why in refused]
+    for student, _, _, _, why in rows:
+        print(f"{shown_text(student, NAME_SHOWN)}: not graded ({why})", flush=True)
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         for row in pool.map(grade_one, students):
             rows.append(row)
             student, score, max_score, failed, note = row
-            print(f"{student}: {score}/{max_score}" + (f"  ({note})" if note else ''), flush=True)
+            print(f"{shown_text(student, NAME_SHOWN)}: {score}/{max_score}"
+                  + (f"  ({shown_text(note, 300)})" if note else ''), flush=True)
+    rows.sort(key=lambda row: row[0])
     write_csv(csv_path, rows)
     print(f"Graded {len(rows)} submissions in {time.monotonic() - started:.1f} s with "
-          f"{jobs} job{'s' if jobs > 1 else ''}: {csv_path}, results in {results_dir}")
+          f"{jobs} job{'s' if jobs > 1 else ''}: {shown_text(csv_path, OUTPUT_SHOWN)}, "
+          f"results in {shown_text(results_dir, OUTPUT_SHOWN)}")
     return 0 if all(r[1] is not None and r[1] == r[2] for r in rows) else 1
 
 
@@ -418,11 +592,13 @@ python3 -c "import sys, numpy; assert sys.version_info >= (3, 9)"
 """
 
 
-def gradescope_package(path, config_path=None, assignment=None):
+def gradescope_package(path, config_path=None, assignment=None, require_isolation=True):
     """
     Write a Gradescope autograder zip: setup.sh, run_autograder and the grader's files
     (no student file: the grader needs no solution). With `assignment` (an id), it grades
-    that assignment's tests only.
+    that assignment's tests only. Its run_autograder grades with --require-isolation
+    (refusing rather than grading outside private namespaces) unless require_isolation
+    is False (--allow-weaker-isolation).
     """
     import zipfile
     with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as z:
@@ -433,7 +609,8 @@ def gradescope_package(path, config_path=None, assignment=None):
             z.writestr(info, text)
         add('setup.sh', SETUP_SH, 0o755)
         options = ' '.join((['--assignment', assignment] if assignment else [])
-                           + (['--config', 'grading.toml'] if config_path else []))
+                           + (['--config', 'grading.toml'] if config_path else [])
+                           + ['--require-isolation' if require_isolation else '--allow-weaker-isolation'])
         add('run_autograder', RUN_AUTOGRADER.replace('@OPTIONS@', options), 0o755)
         for name in GRADER_FILES:
             with open(os.path.join(HERE, name)) as f:
@@ -492,9 +669,21 @@ def main(argv=None):
                         help="address-space limit of the submission's processes (default 2048)")
     parser.add_argument('--processes', type=positive_number(int), metavar='N',
                         help="processes and threads the submission may run (default 32)")
+    parser.add_argument('--grader-memory-mb', type=positive_number(int), metavar='MB',
+                        default=GRADER_MEMORY_MB,
+                        help="address space the grader process itself may add while it "
+                             "grades (a submission's answers that need more fail their test)")
     parser.add_argument('--same-user', action='store_true',
                         help="as root, run the submission as root's own user anyway: the "
                              "weaker isolation of a non-root grader, for testing it")
+    parser.add_argument('--require-isolation', action='store_true',
+                        help="refuse to grade (exit code 2) unless the submission runs as a "
+                             "sandbox uid in private namespaces (root with CAP_SYS_ADMIN), "
+                             "instead of grading with weaker isolation; the default of --batch "
+                             "and of the Gradescope package")
+    parser.add_argument('--allow-weaker-isolation', action='store_true',
+                        help="with --batch or --gradescope-package: grade with weaker isolation "
+                             "(announced) where the private namespaces cannot be set up")
     parser.add_argument('--batch', metavar='DIR', help="grade every subfolder of DIR (one per "
                         "student); needs --csv")
     parser.add_argument('--csv', metavar='PATH', help="with --batch: write one row per student")
@@ -509,6 +698,8 @@ def main(argv=None):
     parser.add_argument('-v', '--verbose', action='store_true',
                         help="show notes (worst rel errors) and printed output of every test")
     args = parser.parse_args(argv)
+    if args.require_isolation and args.allow_weaker_isolation:
+        parser.error("--require-isolation and --allow-weaker-isolation contradict each other")
 
     assignment = None
     if args.assignment:
@@ -535,7 +726,8 @@ def main(argv=None):
         except grading_config.ConfigError as e:
             parser.error(str(e))
     if args.gradescope_package:
-        gradescope_package(args.gradescope_package, args.config, args.assignment)
+        gradescope_package(args.gradescope_package, args.config, args.assignment,
+                           require_isolation=not args.allow_weaker_isolation)
         print(f"wrote {args.gradescope_package}")
         return 0
     if not select(args.only, args.contract, config, assignment):
@@ -567,6 +759,8 @@ def main(argv=None):
                                            ('--memory-mb', args.memory_mb), ('--processes', args.processes))
                      if value is not None for f in (flag, str(value))]
         forwarded += ['--contract'] * args.contract + ['--same-user'] * args.same_user
+        forwarded += ['--allow-weaker-isolation' if args.allow_weaker_isolation else '--require-isolation']
+        forwarded += ['--grader-memory-mb', str(args.grader_memory_mb)]
         forwarded += ['--assignment', args.assignment] if args.assignment else []
         forwarded += [f for item in args.only for f in ('--only', item)]
         return batch(args.batch, args.csv, args.jobs, results_dir, forwarded,
@@ -579,8 +773,8 @@ def main(argv=None):
     def show(result):
         if args.quiet:
             return
-        if isinstance(result, str):
-            print(result, flush=True)
+        if isinstance(result, str):   # a note: it may hold names the submission chose
+            print(shown_text(result, OUTPUT_SHOWN, lines=True), flush=True)
             return
         if result.module != shown['module']:
             shown['module'] = result.module
@@ -591,10 +785,16 @@ def main(argv=None):
         sys.stdout.flush()
 
     if not args.quiet:
-        print(f"Grading {os.path.abspath(args.target)}", flush=True)
-    grading = grade(args.target, args.only, args.verbose, args.contract, config=config,
-                    limits=limits, seed=args.seed, json_path=args.json,
-                    same_user=args.same_user, slot=args.slot, progress=show, assignment=assignment)
+        print(f"Grading {shown_text(os.path.abspath(args.target), OUTPUT_SHOWN)}", flush=True)
+    limit_grader_memory(args.grader_memory_mb)
+    try:
+        grading = grade(args.target, args.only, args.verbose, args.contract, config=config,
+                        limits=limits, seed=args.seed, json_path=args.json,
+                        same_user=args.same_user, slot=args.slot, progress=show, assignment=assignment,
+                        require_isolation=args.require_isolation)
+    except SetupError as e:
+        print(f"autograder: {e}", file=sys.stderr)
+        return 2
     if not args.quiet:
         print(total_line(grading))
     return 0 if grading.passed else 1

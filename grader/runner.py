@@ -28,10 +28,16 @@ an error message when the function raised (it never lets that escape). A callbac
 other time, or to another function, breaks the protocol: the child is stopped. The
 callbacks' time is part of the request's, so it is charged to the submission.
 
-Time: each test may use `Limits.time_per_test` seconds of the child's time and the whole
-submission `Limits.budget`; only waiting for the child's answers counts, not the grader's
-own reference computations nor starting a child (which runs no submitted code).
+Time: each test may use `Limits.time_per_test` seconds and the whole submission
+`Limits.budget`. What counts is waiting for the child's answers and the grader's own time
+spent on them: decoding an answer (in `_request`, `argument_changes`) and checking it (the
+helpers of grader/checks.py run inside `checking()`); not the grader's own reference
+computations nor starting a child (which runs no submitted code). Reading and checking is
+not interrupted, but answers are bounded (wire.MAX_MESSAGE bytes, shapes checked before
+anything is converted), so one call's share is too; the next exchange, or the end of the
+check, stops the test once its time is used up.
 """
+import contextlib
 import copy
 import time
 from dataclasses import dataclass
@@ -39,24 +45,39 @@ from dataclasses import dataclass
 import numpy as np
 
 from grader import child as wire
+from grader.report import MESSAGE_SHOWN, NAME_SHOWN, shown
 from grader.sandbox import ChildLost
 
 STARTUP_TIMEOUT = 60   # seconds for a new child to confine itself, even on a loaded machine
 MAX_CALLBACK_ELEMENTS = 4_000_000   # numbers in the arguments of one trusted callback
+ACTIVE = [None]   # the Submission whose test is running: checks.py charges its time to it
+
+
+def checking(what="checking its answers"):
+    """A context whose wall time (less the child's, charged already) is charged to the
+    running test's submission; nested contexts count once. Raises ChildLost on leaving
+    it if the test's time or the budget is used up."""
+    submission = ACTIVE[0]
+    return submission.checking(what) if submission is not None else contextlib.nullcontext()
 
 
 class StudentError(Exception):
     """A submitted function raised; carries the child's description of the exception."""
 
     def __init__(self, function, info):
-        self.function = function
-        self.type = str(info.get("type", "Exception"))
-        self.message = str(info.get("message", ""))
+        # Everything here comes from the child, which the submission controls (it can
+        # raise any message, name its files and functions anything, and change the child's
+        # own MAX_TEXT): escaped to one line and cut to the grader's bounds, here, before
+        # any of it reaches stdout, results.json, the CSV or a log.
+        self.function = shown(function, 2 * NAME_SHOWN)
+        self.type = shown(info.get("type", "Exception"), NAME_SHOWN)
+        self.message = shown(info.get("message", ""), MESSAGE_SHOWN)
         self.value_error = info.get("value_error") is True
         self.not_implemented = info.get("not_implemented") is True
         where = info.get("where")
-        self.where = (f"{where[0]}:{where[1]}, in {where[2]}"
-                      if isinstance(where, list) and len(where) == 3 else None)
+        self.where = (f"{shown(where[0], NAME_SHOWN)}:{where[1]}, in {shown(where[2], NAME_SHOWN)}"
+                      if isinstance(where, list) and len(where) == 3 and type(where[1]) is int
+                      else None)
         super().__init__(str(self))
 
     def __str__(self):
@@ -99,6 +120,7 @@ class Submission:
         self.origins = {}           # request id -> Origin of the value it returned
         self.views = {}             # (module, trusted names) -> key of that trusted view
         self.running = None         # what the child is doing, for messages
+        self.meter = None           # [start, child seconds inside] of an open checking()
 
     def start(self):
         """Start the child now, before the first test."""
@@ -108,9 +130,13 @@ class Submission:
     def begin_test(self):
         self.test_left = min(self.limits.time_per_test, self.budget_left)
         self.calls, self.refs, self.origins = [], {}, {}
+        self.meter = None
+        ACTIVE[0] = self
 
     def end_test(self):
         """Forget the test's values in the child; return (printed text, bytes dropped)."""
+        if ACTIVE[0] is self:
+            ACTIVE[0] = None
         if self.child is not None and self.child.alive() and self.calls:
             try:
                 self._exchange({"op": "reset"}, (), "resetting")
@@ -143,6 +169,27 @@ class Submission:
         self.test_left -= seconds
         self.budget_left -= seconds
 
+    @contextlib.contextmanager
+    def checking(self, what):
+        """Charge the grader's time in this block (reading or checking the submission's
+        answers) to the test and the budget, less the child's time inside it (charged by
+        _exchange); nested blocks count once. Raises ChildLost if the time is used up."""
+        if self.meter is not None:
+            yield
+            return
+        self.meter = [time.monotonic(), 0.0]
+        try:
+            yield
+        finally:
+            started, child = self.meter
+            self.meter = None
+            self._charge(max(0.0, time.monotonic() - started - child))
+        if self.test_left <= 0:
+            raise ChildLost(("the submission's time budget of %g s is used up" % self.limits.budget
+                             if self.budget_left <= 0 else "time limit of %g s per test exceeded"
+                             % self.limits.time_per_test)
+                            + f" (while the grader was {what}: its time on the answers counts)")
+
     def _exchange(self, header, buffers, running, trusted=None):
         child = self._running_child()
         self.running = running
@@ -157,7 +204,10 @@ class Submission:
                               "time limit of %g s per test exceeded" % self.limits.time_per_test)
             raise ChildLost(f"{e} (while {running}); the grader stopped the process") from None
         finally:
-            self._charge(time.monotonic() - started)
+            seconds = time.monotonic() - started
+            self._charge(seconds)
+            if self.meter is not None:   # charged here, not again by the open checking()
+                self.meter[1] += seconds
 
     def _view(self, module, trusted):
         """The child's key of `module` as seen with `trusted` (None: the normal import)."""
@@ -247,12 +297,13 @@ class Submission:
             self.calls.append(call)
         if reply.get("ok") is not True:
             raise StudentError(name, reply.get("error") if isinstance(reply.get("error"), dict) else {})
-        try:
-            value = wire.decode(reply.get("value"), buffers)
-        except wire.ProtocolError as e:
-            raise ChildLost(f"{name} returned something the grader cannot read ({e})") from None
-        self.origins[call.id] = origin
-        self._remember(value, call.id, [])
+        with self.checking(f"reading what {name} returned"):
+            try:
+                value = wire.decode(reply.get("value"), buffers)
+            except wire.ProtocolError as e:
+                raise ChildLost(f"{name} returned something the grader cannot read ({e})") from None
+            self.origins[call.id] = origin
+            self._remember(value, call.id, [])
         return value
 
     def _callbacks(self, trusted):
@@ -316,6 +367,10 @@ class Submission:
             return []
         reply, buffers = self._exchange({"op": "args", "ids": [c.id for c in self.calls]}, (),
                                         "reading back the arguments")
+        with self.checking("comparing the arguments the child sent back"):
+            return self._changes(reply, buffers)
+
+    def _changes(self, reply, buffers):
         try:
             received = wire.decode(reply.get("value"), buffers)
         except wire.ProtocolError as e:

@@ -21,14 +21,16 @@ kills, with nothing of the grader's in it.
   file-access allowlist when the kernel has Landlock. Not as root: the same user as the
   grader, under Landlock when available (see `Isolation.describe`).
 """
+import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import pwd
 import select
 import shutil
 import signal
-import site
+import stat
 import struct
 import subprocess
 import sys
@@ -41,7 +43,10 @@ from grader import child as wire
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD_SOURCE_PATH = os.path.join(HERE, "child.py")
-SANDBOX_UID_BASE = 60900   # sandbox users: SANDBOX_UID_BASE + 8 * slot + k, unused uids
+SANDBOX_UID_BASE = 60900   # sandbox users: SANDBOX_UID_BASE + k, unused uids; a slot starts at k = 8 * slot
+SANDBOX_UIDS = 256         # uids SANDBOX_UID_BASE .. + 255, each reserved by one grader at a time
+LOCK_DIRECTORIES = ("/run/handgrad", "/var/lock/handgrad")   # root-owned: the uid reservations
+WEAKEN_VARIABLE = "HANDGRAD_WEAKEN_ISOLATION"   # tests: "no-namespaces", "no-landlock" (weaker only)
 MAX_FILES, MAX_BYTES = 1000, 50 << 20   # what a submission folder may hold
 
 
@@ -66,22 +71,69 @@ class SubmissionError(Exception):
 
 # ------------------------------------------------------------------------ the submission
 
-def copy_submission(source, destination, only_files=None):
+EXTENSION_SUFFIXES = (".so", ".pyd", ".dylib")   # compiled modules (with ABI tags: *.cpython-311-...so)
+
+
+def _utf8(name):
+    """Whether a name os.walk gave (surrogateescape'd bytes) is valid UTF-8."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _not_copied(source, folder, name, graded, is_dir):
+    """Why `name` in `folder` is not copied (None: it is): what could run instead of, or
+    shadow, the submitted source of a graded module."""
+    path = os.path.join(folder, name)
+    if not _utf8(name):   # later steps (the digest, notes, the child) need text names
+        return "a name that is not UTF-8"
+    if os.path.islink(path):
+        return "a symbolic link, never followed"
+    if is_dir:
+        if name == "__pycache__":
+            return "bytecode"
+        if folder == source and name in graded:
+            return f"a folder named like the graded module {name}.py"
+        return None
+    if not os.path.isfile(path):
+        return "not a regular file"
+    if name.endswith((".pyc", ".pyo")):
+        return "bytecode"
+    if name.endswith(EXTENSION_SUFFIXES):
+        return "a compiled module"
+    return None
+
+
+def copy_submission(source, destination, only_files=None, graded=(), ignored=None):
     """
     Copy the regular files of `source` into `destination`: no symbolic links (they could
-    point at the grader's files), no bytecode (what runs must be the source that was
-    submitted); with `only_files`, just those top-level files. Returns the sha256 of the
-    copied files' names and contents.
+    point at the grader's files), no bytecode and no compiled modules (what runs must be
+    the source that was submitted), no top-level folder named like a graded module
+    (`graded`: module names; a package `layers/` would be imported instead of layers.py);
+    with `only_files`, just those top-level files. Appends (relative path, reason) of what
+    it left out to `ignored`. Returns the sha256 of the copied files' names and contents.
     """
     digest, files, size = hashlib.sha256(), 0, 0
+    ignored = [] if ignored is None else ignored
     for folder, subfolders, names in os.walk(source):
-        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__" and only_files is None
-                               and not os.path.islink(os.path.join(folder, d)))
+        kept = []
+        for d in sorted(subfolders):
+            why = None if only_files is None else "outside the graded files"
+            why = why or _not_copied(source, folder, d, graded, True)
+            if why and only_files is None:
+                ignored.append((os.path.relpath(os.path.join(folder, d), source) + "/", why))
+            if not why:
+                kept.append(d)
+        subfolders[:] = kept
         for name in sorted(names):
             path = os.path.join(folder, name)
-            if os.path.islink(path) or not os.path.isfile(path) or name.endswith((".pyc", ".pyo")):
-                continue
             if only_files is not None and name not in only_files:
+                continue
+            why = _not_copied(source, folder, name, graded, False)
+            if why:
+                ignored.append((os.path.relpath(path, source), why))
                 continue
             files += 1
             size += os.path.getsize(path)
@@ -90,27 +142,70 @@ def copy_submission(source, destination, only_files=None):
                                       f"{MAX_BYTES >> 20} MiB; submit only the source files")
             relative = os.path.relpath(path, source)
             target = os.path.join(destination, relative)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(path, "rb") as f:
-                data = f.read()
-            with open(target, "wb") as f:
-                f.write(data)
+            try:   # e.g. a path that is too long in the sandbox (PATH_MAX): left out, said so
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(path, "rb") as f:
+                    data = f.read()
+                with open(target, "wb") as f:
+                    f.write(data)
+            except OSError as e:
+                ignored.append((relative, f"could not be copied: {e.strerror or type(e).__name__}"))
+                continue
             digest.update(relative.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------- isolation plan
 
-def _free_sandbox_uid(slot):
-    """An uid that no account and no running process uses, for one sandbox at a time."""
-    used = {int(line.split()[1]) for pid in _pids() for line in _status_lines(pid, "Uid:")}
-    for uid in range(SANDBOX_UID_BASE + 8 * slot, SANDBOX_UID_BASE + 8 * slot + 8):
+def _lock_directory():
+    """A directory only root can write (the first of LOCK_DIRECTORIES that is, or can be
+    made, a root-owned directory no one else may write), for the uid reservations."""
+    problems = []
+    for path in LOCK_DIRECTORIES:
+        try:
+            os.makedirs(path, 0o700, exist_ok=True)
+            info = os.lstat(path)
+        except OSError as e:
+            problems.append(f"{path}: {e.strerror}")
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == 0 and not info.st_mode & 0o022:
+            return path
+        problems.append(f"{path}: not a directory of root's that only root may write")
+    raise RuntimeError("no directory for the sandbox uid reservations (" + "; ".join(problems) + ")")
+
+
+def _reserve_sandbox_uid(slot):
+    """
+    (uid, fd): an uid that no account uses, no other grader has reserved and no process
+    runs as, reserved for this process until `fd` is closed or the process ends.
+
+    A reservation is an exclusive flock on <lock directory>/uid-<uid>.lock: taking it is
+    atomic across processes, so graders started at the same moment get different uids
+    (checking which uids processes use and then taking one was a race), and the kernel
+    drops it when its holder dies. `slot` is only where the search starts.
+    """
+    directory = _lock_directory()
+    start = 8 * max(0, int(slot))
+    for k in range(SANDBOX_UIDS):
+        uid = SANDBOX_UID_BASE + (start + k) % SANDBOX_UIDS
         try:
             pwd.getpwuid(uid)
+            continue   # an account's uid
         except KeyError:
-            if uid not in used:
-                return uid
-    raise RuntimeError(f"no free sandbox uid in slot {slot}")
+            pass
+        fd = os.open(os.path.join(directory, f"uid-{uid}.lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:   # another grader holds it
+            os.close(fd)
+            continue
+        # reserved; processes of this uid now are leftovers of a grader that died: skip it
+        if any(int(line.split()[1]) == uid for pid in _pids() for line in _status_lines(pid, "Uid:")):
+            os.close(fd)
+            continue
+        return uid, fd
+    raise RuntimeError(f"all {SANDBOX_UIDS} sandbox uids from {SANDBOX_UID_BASE} are in use")
 
 
 def _outermost(paths):
@@ -122,17 +217,64 @@ def _outermost(paths):
     return kept
 
 
+def _link_chain(path):
+    """`path` and, while it is a symbolic link, what it points to: [link, ..., file]."""
+    chain = []
+    for _ in range(40):
+        path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+        chain.append(path)
+        if not os.path.islink(path):
+            break
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return chain
+
+
+def package_directories(names=("numpy",)):
+    """The site-packages directories (sys.path entries) holding the packages the child
+    imports: NumPy, which needs nothing outside the standard library."""
+    found = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            found.append(os.path.dirname(os.path.realpath(location)))
+    return found
+
+
 def python_directories():
-    """The directories an isolated (-I) Python of ours reads: system and installation."""
+    """
+    What an isolated (-I) Python of ours reads, and nothing more of its installation: the
+    system directories, the interpreter (its binary, the links to it, libpython), the
+    standard library with lib-dynload, and the site-packages directories holding NumPy
+    (package_directories). The rest of sys.prefix (a venv's other folders, another
+    student's files kept there) stays out of the sandbox. The child binds these at their
+    real paths wherever they are (/tmp, /var/tmp, paths with spaces or non-ASCII names).
+    """
     paths = ["/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
-    paths += [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
-    paths += [p for k, p in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib")]
-    paths += site.getsitepackages()
-    paths.append(os.path.dirname(os.path.dirname(os.path.realpath(wire.np.__file__))))
-    # top-level links such as /lib -> usr/lib are recreated as links in the private root
+    paths += [sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"),
+              sysconfig.get_config_var("DESTSHARED"), os.path.join(sys.prefix, "pyvenv.cfg")]
+    paths += package_directories()
+    # top-level links such as /lib -> usr/lib are recreated as links in the private root,
+    # and so are the links to the interpreter; everything else is bound at its real path
     real = [p if os.path.dirname(p) == "/" and os.path.islink(p) else os.path.realpath(p)
-            for p in paths]
-    return _outermost(real)
+            for p in paths if p]
+    links = _link_chain(sys.executable)
+    library = sysconfig.get_config_var("INSTSONAME")
+    if library and sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        links += _link_chain(os.path.join(sysconfig.get_config_var("LIBDIR") or "/", library))
+    return _outermost(real + links)
+
+
+def masked_directories(read_only):
+    """site-packages directories inside the bound standard library that hold nothing the
+    child needs (a venv's base interpreter's packages): the child hides them."""
+    needed = package_directories()
+    masked = []
+    for directory in read_only:
+        for name in ("site-packages", "dist-packages"):
+            path = os.path.realpath(os.path.join(directory, name))
+            if os.path.isdir(path) and not any(n == path or n.startswith(path + "/") for n in needed):
+                masked.append(path)
+    return masked
 
 
 @dataclass
@@ -144,6 +286,30 @@ class Isolation:
     private_root: bool = False
     landlock: int = 0
     note: str = ""
+    lock_fd: int = None         # holds the reservation of `uid` (see _reserve_sandbox_uid)
+    namespaces: bool = True     # False: the private root fails, as it would (WEAKEN_VARIABLE)
+    allow_landlock: bool = True
+
+    @property
+    def level(self):
+        """'private-root' (full), 'landlock', 'uid-only' or 'same-user' (weaker ones)."""
+        if not self.privileged:
+            return "same-user"
+        return "private-root" if self.private_root else "landlock" if self.landlock else "uid-only"
+
+    def summary(self):
+        """For results.json's extra_data: the level, whether it is the full isolation, why not."""
+        return {"level": self.level, "full": self.level == "private-root", "uid": self.uid,
+                "landlock_abi": self.landlock, "note": self.note}
+
+    def release(self):
+        """Give up the sandbox uid's reservation (after the last child has been stopped)."""
+        fd, self.lock_fd = self.lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self):
+        self.release()
 
     def describe(self):
         """One paragraph for the grader's output and results.json."""
@@ -156,8 +322,9 @@ class Isolation:
                    "Python directories, its own copy of the submitted files"
                    if self.landlock else
                    "with only file permissions between it and files other users can read")
-            return (f"isolation: the submission ran as uid {self.uid} in a separate process, "
-                    f"{how}. No private namespaces ({self.note or 'unavailable'}).")
+            return (f"isolation WEAKER: no private namespaces ({self.note or 'unavailable'}), "
+                    f"so the submission ran as uid {self.uid} in a separate process, {how}. "
+                    f"Grade with namespaces (root with CAP_SYS_ADMIN) for full isolation.")
         if self.landlock:
             return ("isolation WEAKER: not run as root, so the submission ran as the grader's "
                     "own user. A Landlock allowlist (ABI %d) let it read only the system and "
@@ -174,11 +341,23 @@ class Isolation:
 
 
 def plan_isolation(slot=0, same_user=False):
-    """The isolation this process can give: root drops to a sandbox uid unless same_user."""
+    """
+    The isolation this process can give: root drops to a sandbox uid (reserved until
+    `Isolation.release`, which Sandbox's exit calls) unless same_user. The environment
+    variable HANDGRAD_WEAKEN_ISOLATION (comma-separated "no-namespaces", "no-landlock"),
+    for tests of the fallbacks, can only take isolation away, never add any.
+    """
+    weaken = {w.strip() for w in os.environ.get(WEAKEN_VARIABLE, "").split(",") if w.strip()}
     if os.geteuid() == 0 and not same_user:
-        uid = _free_sandbox_uid(slot)
-        return Isolation(True, uid, uid)
-    return Isolation(False)
+        uid, fd = _reserve_sandbox_uid(slot)
+        isolation = Isolation(True, uid, uid, lock_fd=fd)
+    else:
+        isolation = Isolation(False)
+    if "no-namespaces" in weaken:
+        isolation.namespaces = False
+    if "no-landlock" in weaken:
+        isolation.allow_landlock = False
+    return isolation
 
 
 # ------------------------------------------------------------------------- processes
@@ -253,11 +432,16 @@ class Child:
         limits = self.limits
         iso = self.isolation
         chrooted = iso.privileged
+        # WEAKEN_VARIABLE's no-namespaces: a root that cannot be mounted, so the child's
+        # private root fails (and it falls back) the way it does without CAP_SYS_ADMIN
+        new_root = self.new_root if iso.namespaces else os.path.join(self.new_root, "absent")
+        read_only = python_directories()
         config = {
-            "workdir": self.workdir, "new_root": self.new_root if chrooted else None,
-            "read_only": python_directories(),
+            "workdir": self.workdir, "new_root": new_root if chrooted else None,
+            "read_only": read_only,
             "devices": ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
-            "hidden": self.hidden,
+            "hidden": self.hidden + masked_directories(read_only),
+            "tmp_bytes": limits.file_size, "landlock": iso.allow_landlock,
             "uid": iso.uid, "gid": iso.gid, "parent": os.getpid(),
             "requests_fd": requests_r, "replies_fd": replies_w,
             "limits": {"RLIMIT_AS": limits.memory, "RLIMIT_NPROC": self._process_limit(),
@@ -292,6 +476,8 @@ class Child:
         iso.private_root = bool(ready.get("private_root"))
         iso.landlock = int(ready.get("landlock") or 0)
         iso.note = str(ready.get("private_root_error") or "")[:200]
+        if iso.note and not iso.namespaces:
+            iso.note += f" (made to fail by {WEAKEN_VARIABLE})"
 
     def _process_limit(self):
         if self.isolation.uid is not None:   # a fresh uid: count only the sandbox's processes
@@ -334,6 +520,9 @@ class Child:
         except wire.ProtocolError as e:
             self.stop()
             raise ChildLost(f"the child broke the grader's protocol ({e})") from None
+        except MemoryError:   # the grader's own memory ceiling (autograder.limit_grader_memory)
+            self.stop()       # mid-message: the pipe can no longer be read in step
+            raise ChildLost("the grader ran out of memory reading the child's answer") from None
         except ChildLost:
             self.stop()
             raise
@@ -348,18 +537,18 @@ class Child:
                 raise ChildLost(self._ended()) from None
 
     def _receive(self, size, deadline):
-        chunks = []
-        while size:
+        data = bytearray(size)   # read in place: the message is held once, not twice
+        view, done = memoryview(data), 0
+        while done < size:
             self._wait(select.POLLIN, self.replies, deadline)
             try:
-                chunk = os.read(self.replies, min(size, 1 << 20))
+                count = os.readv(self.replies, [view[done:done + (1 << 20)]])
             except BlockingIOError:
                 continue
-            if not chunk:
+            if not count:
                 raise ChildLost(self._ended())
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
+            done += count
+        return data
 
     def _wait(self, event, fd, deadline):
         """Wait until `fd` is ready for `event`, draining the child's output meanwhile."""
@@ -466,15 +655,16 @@ class Sandbox:
     removed.
     """
 
-    def __init__(self, source, limits, isolation, hidden=(), only_files=None):
+    def __init__(self, source, limits, isolation, hidden=(), only_files=None, graded=()):
         self.limits, self.isolation = limits, isolation
+        self.ignored = []   # (relative path, reason) of what copy_submission left out
         self.base = tempfile.mkdtemp(prefix="handgrad-grading-")
         self.workdir = os.path.join(self.base, "submission")
         self.new_root = os.path.join(self.base, "root")
         os.mkdir(self.workdir, 0o700)
         os.mkdir(self.new_root, 0o700)
         try:
-            self.digest = copy_submission(source, self.workdir, only_files)
+            self.digest = copy_submission(source, self.workdir, only_files, graded, self.ignored)
         except BaseException:
             shutil.rmtree(self.base, ignore_errors=True)
             raise
@@ -512,3 +702,4 @@ class Sandbox:
         if self.isolation.uid is not None:
             _kill_uid(self.isolation.uid)
         shutil.rmtree(self.base, ignore_errors=True)
+        self.isolation.release()   # the uid is free for another grader only now

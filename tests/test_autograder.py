@@ -63,10 +63,13 @@ def failed(grading):
 def run_cli(*args, timeout=120):
     """Run autograder.py as an instructor would; returns (exit code, stdout, results.json)."""
     json_path = Path(args[args.index('--json') + 1]) if '--json' in args else None
+    # stderr merged into stdout as they are written (the grader's warnings, such as a
+    # weaker isolation's, come before its last line, as on a terminal)
     run = subprocess.run([sys.executable, str(ROOT / 'autograder.py'), *args],
-                         capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=timeout, cwd=ROOT)
     data = json.loads(json_path.read_text()) if json_path and json_path.exists() else None
-    return run.returncode, run.stdout + run.stderr, data
+    return run.returncode, run.stdout, data
 
 
 def assert_graded_by_the_grader(code, output, data, expect_pass=False):
@@ -560,18 +563,30 @@ def test_no_process_started_by_the_submission_survives(tmp_path, same_user):
     else:
         limit = "forks = 1000"
     marker = f'handgrad-survivor-{os.getpid()}-{same_user}'
+    # The marker is the sleeps' argv[0] (an extra argument would make sleep exit at once,
+    # and the test could not fail). Check first that such a process is found while it lives.
+    control = subprocess.Popen([marker + '-control', '30'], executable='/bin/sleep')
+    try:
+        deadline = time.monotonic() + 5   # until the fork has exec'd sleep
+        while not _processes_with((marker + '-control').encode()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _processes_with((marker + '-control').encode()) == [str(control.pid)]
+    finally:
+        control.kill()
+        control.wait()
     code, output, data, _ = hostile(tmp_path, f'''
 import os, subprocess, sys, time
 {limit}
 def relu_forward(x):
     # double fork + setsid: the grandchild is nobody's child
-    subprocess.Popen(["/bin/sh", "-c", "setsid sleep 300 {marker} >/dev/null 2>&1 &"])
+    subprocess.Popen(["/bin/sh", "-c", "setsid " + sys.executable + " -c 'import os; "
+                      "os.execv(\\"/bin/sleep\\", [\\"{marker}\\", \\"300\\"])' >/dev/null 2>&1 &"])
     spawned = 0
     for _ in range(forks):
         try:
             if os.fork() == 0:
                 os.setsid()
-                os.execv("/bin/sleep", ["/bin/sleep", "301", "{marker}"])
+                os.execv("/bin/sleep", ["{marker}", "301"])
             spawned += 1
         except OSError as e:
             print("fork refused after", spawned, type(e).__name__)
@@ -581,6 +596,7 @@ def relu_forward(x):
 ''', '--only', 'relu', *(['--same-user'] if same_user else []), '--processes', '16')
     assert_graded_by_the_grader(code, output, data)
     assert data['score'] == 0
+    assert any(f'RuntimeError: spawned {n}' in output for n in range(1, 10)), output[-2000:]
     if not same_user and ROOT_USER:
         assert 'fork refused after' in output   # the process limit of the sandbox uid held
     time.sleep(0.5)

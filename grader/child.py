@@ -416,14 +416,20 @@ def _private_root(config):
     _check(ctypes, libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS),
            "unshare")
 
-    def mount(source, target, fstype, flags):
-        _check(ctypes, libc.mount(source and source.encode(), target.encode(),
-                                  fstype and fstype.encode(), flags, None),
+    def mount(source, target, fstype, flags, data=None):
+        _check(ctypes, libc.mount(source and os.fsencode(source), os.fsencode(target),
+                                  fstype and fstype.encode(), flags, data and data.encode()),
                f"mount {source} on {target}")
 
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = config["new_root"]
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV)
+    # A private, small /tmp, made before the binds: the Python directories that live
+    # under /tmp (a venv in a clone there) are bound at their real paths inside it.
+    os.mkdir(root + "/tmp")
+    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          "mode=1777,nr_inodes=4096,size=%d" % max(1 << 20, int(config.get("tmp_bytes") or 0)))
+    read_only = [p for p in config["read_only"] if p not in ("/", "/tmp")]
 
     def bind(source, read_only, device=False):
         target = root + source if source != config["workdir"] else root + "/sandbox"
@@ -440,17 +446,27 @@ def _private_root(config):
         flags = MS_BIND | MS_REMOUNT | MS_NOSUID | (0 if device else MS_NODEV)
         mount(None, target, None, flags | (MS_RDONLY if read_only else 0))
 
-    for path in config["read_only"]:
+    def inside(path, folder):
+        return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+    for path in read_only:
         bind(path, True)
     for path in config["devices"]:
         bind(path, False, device=True)
     bind(config["workdir"], False)
-    for path in config["hidden"]:   # grader files that lie inside a bound directory
+    # grader files (and unneeded site-packages) that lie inside a bound directory; one
+    # that only holds bound directories (a clone holding its venv) shows nothing else
+    for path in config["hidden"]:
+        if not any(inside(path, p) for p in read_only):
+            continue
         if os.path.isdir(root + path):
-            mount("tmpfs", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV)
+            mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+            for needed in read_only:   # a Python directory inside it (a venv in the clone)
+                if needed != path and inside(needed, path):
+                    bind(needed, True)
+            mount(None, root + path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
         elif os.path.exists(root + path):
             mount("/dev/null", root + path, None, MS_BIND)
-    os.symlink("/sandbox", root + "/tmp")
     os.chroot(root)
     os.chdir("/sandbox")
     return "/sandbox"
@@ -472,8 +488,12 @@ def confine(config):
             report["private_root_error"] = str(e)
     if not report["private_root"]:
         os.chdir(workdir)
-        report["landlock"] = _landlock(config["read_only"] + config["devices"],
-                                       [workdir] + config["devices"])
+        os.environ["HOME"] = os.environ["TMPDIR"] = workdir   # no /sandbox without the root
+        if "tempfile" in sys.modules:
+            sys.modules["tempfile"].tempdir = None
+        if config.get("landlock", True):
+            report["landlock"] = _landlock(config["read_only"] + config["devices"],
+                                           [workdir] + config["devices"])
     for name, value in config["limits"].items():
         limit = getattr(resource, name)
         hard = resource.getrlimit(limit)[1]

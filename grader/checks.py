@@ -17,7 +17,7 @@ import inspect
 import re
 import zlib
 from dataclasses import dataclass
-from functools import partial
+from functools import partial, wraps
 
 import numpy as np
 
@@ -106,10 +106,40 @@ def show(a):
     return ' '.join(np.array2string(np.asarray(a), precision=4).split())
 
 
-def as_array(what, value):
-    """`value` as a float64 array, failing (not crashing) on what is not numeric data."""
+def charged(check):
+    """Run `check` (it reads the submission's answers) inside runner.checking(): the
+    grader's time on it counts against the test's time limit and the budget."""
+    @wraps(check)
+    def run(*args, **kwargs):
+        from grader.runner import checking
+        with checking(f"checking {check.__name__}'s values" if not args else f"checking {args[0]}"):
+            return check(*args, **kwargs)
+    return run
+
+
+def claimed_shape(value):
+    """The shape an answer claims, read without converting it: an array's shape, or for
+    nested lists/tuples their lengths along the first items."""
+    shape = []
+    while isinstance(value, (tuple, list)):
+        shape.append(len(value))
+        if not value:
+            return tuple(shape)
+        value = value[0]
+    return tuple(shape) + (value.shape if isinstance(value, np.ndarray) else ())
+
+
+@charged
+def as_array(what, value, shape=None):
+    """
+    `value` as a float64 array, failing (not crashing) on what is not numeric data. With
+    `shape` (the expected one), an answer of any other shape fails before anything is
+    converted or allocated from it.
+    """
     if value is None:
         fail(f"{what}: got None")
+    if shape is not None and claimed_shape(value) != tuple(shape):
+        fail(f"{what}: shape {claimed_shape(value)}, expected {tuple(shape)}")
     if isinstance(value, np.ndarray) and value.dtype.kind in 'biuf':
         return value.astype(np.float64)
     if isinstance(value, (bool, int, float, np.generic)) and not isinstance(value, np.complexfloating):
@@ -129,6 +159,7 @@ def describe_value(value):
     return repr(value)[:80] if isinstance(value, (str, int, float)) else type(value).__name__
 
 
+@charged
 def expect_close(what, actual, expected, threshold=THRESHOLD, noise=None, case_scale=0.0):
     """
     Fail unless `actual` has the shape of `expected` and rel_error(actual, expected)
@@ -144,7 +175,8 @@ def expect_close(what, actual, expected, threshold=THRESHOLD, noise=None, case_s
       computation goes through, so a value that cancellation made tiny (a sum of terms of
       size 1 that comes out at 1e-6) cannot be right to 1e-4 of itself.
     """
-    actual, expected = as_array(what, actual), np.asarray(expected, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = as_array(what, actual, expected.shape)
     if actual.shape != expected.shape:
         fail(f"{what}: shape {actual.shape}, expected {expected.shape}")
     if not expected.size:
@@ -165,9 +197,10 @@ def expect_close(what, actual, expected, threshold=THRESHOLD, noise=None, case_s
     return error
 
 
+@charged
 def expect_zero(what, actual, shape, tolerance):
     """Fail unless `actual` has `shape` and every entry is within `tolerance` of 0."""
-    actual = as_array(what, actual)
+    actual = as_array(what, actual, shape)
     if actual.shape != tuple(shape):
         fail(f"{what}: shape {actual.shape}, expected {tuple(shape)}")
     largest = float(np.max(np.abs(actual), initial=0))

@@ -257,7 +257,7 @@ def multi_head_self_attention_gradient(multi_head_attention_forward, multi_head_
     result = multi_head_attention_backward(dout, cache)
     if not (isinstance(result, tuple) and len(result) == 4):
         fail("multi_head_attention_backward must return (dquery, dkey, dvalue, grads)")
-    total = sum(as_array(f"multi_head_attention_backward {name}", g)
+    total = sum(as_array(f"multi_head_attention_backward {name}", g, x.shape)   # no broadcasting
                 for name, g in zip(('dquery', 'dkey', 'dvalue'), result[:3]))
     expect_close("dquery + dkey + dvalue [self-attention, causal]", total, expected, noise=noise)
 

@@ -294,7 +294,7 @@ def max_pool_backward_ties(max_pool_forward, max_pool_backward):
 
 def check_tie_split(what, x, p, dout, dx):
     from grader.checks import as_array
-    dx = as_array(what, dx)
+    dx = as_array(what, dx, x.shape)   # the shape is checked before dx is converted
     if dx.shape != x.shape:
         fail(f"{what}: shape {dx.shape}, expected {x.shape}")
     ph, pw, s = p['pool_height'], p['pool_width'], p['stride']

@@ -333,9 +333,9 @@ layer(MODULE, 'conv2d_forward', 'conv2d_backward', conv2d_cases, ref.conv, wrt=(
 
 def check_dropout_mask(what, x, p, out):
     """Inverted dropout: every output is 0 or x / p, and about a fraction p of them is kept."""
-    out = np.asarray(out, dtype=np.float64) if isinstance(out, np.ndarray) else None
-    if out is None or out.shape != x.shape:
+    if not (isinstance(out, np.ndarray) and out.shape == x.shape):   # before converting out
         fail(f"{what}: expected an array of shape {x.shape}")
+    out = np.asarray(out, dtype=np.float64)
     kept = out != 0
     if not np.allclose(out[kept], x[kept] / p, rtol=1e-6, atol=0):
         fail(f"{what}: kept units must be x / p (inverted dropout, p = {p} the KEEP probability)")

@@ -37,6 +37,7 @@ class Assignment:
     notebooks: tuple = ()     # shipped with outputs cleared
     public: tuple = ()        # fnmatch patterns of the public tests' names
     contract: str = ""        # what the handout promises, in words
+    hints: str = 'public'     # failure hints (grader/probes.py) for 'all' tests, 'public' ones, 'none'
     modules: tuple = field(default=())   # filled in by __post_init__: student modules
 
     def __post_init__(self):
@@ -96,6 +97,7 @@ decoding) are yours, built from the layers of layers.py and rnn_layers.py."""),
     public=('fc_forward', 'fc_backward', 'relu_*', 'conv_forward', 'max_pool_forward',
             'softmax_loss', 'temporal_fc_forward', 'temporal_softmax_loss',
             'softmax_classifier_init', 'convnet_init', 'captioning_rnn_loss'),
+    hints='all',   # hidden tests' output is shown after the due date only: their hints too
     contract="""\
 - fc_forward takes x of shape (N, D_in); every forward returns (out, cache) and its
   backward accepts the cache its own forward returned (its layout is yours).

@@ -79,6 +79,21 @@ def _register(test):
     tests.append(test)
 
 
+# ------------------------------------------------------------------------- the hints
+
+_hints = [True]
+
+
+def set_hints(enabled):
+    """Whether a failing test may add the hints of its probes (grader/probes.py) to its
+    message: an assignment can keep them off for hidden tests, so they reveal no hidden case."""
+    _hints[0] = bool(enabled)
+
+
+def hints_enabled():
+    return _hints[0]
+
+
 # -------------------------------------------------------------------------- the seed
 
 _seed = [0]

@@ -38,7 +38,11 @@ NUMERIC_NOISE = 1e-8   # absolute difference (x the gradient's scale) that count
 
 
 class CaseFailure(Exception):
-    """A case's values are wrong; the message says which and by how much."""
+    """A check failed; `what`, `actual` and `expected` (when known) feed the probes."""
+
+    def __init__(self, message, what='', actual=None, expected=None):
+        super().__init__(message)
+        self.what, self.actual, self.expected = what, actual, expected
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -55,14 +59,16 @@ def rel_error(x, y):
 
 def numeric_gradient(f, x, df=None):
     """Centered-difference gradient of sum(f(x) * df) (or of the scalar f(x) when df is
-    None) with respect to the float64 array x, perturbed in place and restored."""
+    None) with respect to the float64 array x, perturbed in place and restored. f gets a
+    copy: a function that writes into its input (its own test says so) must not spoil the
+    gradient of another."""
     grad = np.zeros_like(x, dtype=np.float64)
     for ix in np.ndindex(*x.shape):
         original = x[ix]
         x[ix] = original + STEP
-        plus = np.array(f(x), dtype=np.float64, copy=True)
+        plus = np.array(f(x.copy()), dtype=np.float64, copy=True)
         x[ix] = original - STEP
-        minus = np.array(f(x), dtype=np.float64, copy=True)
+        minus = np.array(f(x.copy()), dtype=np.float64, copy=True)
         x[ix] = original
         difference = plus - minus if df is None else (plus - minus) * df
         grad[ix] = np.sum(difference) / (2 * STEP)
@@ -109,16 +115,19 @@ def compare(what, actual, expected, tolerance, numeric=False):
     actual = as_checked_array(what, actual)
     expected = np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:
-        raise CaseFailure(f"{what} has shape {actual.shape}, expected {expected.shape}")
+        raise CaseFailure(f"{what} has shape {actual.shape}, expected {expected.shape}",
+                          what, actual, expected)
     if not np.all(np.isfinite(actual)):
-        raise CaseFailure(f"{what} holds NaN or inf")
+        raise CaseFailure(f"{what} holds NaN or inf", what, actual, expected)
+    original_actual, original_expected = actual, expected
     if numeric and expected.size:
         noise = NUMERIC_NOISE * max(1.0, float(np.max(np.abs(expected))))
         close = np.abs(actual - expected) <= noise
         actual, expected = actual[~close], expected[~close]
     error = rel_error(actual, expected)
     if error > tolerance:
-        raise CaseFailure(f"{what}: relative error {error:.1e} > {tolerance:.0e}")
+        raise CaseFailure(f"{what}: relative error {error:.1e} > {tolerance:.0e}",
+                          what, original_actual, original_expected)
 
 
 def pair(name, result):
@@ -333,26 +342,71 @@ def one_line(text, limit=160):
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
+def load_probes(checks=CHECKS):
+    """The grader's probes (checks/probes.py), or None: hints are an extra, never a need."""
+    import importlib.util
+    path = os.path.join(checks, 'probes.py')
+    try:
+        spec = importlib.util.spec_from_file_location('handout_probes', path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except Exception:
+        return None
+
+
+PROBES = load_probes()
+
+
+def case_factors(case, fixtures):
+    """The factors of a case (N = 1, C = 1, square, scores near +-1000, ...) from its args."""
+    names = case.get('names')
+    if PROBES is None or not names:
+        return {}
+    try:
+        return PROBES.array_factors(dict(zip(names, (decode(a, fixtures) for a in case['args']))))
+    except Exception:
+        return {}
+
+
 def check_definition(definition, fixtures, student_files=()):
     """Run a definition's cases: ('PASS' | 'FAIL' | 'NOT IMPLEMENTED', reason). Never
-    raises (but for KeyboardInterrupt)."""
+    raises (but for KeyboardInterrupt). After a failure the other cases still run, so
+    the probes can tell what the failing ones have in common (the reason then ends with
+    their hints, on lines of their own)."""
+    verdict, seen = None, []
     for case in definition['cases']:
         label = f" (case {case['label']})" if case.get('label') else ''
+        factors = case_factors(case, fixtures)
         try:
             with warnings.catch_warnings(), np.errstate(all='ignore'):
                 warnings.simplefilter('ignore')
                 KINDS[case['kind']](case, fixtures)
+            seen.append(PROBES and PROBES.Probe(case.get('label', ''), factors, True))
         except KeyboardInterrupt:
             raise
         except NotImplementedError as e:
             return 'NOT IMPLEMENTED', one_line(e)
         except CaseFailure as e:
-            return 'FAIL', one_line(str(e) + label)
+            verdict = verdict or ('FAIL', one_line(str(e) + label))
+            seen.append(PROBES and PROBES.Probe(case.get('label', ''), factors, False, e.what,
+                                                e.actual, e.expected))
         except BaseException as e:   # anything the student's code raised: one line, no traceback
             place = where(e, student_files)
-            return 'FAIL', one_line(f"{type(e).__name__}: {e}" + (f" ({place})" if place else '')
-                                    + label)
-    return 'PASS', ''
+            verdict = verdict or ('FAIL', one_line(f"{type(e).__name__}: {e}"
+                                                   + (f" ({place})" if place else '') + label))
+            seen.append(PROBES and PROBES.Probe(case.get('label', ''), factors, False,
+                                                error=type(e).__name__))
+    if verdict is None:
+        return 'PASS', ''
+    hints = []
+    if PROBES is not None:
+        try:
+            hints = PROBES.diagnose([p for p in seen if p is not None])
+        except Exception:
+            hints = []
+    return verdict[0], '\n'.join([verdict[1]] + ['    ' + line for hint in hints
+                                                  for line in hint.split('\n')])
 
 
 def load(checks=CHECKS):

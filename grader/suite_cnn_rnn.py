@@ -21,12 +21,16 @@ The homework's rules, and what follows for the tests:
 Expected values come from grader/references.py; expected gradients are numeric gradients
 of those references (grader/checks.py numeric_gradient_and_noise).
 """
+import functools
+
 import numpy as np
 
+from grader import probes
 from grader import references as ref
 from grader.checks import (
     GradeFailure,
     THRESHOLD,
+    hints_enabled,
     away_from_zero,
     describe_value,
     distinct,
@@ -40,12 +44,47 @@ from grader.checks import (
     rng,
 )
 
+from grader.runner import StudentError, Unavailable  # noqa: E402
+from grader.sandbox import ChildLost  # noqa: E402
+
 SUITE = 'cnn-rnn'
 
 
-def homework(module, points):
-    """Register a graded test of the cnn-rnn suite."""
-    return graded(module, points, suite=SUITE)
+def homework(module, points, probe=None):
+    """
+    Register a graded test of the cnn-rnn suite. `probe`: None, or function(*functions) ->
+    [probes.Probe], run only when the test fails (and hints are on for it): its hints
+    (grader/probes.py) are added to the failure's message.
+    """
+    def register(test):
+        if probe is None:
+            return graded(module, points, suite=SUITE)(test)
+
+        @functools.wraps(test)
+        def run(*functions):
+            try:
+                return test(*functions)
+            except (GradeFailure, StudentError) as failure:
+                if not hints_enabled() or getattr(failure, 'not_implemented', False):
+                    raise
+                hints = probes.diagnose(run_probes(probe, functions))
+                if not hints:
+                    raise
+                raise GradeFailure('\n'.join([str(failure)] + hints)) from None
+        return graded(module, points, suite=SUITE)(run)
+    return register
+
+
+def run_probes(probe, functions):
+    """The probes of a failing test; a probe that cannot finish (the submission's time is
+    up, its process died) ends the probing with what was found so far."""
+    found = []
+    try:
+        for item in probe(*functions):
+            found.append(item)
+    except (ChildLost, Unavailable):
+        pass
+    return found
 
 
 # ------------------------------------------------------------------ calls and mutation
@@ -145,6 +184,164 @@ def copies(args):
             for k, v in args.items()}
 
 
+# ------------------------------------------------------------------------------ probes
+# When a layer's test fails, its function runs again on a base case and on the same case
+# with one factor changed (grader/probes.py turns what differs into a hint). The probes'
+# calls skip the mutation checks: a mutation has its own message already.
+
+def matches(got, expected):
+    try:
+        expect_close('probe', got, expected)
+        return True
+    except GradeFailure:
+        return False
+
+
+def probe_forward(forward, reference, label, args):
+    factors, expected = probes.array_factors(args), reference(**args)
+    try:
+        out, _ = pair(forward.name, forward(*copies(args).values()))
+    except (StudentError, GradeFailure) as e:
+        return probes.Probe(label, factors, False, 'out', None, expected, type(e).__name__)
+    ok = matches(out, expected)
+    return probes.Probe(label, factors, ok, 'out', out, expected)
+
+
+def probe_backward(forward, backward, reference, wrt, generator, label, args):
+    factors = probes.array_factors(args)
+    dout = positive(generator, *np.shape(reference(**args)))
+    try:
+        _, cache = pair(forward.name, forward(*copies(args).values()))
+        result = backward(dout.copy(), cache)
+    except (StudentError, GradeFailure) as e:
+        return probes.Probe(label, factors, False, 'gradients', error=type(e).__name__)
+    grads = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+    if len(grads) != len(wrt):
+        return probes.Probe(label, factors, False, 'gradients')
+    expected = numeric(reference, args, wrt, dout)
+    for name, grad in zip(wrt, grads):
+        if not matches_numeric(grad, *expected[name]):
+            return probes.Probe(label, factors, False, f"d{name}", grad, expected[name][0])
+    return probes.Probe(label, factors, True)
+
+
+def matches_numeric(grad, value, noise):
+    try:
+        expect_close('probe', grad, value, noise=noise)
+        return True
+    except GradeFailure:
+        return False
+
+
+def probe_loss(loss_fn, reference, label, args):
+    factors = probes.array_factors(args)
+    expected_loss = reference(**args)
+    try:
+        loss, dx = pair(loss_fn.name, loss_fn(*copies(args).values()))
+    except (StudentError, GradeFailure) as e:
+        return probes.Probe(label, factors, False, 'loss', None, expected_loss, type(e).__name__)
+    if not matches(loss, expected_loss):
+        return probes.Probe(label, factors, False, 'loss', loss, expected_loss)
+    value, noise = numeric(reference, args, ('x',))['x']
+    if not matches_numeric(dx, value, noise):
+        return probes.Probe(label, factors, False, 'dx', dx, value)
+    return probes.Probe(label, factors, True)
+
+
+def variants(base, changes):
+    """[(label, shape parameters)]: the base case, then the base with one factor changed."""
+    return [(f"base ({describe_case(base)})", base)] + [
+        (what, {**base, **change}) for what, change in changes]
+
+
+def describe_case(case):
+    return ' '.join(f"{k}={v}" for k, v in case.items() if k != 'large')
+
+
+def layer_probes(kind, build, base, changes, reference, wrt=()):
+    """A probe function for a test: runs `kind` ('forward', 'backward' or 'loss') on the
+    base case and its variants, each built by build(generator, **shape)."""
+    def run(*functions):
+        generator = rng(f"probes {functions[-1].name}")
+        for label, shape in variants(base, changes):
+            args = build(generator, **shape)
+            if kind == 'forward':
+                yield probe_forward(functions[0], reference, label, args)
+            elif kind == 'backward':
+                yield probe_backward(functions[0], functions[1], reference, wrt, generator, label, args)
+            else:
+                yield probe_loss(functions[0], reference, label, args)
+    return run
+
+
+def fc_build(generator, N, D, M):
+    return dict(x=positive(generator, N, D), w=positive(generator, D, M), b=positive(generator, M))
+
+
+FC_PROBES = dict(build=fc_build, base=dict(N=3, D=5, M=4), changes=[('N=1', dict(N=1))],
+                 reference=ref.fc)
+
+
+def relu_build(generator, N, D):
+    return dict(x=away_from_zero(generator, N, D))
+
+
+RELU_PROBES = dict(build=relu_build, base=dict(N=3, D=4), changes=[('N=1', dict(N=1))],
+                   reference=ref.relu)
+
+
+def conv_build(generator, N, C, H, W, F, HH, WW):
+    return dict(x=positive(generator, N, C, H, W), w=positive(generator, F, C, HH, WW))
+
+
+CONV_PROBES = dict(build=conv_build, base=dict(N=2, C=2, H=5, W=5, F=2, HH=2, WW=2),
+                   changes=[('C=1', dict(C=1)), ('N=1', dict(N=1)), ('F=1', dict(F=1)),
+                            ('non-square input', dict(W=7)), ('non-square kernel', dict(WW=3))],
+                   reference=ref.conv)
+
+
+def pool_build(generator, N, C, H, W, ph, pw, s):
+    return dict(x=distinct(generator, N, C, H, W), pool_param=pool(ph, pw, s))
+
+
+POOL_PROBES = dict(build=pool_build, base=dict(N=2, C=3, H=6, W=6, ph=2, pw=2, s=2),
+                   changes=[('C=1', dict(C=1)), ('N=1', dict(N=1)), ('non-square input', dict(W=8)),
+                            ('non-square window', dict(pw=3, s=3)),
+                            ('overlapping windows', dict(ph=3, pw=3, s=1))],
+                   reference=ref.max_pool)
+
+
+def scores_build(generator, N, C, large=False):
+    x = large_scores(generator, N, C) if large else randn(generator, N, C) / 2
+    return dict(x=x, y=generator.integers(C, size=N))
+
+
+SOFTMAX_PROBES = dict(build=scores_build, base=dict(N=4, C=5),
+                      changes=[('N=1', dict(N=1)), ('scores near +-1000', dict(large=True))],
+                      reference=ref.softmax_loss)
+
+
+def temporal_fc_build(generator, N, T, D, M):
+    return dict(x=positive(generator, N, T, D), w=positive(generator, D, M), b=positive(generator, M))
+
+
+TEMPORAL_FC_PROBES = dict(build=temporal_fc_build, base=dict(N=2, T=3, D=4, M=5),
+                          changes=[('N=1', dict(N=1)), ('T=1', dict(T=1))], reference=ref.temporal_fc)
+
+
+def temporal_scores_build(generator, N, T, V, large=False):
+    mask = generator.random((N, T)) < 0.7
+    mask[0, 0] = True
+    x = large_scores(generator, N, T, V) if large else randn(generator, N, T, V) / 2
+    return dict(x=x, y=generator.integers(V, size=(N, T)), mask=mask)
+
+
+TEMPORAL_SOFTMAX_PROBES = dict(
+    build=temporal_scores_build, base=dict(N=2, T=3, V=5),
+    changes=[('N=1', dict(N=1)), ('T=1', dict(T=1)), ('scores near +-1000', dict(large=True))],
+    reference=ref.temporal_softmax_loss)
+
+
 # ---- fully connected ----------------------------------------------------------------
 
 FC_SHAPES = [(1, 3, 4), (3, 5, 3), (2, 7, 1), (4, 4, 5), (5, 1, 2)]   # N, D, M
@@ -156,7 +353,7 @@ def fc_cases(generator):
             for N, D, M in FC_SHAPES]
 
 
-@homework('layers', 3)
+@homework('layers', 3, probe=layer_probes('forward', **FC_PROBES))
 def fc_forward(fc_forward):
     calls = Calls(fc_forward.submission)
     # rows [1, 2] and [3, -1]: out = x w + b
@@ -168,7 +365,7 @@ def fc_forward(fc_forward):
     forward_values(calls, fc_forward, ref.fc, fc_cases(rng('fc_forward')))
 
 
-@homework('layers', 3)
+@homework('layers', 3, probe=layer_probes('backward', wrt=('x', 'w', 'b'), **FC_PROBES))
 def fc_backward(fc_forward, fc_backward):
     calls, generator = Calls(fc_forward.submission), rng('fc_backward')
     for label, args in fc_cases(generator):
@@ -182,7 +379,7 @@ def relu_cases(generator):
             for s in [(1, 5), (3, 4), (2, 3, 4, 5)]]
 
 
-@homework('layers', 2)
+@homework('layers', 2, probe=layer_probes('forward', **RELU_PROBES))
 def relu_forward(relu_forward):
     calls = Calls(relu_forward.submission)
     out, _ = pair('relu_forward', calls(relu_forward, x=np.array([[-2., -0.5, 0., 0.5, 3.]])))
@@ -190,7 +387,7 @@ def relu_forward(relu_forward):
     forward_values(calls, relu_forward, ref.relu, relu_cases(rng('relu_forward')))
 
 
-@homework('layers', 2)
+@homework('layers', 2, probe=layer_probes('backward', wrt=('x',), **RELU_PROBES))
 def relu_backward(relu_forward, relu_backward):
     calls, generator = Calls(relu_forward.submission), rng('relu_backward')
     for label, args in relu_cases(generator):
@@ -210,7 +407,7 @@ def conv_cases(generator):
             for N, C, H, W, F, HH, WW in CONV_SHAPES]
 
 
-@homework('layers', 5)
+@homework('layers', 5, probe=layer_probes('forward', **CONV_PROBES))
 def conv_forward(conv_forward):
     calls = Calls(conv_forward.submission)
     # Y[i, j] = X[i, j] + 2 X[i, j+1] - X[i+1, j+1]: filtering, the kernel is not flipped
@@ -221,7 +418,7 @@ def conv_forward(conv_forward):
     forward_values(calls, conv_forward, ref.conv, conv_cases(rng('conv_forward')))
 
 
-@homework('layers', 5)
+@homework('layers', 5, probe=layer_probes('backward', wrt=('x', 'w'), **CONV_PROBES))
 def conv_backward(conv_forward, conv_backward):
     calls, generator = Calls(conv_forward.submission), rng('conv_backward')
     for label, args in conv_cases(generator):
@@ -245,7 +442,7 @@ def max_pool_cases(generator):
             for N, C, H, W, ph, pw, s in POOL_SHAPES]
 
 
-@homework('layers', 4)
+@homework('layers', 4, probe=layer_probes('forward', **POOL_PROBES))
 def max_pool_forward(max_pool_forward):
     calls = Calls(max_pool_forward.submission)
     x = np.array([[1., 3., -2., -4.],
@@ -258,7 +455,7 @@ def max_pool_forward(max_pool_forward):
     forward_values(calls, max_pool_forward, ref.max_pool, max_pool_cases(rng('max_pool_forward')))
 
 
-@homework('layers', 4)
+@homework('layers', 4, probe=layer_probes('backward', wrt=('x',), **POOL_PROBES))
 def max_pool_backward(max_pool_forward, max_pool_backward):
     # distinct values (no ties): every window has one max, which gets its gradient;
     # overlapping windows (stride < pool) add up
@@ -328,7 +525,7 @@ def scores_cases(generator):
             for N, C in [(1, 2), (4, 5), (3, 10), (6, 3), (2, 1)]]
 
 
-@homework('layers', 3)
+@homework('layers', 3, probe=layer_probes('loss', **SOFTMAX_PROBES))
 def softmax_loss(softmax_loss):
     calls = Calls(softmax_loss.submission)
     # equal scores: p = 1/4 for every class, loss = log 4, dx = (p - onehot(y)) / N
@@ -347,7 +544,7 @@ def large_scores(generator, *shape):
     return rows[..., None] + 2 * randn(generator, *shape)
 
 
-@homework('layers', 1)
+@homework('layers', 1, probe=layer_probes('loss', **SOFTMAX_PROBES))
 def softmax_loss_large_scores(softmax_loss):
     calls, generator = Calls(softmax_loss.submission), rng('softmax_loss_large_scores')
     for N, C in [(4, 5), (1, 3)]:
@@ -367,13 +564,13 @@ def temporal_fc_cases(generator):
             for N, T, D, M in TEMPORAL_SHAPES]
 
 
-@homework('rnn_layers', 2)
+@homework('rnn_layers', 2, probe=layer_probes('forward', **TEMPORAL_FC_PROBES))
 def temporal_fc_forward(temporal_fc_forward):
     calls = Calls(temporal_fc_forward.submission)
     forward_values(calls, temporal_fc_forward, ref.temporal_fc, temporal_fc_cases(rng('temporal_fc_forward')))
 
 
-@homework('rnn_layers', 3)
+@homework('rnn_layers', 3, probe=layer_probes('backward', wrt=('x', 'w', 'b'), **TEMPORAL_FC_PROBES))
 def temporal_fc_backward(temporal_fc_forward, temporal_fc_backward):
     calls, generator = Calls(temporal_fc_forward.submission), rng('temporal_fc_backward')
     for label, args in temporal_fc_cases(generator):
@@ -394,14 +591,14 @@ def temporal_scores_cases(generator, draw=None):
     return cases
 
 
-@homework('rnn_layers', 3)
+@homework('rnn_layers', 3, probe=layer_probes('loss', **TEMPORAL_SOFTMAX_PROBES))
 def temporal_softmax_loss(temporal_softmax_loss):
     calls = Calls(temporal_softmax_loss.submission)
     for label, args in temporal_scores_cases(rng('temporal_softmax_loss')):
         loss_case(calls, temporal_softmax_loss, ref.temporal_softmax_loss, label, args, 'x')
 
 
-@homework('rnn_layers', 1)
+@homework('rnn_layers', 1, probe=layer_probes('loss', **TEMPORAL_SOFTMAX_PROBES))
 def temporal_softmax_loss_large_scores(temporal_softmax_loss):
     calls, generator = Calls(temporal_softmax_loss.submission), rng('temporal_softmax_loss_large')
     for label, args in temporal_scores_cases(generator, large_scores)[1:3]:
@@ -505,6 +702,52 @@ def model_loss_case(submission, model, params, label, method_name, reference, va
     gradient_failures(method_name, label, grads, expected)
 
 
+# ---- probes of the models: built with their default sizes and with others
+
+# (input_dim, filter_size) of the probes: the default, then even and odd conv outputs
+CONVNET_PROBE_SIZES = [(None, None), ((1, 12, 12), 3), ((2, 9, 9), 2), ((1, 12, 12), 2),
+                       ((1, 10, 9), 2)]
+
+
+def convnet_probes(ConvNet):
+    """ConvNet built with its default sizes and with others (conv outputs even and odd):
+    are its parameter shapes right?"""
+    submission, cls = ConvNet.submission, trusted_view(ConvNet)
+    for input_dim, k in CONVNET_PROBE_SIZES:
+        default = input_dim is None
+        input_dim, k = input_dim or (1, 28, 28), k or 7
+        F, H, C = (32, 100, 10) if default else (2, 5, 3)
+        conv_h, conv_w = input_dim[1] - k + 1, input_dim[2] - k + 1
+        factors = {'default sizes': default, 'odd conv output': conv_h % 2 == 1 or conv_w % 2 == 1}
+        label = 'default sizes' if default else f"input_dim={input_dim} filter_size={k}"
+        try:
+            model = (cls(dtype=np.float64) if default else
+                     cls(input_dim=input_dim, num_filters=F, filter_size=k, hidden_dim=H,
+                         num_classes=C, dtype=np.float64))
+            model_params(submission, model, label, convnet_shapes(input_dim, F, k, H, C))
+        except (StudentError, GradeFailure) as e:
+            yield probes.Probe(label, factors, False, 'params', error=type(e).__name__)
+            continue
+        yield probes.Probe(label, factors, True)
+
+
+def classifier_probes(SoftmaxClassifier):
+    """SoftmaxClassifier with its default sizes and with others: parameter shapes right?"""
+    submission, cls = SoftmaxClassifier.submission, trusted_view(SoftmaxClassifier)
+    for D, H, C in [(None, None, None), (6, 5, 4), (30, 7, 3)]:
+        default = D is None
+        label = 'default sizes' if default else f"input_dim={D} hidden_dim={H} num_classes={C}"
+        try:
+            model = cls() if default else cls(input_dim=D, hidden_dim=H, num_classes=C)
+            model_params(submission, model, label, classifier_shapes(*((784, 100, 10) if default
+                                                                       else (D, H, C))))
+        except (StudentError, GradeFailure) as e:
+            yield probes.Probe(label, {'default sizes': default}, False, 'params',
+                               error=type(e).__name__)
+            continue
+        yield probes.Probe(label, {'default sizes': default}, True)
+
+
 # ---- SoftmaxClassifier
 
 def classifier_values(generator, D, H, C):
@@ -516,7 +759,7 @@ def classifier_shapes(D, H, C):
     return {'W1': (D, H), 'b1': (H,), 'W2': (H, C), 'b2': (C,)}
 
 
-@homework('softmax', 2)
+@homework('softmax', 2, probe=classifier_probes)
 def softmax_classifier_init(SoftmaxClassifier):
     submission, cls = SoftmaxClassifier.submission, trusted_view(SoftmaxClassifier)
     for D, H, C, scale in [(60, 50, 10, 1e-2), (7, 3, 2, 1e-3)]:
@@ -529,7 +772,7 @@ def softmax_classifier_init(SoftmaxClassifier):
 CLASSIFIER_CASES = [(6, 5, 4, 3), (3, 4, 2, 1), (8, 3, 5, 2)]   # D, H, C, N
 
 
-@homework('softmax', 1)
+@homework('softmax', 1, probe=classifier_probes)
 def softmax_classifier_scores(SoftmaxClassifier):
     submission, generator = SoftmaxClassifier.submission, rng('softmax_classifier_scores')
     cls = trusted_view(SoftmaxClassifier)
@@ -541,7 +784,7 @@ def softmax_classifier_scores(SoftmaxClassifier):
                     classifier_values(generator, D, H, C), randn(generator, N, D))
 
 
-@homework('softmax', 4)
+@homework('softmax', 4, probe=classifier_probes)
 def softmax_classifier_loss(SoftmaxClassifier):
     submission, generator = SoftmaxClassifier.submission, rng('softmax_classifier_loss')
     cls = trusted_view(SoftmaxClassifier)
@@ -574,11 +817,11 @@ def convnet_values(generator, shapes):
 CONVNET_CASES = [((2, 9, 8), 3, 3, 5, 4, 2), ((1, 7, 10), 2, 2, 4, 3, 1), ((3, 8, 8), 2, 4, 3, 2, 2)]
 
 
-@homework('cnn', 3)
+@homework('cnn', 3, probe=convnet_probes)
 def convnet_init(ConvNet):
     submission, cls = ConvNet.submission, trusted_view(ConvNet)
     for input_dim, F, k, H, C in [((1, 28, 28), 32, 7, 100, 10), ((3, 11, 8), 2, 4, 6, 5),
-                                   ((2, 10, 7), 4, 3, 5, 3)]:
+                                   ((2, 9, 7), 4, 3, 5, 3)]:
         label = (f"ConvNet(input_dim={input_dim}, num_filters={F}, filter_size={k}, "
                  f"hidden_dim={H}, num_classes={C}, dtype=float64)")
         model = cls(input_dim=input_dim, num_filters=F, filter_size=k, hidden_dim=H,
@@ -600,7 +843,7 @@ def convnet_model(cls, submission, input_dim, F, k, H, C, N):
     return model, model_params(submission, model, label, shapes), shapes, label
 
 
-@homework('cnn', 1)
+@homework('cnn', 1, probe=convnet_probes)
 def convnet_scores(ConvNet):
     submission, generator = ConvNet.submission, rng('convnet_scores')
     cls = trusted_view(ConvNet)
@@ -610,7 +853,7 @@ def convnet_scores(ConvNet):
                     convnet_values(generator, shapes), randn(generator, N, *input_dim))
 
 
-@homework('cnn', 5)
+@homework('cnn', 5, probe=convnet_probes)
 def convnet_loss(ConvNet):
     submission, generator = ConvNet.submission, rng('convnet_loss')
     cls = trusted_view(ConvNet)
@@ -702,10 +945,17 @@ def captioning_rnn_sample(CaptioningRNN):
         if got.shape != expected.shape:
             fail(f"{what}: shape {got.shape}, expected {expected.shape}")
         if not np.array_equal(got, expected):
-            message = f"{what}: captions differ\n  expected {expected.tolist()}\n  got      {got.tolist()}"
-            if np.all(got[:, 0] == word_to_idx['<START>']):
-                message += "\n  (column 0 must be the first generated word, not <START>)"
-            fail(message)
+            hints = probes.diagnose([probes.Probe(label, ok=False, what='captions', got=got,
+                                                  expected=expected)]) if hints_enabled() else []
+            unfed = ref.captioning_rnn_sample(values, features, max_length,
+                                              word_to_idx['<START>'], word_to_idx['<NULL>'],
+                                              feed_back=False)
+            if hints_enabled() and not hints and np.array_equal(got, unfed):
+                hints = ["Hint: these are the captions of a sampler that reads <START> at every "
+                         "step: the chosen word is probably not fed back as the next input.\n"
+                         "  evidence: equal to greedy decoding without feeding words back"]
+            fail('\n'.join([f"{what}: captions differ\n  expected {expected.tolist()}\n"
+                             f"  got      {got.tolist()}"] + hints))
         expect_model_inputs_unchanged(submission, 'CaptioningRNN.sample', ('features', 'max_length'))
 
 

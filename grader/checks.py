@@ -21,6 +21,7 @@ from functools import partial, wraps
 
 import numpy as np
 
+from grader import probes
 from gradient_check import (
     eval_numerical_gradient,
     eval_numerical_gradient_array,
@@ -112,8 +113,12 @@ def rng(name):
 
 # ------------------------------------------------------------------------- comparisons
 
-def fail(message):
-    raise GradeFailure(message)
+def fail(message, what=None, actual=None, expected=None):
+    """Raise GradeFailure(message); a wrong value (`actual` against `expected`, the quantity
+    `what` such as 'out' or 'dx') rides along for the probes (grader/probes.py)."""
+    failure = GradeFailure(message)
+    failure.what, failure.actual, failure.expected = what, actual, expected
+    raise failure
 
 
 def show(a):
@@ -208,7 +213,7 @@ def expect_close(what, actual, expected, threshold=THRESHOLD, noise=None, case_s
         message = f"{what}: rel error {error:.1e} > {threshold:.0e}"
         if expected.size <= 16:
             message += f"\n  expected {show(expected)}\n  got      {show(actual)}"
-        fail(message)
+        fail(message, what.split(' [')[0].split()[-1], actual, expected)
     return error
 
 
@@ -558,7 +563,7 @@ def run_case(spec, forward, backward, index, label, args, threshold=THRESHOLD, c
     if spec.expected is not None:
         spec.expected(label, sent, None if spec.backward is None else dout, out, grads)
         return out, cache, grads, worst
-    failures = []
+    failures, first = [], None
     for name, grad, expected, noise in zip(spec.wrt, grads, ref_grads, noises):
         what = f"{spec.backward or spec.forward} d{name} [{label}]"
         if expected is None:
@@ -573,8 +578,10 @@ def run_case(spec, forward, backward, index, label, args, threshold=THRESHOLD, c
                 worst = max(worst, expect_close(what, grad, expected, threshold, noise, case_scale))
         except GradeFailure as e:
             failures.append(str(e))
+            first = first or e
     if failures:
-        fail('\n'.join(failures))
+        fail('\n'.join(failures), getattr(first, 'what', None), getattr(first, 'actual', None),
+             getattr(first, 'expected', None))
     return out, cache, grads, worst
 
 
@@ -589,9 +596,23 @@ def check_gradients(spec, forward, backward=None):
     sum products (fc, conv, rnn, ...): none of their entries can cancel to ~0.
     """
     forward, backward = standard(spec, forward, backward)
-    worst = 0.0
+    worst, failure, seen = 0.0, None, []
     for index, (label, args) in enumerate(spec.cases(rng(spec.name))):
-        worst = max(worst, run_case(spec, forward, backward, index, label, args)[3])
+        # shape factors (N = 1, C = 1, square, ...) read from the arguments' layouts are
+        # those of layers.py; the recurrent layers are time-major, so theirs are not named
+        factors = probes.array_factors(args) if spec.module == 'layers' else {}
+        try:
+            worst = max(worst, run_case(spec, forward, backward, index, label, args)[3])
+            seen.append(probes.Probe(label, factors, True))
+        except GradeFailure as e:
+            if not hints_enabled():
+                raise
+            # the other cases still run: what the failing ones share is the hint
+            failure = failure or e
+            seen.append(probes.Probe(label, factors, False, getattr(e, 'what', None) or '',
+                                     getattr(e, 'actual', None), getattr(e, 'expected', None)))
+    if failure is not None:
+        fail('\n'.join([str(failure)] + probes.diagnose(seen)))
     return f"worst rel error {worst:.1e}"
 
 

@@ -697,7 +697,8 @@ def leak_scan(student_dir, repo=None):
             continue
         if name == 'kernels.py':
             problems.append(f"{path}: kernels.py (our fast layers) is not handed out")
-        if 'grader' in parts[:-1] or (name in grader_files and path != CHECKER_NAME):
+        shipped_on_purpose = path in (CHECKER_NAME, 'checks/probes.py')   # no solution in either
+        if 'grader' in parts[:-1] or (name in grader_files and not shipped_on_purpose):
             problems.append(f"{path}: grader code is not handed out")
         text = searchable_text(os.path.join(student_dir, path))
         if text is None:

@@ -198,3 +198,19 @@ def test_an_unexplained_wrong_value_gets_no_hint():
     found = probes.diagnose([probes.Probe('case', {}, False, 'out', rng.standard_normal((3, 4)),
                                           rng.standard_normal((3, 4)))])
     assert found == []
+
+
+def test_two_mistakes_get_the_first_hint_in_the_stated_order(tmp_path):
+    # a reshape for a transpose and pool_width read from pool_height: the probes name the
+    # first factor of FACTOR_HINTS that explains the failures (N = 1 or C = 1); once that is
+    # fixed, the square-window hint names the second mistake
+    folder = str(tmp_path / 'two')
+    copy_course_student(folder)
+    substitute(folder, BUGS['max_pool_forward_reshape_for_transpose'])
+    substitute(folder, MORE['max_pool_forward_width_from_height'][0])
+    results, _ = grade(folder, tmp_path / 'two.json')
+    output = next(t['output'] for t in results['tests'] if t['name'] == 'max_pool_forward')
+    assert 'reshaped where they should be transposed' in output, output
+    order = [text for _, _, text in probes.FACTOR_HINTS]
+    assert order.index(next(t for t in order if 'reshaped where they should be' in t)) < \
+        order.index(next(t for t in order if 'square pooling windows' in t))

@@ -563,6 +563,10 @@ def confine(config):
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(limit, (value, value))
     if config.get("uid") is not None:
+        # what this file imports after confining, loaded while root can still read it:
+        # without the private root, a Python in a folder only root may enter (pyenv in
+        # /root) is unreadable to the sandbox uid (3.10 and 3.13 load importlib._abc late)
+        import importlib.machinery, importlib.util, stat  # noqa: E401,F401
         os.setgroups([])
         os.setgid(config["gid"])
         os.setuid(config["uid"])

@@ -264,6 +264,20 @@ def python_directories():
     return _outermost(real + links)
 
 
+def _readable_by_others(path):
+    """Whether a user other than the owner may enter every folder up to `path` and read it."""
+    path = folder = os.path.realpath(path)
+    try:
+        while True:
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                return False
+            if folder == "/":
+                return bool(os.stat(path).st_mode & stat.S_IROTH)
+            folder = os.path.dirname(folder)
+    except OSError:
+        return False
+
+
 def masked_directories(read_only):
     """site-packages directories inside the bound standard library that hold nothing the
     child needs (a venv's base interpreter's packages): the child hides them."""
@@ -478,6 +492,11 @@ class Child:
         iso.note = str(ready.get("private_root_error") or "")[:200]
         if iso.note and not iso.namespaces:
             iso.note += f" (made to fail by {WEAKEN_VARIABLE})"
+        stdlib = sysconfig.get_path("stdlib")
+        if iso.uid is not None and not iso.private_root and not _readable_by_others(stdlib):
+            iso.note += (f"; the standard library ({stdlib}) is in a folder other users "
+                         f"cannot read, so the submission cannot import modules the child had "
+                         f"not loaded: grade with a Python other users can read")
 
     def _process_limit(self):
         if self.isolation.uid is not None:   # a fresh uid: count only the sandbox's processes

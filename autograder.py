@@ -465,19 +465,19 @@ def batch(folder, csv_path, jobs, results_dir, forwarded, time_limit):
     import subprocess
     import tempfile
     import threading
-    from grader.sandbox import _become_subreaper, _parents
+    from grader.sandbox import become_subreaper, kill_and_reap, parent_pids
     lock = threading.Lock()
     # A grader that runs out of time is killed with its process group; what it started in
     # other sessions (its sandbox child, the submission's daemons) then comes to this
     # process, a child subreaper, and is killed too; its temporary folders (TMPDIR) go.
-    _become_subreaper()
+    become_subreaper()
     me, live = os.getpid(), set()
-    existing = {p for p, pp in _parents().items() if pp == me}
+    existing = {p for p, pp in parent_pids().items() if pp == me}
 
     def kill_orphans():
         with lock:
             for _ in range(50):
-                parents = _parents()
+                parents = parent_pids()
                 orphans = {p for p, pp in parents.items() if pp == me} - live - existing
                 if not orphans:
                     return
@@ -485,16 +485,7 @@ def batch(folder, csv_path, jobs, results_dir, forwarded, time_limit):
                 while frontier:
                     tree |= frontier
                     frontier = {p for p, pp in parents.items() if pp in frontier} - tree
-                for pid in tree:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                for pid in orphans:
-                    try:
-                        os.waitpid(pid, 0)
-                    except ChildProcessError:
-                        pass
+                kill_and_reap(tree, orphans)
 
     def grade_one(entry):
         student, target = entry

@@ -388,7 +388,7 @@ def _status_lines(pid, prefix):
         return []
 
 
-def _parents():
+def parent_pids():
     """{pid: parent pid} of every process."""
     parents = {}
     for pid in _pids():
@@ -401,9 +401,24 @@ def _parents():
     return parents
 
 
-def _become_subreaper():
+def become_subreaper():
     import ctypes
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
+
+
+def kill_and_reap(victims, orphans=()):
+    """SIGKILL every process of `victims` (one already gone is fine), then reap `orphans`
+    (processes whose parent is this one: a subreaper's adopted orphans)."""
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in orphans:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def _kill_uid(uid):
@@ -439,7 +454,7 @@ class Child:
     # --- start
     def start(self, timeout):
         """Start the child and wait (up to `timeout` s) for it to confine itself."""
-        _become_subreaper()
+        become_subreaper()
         requests_r, self.requests = os.pipe()
         self.replies, replies_w = os.pipe()
         output_r, output_w = os.pipe()
@@ -628,7 +643,7 @@ class Child:
         if self.process is None:
             return
         for _ in range(100):
-            parents = _parents()
+            parents = parent_pids()
             me, tree, frontier = os.getpid(), set(), {self.process.pid}
             while frontier:
                 tree |= frontier
@@ -641,16 +656,7 @@ class Child:
                 victims.discard(self.process.pid)
             if self.isolation.uid is not None:
                 _kill_uid(self.isolation.uid)
-            for pid in victims:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            for pid in orphans:
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
+            kill_and_reap(victims, orphans)
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()

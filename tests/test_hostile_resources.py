@@ -33,14 +33,17 @@ ROOT = Path(autograder.__file__).resolve().parent
 # Runs autograder.py's main in this process and reports the process's peak memory on
 # stderr: the grader's own peak, not the sandboxed child's.
 MEASURED = """
-import resource, runpy, sys
+import runpy, sys
 sys.argv = [sys.argv[1]] + sys.argv[2:]
 code = 0
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 except SystemExit as e:
     code = e.code
-sys.stderr.write("GRADER_PEAK_KB %d\\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM is this image's own peak; ru_maxrss would keep the forking parent's (pytest's)
+# high-water mark across fork and exec
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+sys.stderr.write("GRADER_PEAK_KB %d\\n" % peak)
 sys.exit(code)
 """
 

@@ -772,14 +772,19 @@ def softmax_classifier_init(SoftmaxClassifier):
 CLASSIFIER_CASES = [(6, 5, 4, 3), (3, 4, 2, 1), (8, 3, 5, 2)]   # D, H, C, N
 
 
+def classifier_model(cls, submission, D, H, C, N):
+    """The student's SoftmaxClassifier for one case, its params checked: (model, params, label)."""
+    label = f"D={D} H={H} C={C} N={N}"
+    model = cls(input_dim=D, hidden_dim=H, num_classes=C)
+    return model, model_params(submission, model, label, classifier_shapes(D, H, C)), label
+
+
 @homework('softmax', 1, probe=classifier_probes)
 def softmax_classifier_scores(SoftmaxClassifier):
     submission, generator = SoftmaxClassifier.submission, rng('softmax_classifier_scores')
     cls = trusted_view(SoftmaxClassifier)
     for D, H, C, N in CLASSIFIER_CASES:
-        label = f"D={D} H={H} C={C} N={N}"
-        model = cls(input_dim=D, hidden_dim=H, num_classes=C)
-        params = model_params(submission, model, label, classifier_shapes(D, H, C))
+        model, params, label = classifier_model(cls, submission, D, H, C, N)
         scores_case(submission, model, params, label, 'SoftmaxClassifier', ref.softmax_classifier,
                     classifier_values(generator, D, H, C), randn(generator, N, D))
 
@@ -789,9 +794,7 @@ def softmax_classifier_loss(SoftmaxClassifier):
     submission, generator = SoftmaxClassifier.submission, rng('softmax_classifier_loss')
     cls = trusted_view(SoftmaxClassifier)
     for D, H, C, N in CLASSIFIER_CASES:
-        label = f"D={D} H={H} C={C} N={N}"
-        model = cls(input_dim=D, hidden_dim=H, num_classes=C)
-        params = model_params(submission, model, label, classifier_shapes(D, H, C))
+        model, params, label = classifier_model(cls, submission, D, H, C, N)
         inputs = (randn(generator, N, D), generator.integers(C, size=N))
         model_loss_case(submission, model, params, label, 'SoftmaxClassifier.loss',
                         ref.softmax_classifier, classifier_values(generator, D, H, C), inputs,

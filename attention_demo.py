@@ -5,7 +5,7 @@ softmax(X A X^T).
     python attention_demo.py --seed 3   # other random matrices
     handgrad-attention-demo             # the same, after pip install -e .
 
-Q1.1 / Q1.2. The two networks' parameter counts, from cnn.Sequential.summary():
+Q1.1 / Q1.2. The two networks' parameter counts, from sequential.Sequential.summary():
   - 3x28x28 input -> conv 8 kernels 5x5 (stride 1, no padding) -> max pool 4x4 stride 2
     -> affine 10 -> softmax: 8 (5 5 3 + 1) + (8 11 11) 10 + 10 = 608 + 9,690 = 10,298;
   - 3x28x28 input -> affine 100 -> affine 10: (2,352 + 1) 100 + (100 + 1) 10 = 236,310.
@@ -34,7 +34,7 @@ import sys
 import numpy as np
 
 from attention_layers import PARAM_NAMES, multi_head_attention_forward
-from cnn import Affine, Conv, LogSoftmax, MaxPool, Sequential
+from sequential import Affine, Conv, LogSoftmax, MaxPool, Sequential
 
 TOLERANCE = 1e-12
 
@@ -99,7 +99,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     failures = []
 
-    print("Q1.1 / Q1.2: parameter counts (cnn.Sequential.summary())\n")
+    print("Q1.1 / Q1.2: parameter counts (sequential.Sequential.summary())\n")
     for name, model, expected in zip(("Q1.1 convolutional", "Q1.2 fully connected"), q1_networks(),
                                      (10298, 236310)):
         print(name)

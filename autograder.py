@@ -37,6 +37,7 @@ grader/suite_attention_layers.py; the standard checks of a forward/backward pair
 grader/checks.py.
 """
 import argparse
+import ast
 import concurrent.futures
 import hashlib
 import json
@@ -340,7 +341,7 @@ def grade(directory=HERE, only=(), verbose=False, contract=False, *, config=None
     # (an assignment's models import our other modules: kernels, fileio, ...)
     ours = directory == HERE
     own_files = (sorted(f for f in os.listdir(HERE) if f.endswith('.py') and f != 'autograder.py')
-                 if assignment else [m + '.py' for m in present])
+                 if assignment else own_modules(present))
     before = fingerprint()
 
     writer = ResultsWriter(json_path) if json_path else None
@@ -798,12 +799,31 @@ def main(argv=None):
 _ours = {}
 
 
+def own_modules(modules):
+    """The files of our own graded modules and of the modules of ours they import, at any
+    depth (the layer files import their argument checks from validation.py): what grading
+    our own folder copies into the sandbox."""
+    files, pending = [], [m + '.py' for m in modules]
+    while pending:
+        name = pending.pop()
+        if name in files or not os.path.isfile(os.path.join(HERE, name)):
+            continue
+        files.append(name)
+        with open(os.path.join(HERE, name), encoding='utf-8') as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                pending.append(node.module.split('.')[0] + '.py')
+            elif isinstance(node, ast.Import):
+                pending += [alias.name.split('.')[0] + '.py' for alias in node.names]
+    return sorted(files)
+
+
 def _our_submission():
     if not _ours:
         import atexit
         present = [m for m in MODULES if os.path.isfile(os.path.join(HERE, m + '.py'))]
-        box = Sandbox(HERE, Limits(), plan_isolation(), [HERE],
-                      only_files=[m + '.py' for m in present])
+        box = Sandbox(HERE, Limits(), plan_isolation(), [HERE], only_files=own_modules(present))
         atexit.register(box.__exit__, None, None, None)
         set_seed(box.seed)
         _ours['submission'] = Submission(box, present, Limits())

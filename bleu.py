@@ -78,9 +78,7 @@ from collections import Counter
 
 import numpy as np
 
-NULL_TOKEN = '<NULL>'
-START_TOKEN = '<START>'
-END_TOKEN = '<END>'
+from captions import END_TOKEN, NULL_TOKEN, START_TOKEN
 
 SMOOTHING_METHODS = (None, 'epsilon')
 

@@ -81,6 +81,7 @@ non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _number(float, lambda v: v > 0, "a number > 0")
 keep_probability = _number(float, lambda v: 0 < v <= 1, "a keep probability in (0, 1]")
 decay_factor = _number(float, lambda v: 0 < v <= 1, "a factor in (0, 1]")
+non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 
 
 def run_name(text):

@@ -5,7 +5,7 @@
     python fashion_classification.py --resume --plot-filters # reuse finished runs, draw the kernels
     python fashion_classification.py --batchnorm --run-name batchnorm   # batch norm after each conv
 
-The network (cnn.Sequential; the table printed at the start is model.summary()):
+The network (sequential.Sequential; the table printed at the start is model.summary()):
 
     conv 16 x 3x3, stride 1, pad 1 (keeps 28x28) -> ReLU -> max pool 2x2 stride 2   16x14x14
     conv 32 x 3x3, stride 1, no pad              -> ReLU -> max pool 2x2 stride 2   32x6x6
@@ -58,9 +58,11 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cnn import Sequential, fashion_cnn_layers, load_params, model_arrays, save_params  # noqa: E402
+from checkpoint import load_params, model_arrays, save_params  # noqa: E402
 from data import load_fashion_mnist, standardized_splits  # noqa: E402
 from plots import epoch_axis, fit_title, note_short_run, plot_accuracy, save_figure  # noqa: E402
+from sequential import (  # noqa: E402
+    Affine, BatchNorm, Conv, Dropout, LogSoftmax, MaxPool, ReLU, Sequential)
 from solver import epoch_means  # noqa: E402
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -98,6 +100,32 @@ def cached_data(args):
     """load_data for args, once per process (a --jobs worker loads its own copy)."""
     return experiment.cached((args.data_dir, args.dtype, args.quick),
                              lambda: load_data(args.data_dir, np.dtype(args.dtype), args.quick))
+
+
+def fashion_cnn_layers(keep_prob=0.75, num_classes=10, batchnorm=False):
+    """
+    The reference exercise's Fashion-MNIST network as a list of layers for Sequential
+    (used here and by transfer_learning.py):
+
+        conv 16 x 3x3 pad 1 - ReLU - max pool 2 - conv 32 x 3x3 - ReLU - max pool 2 -
+        affine 600 - ReLU - dropout (keep keep_prob) - affine 120 - ReLU -
+        affine num_classes - log-softmax
+
+    batchnorm=True puts a BatchNorm after each conv (before its ReLU), as Ioffe and
+    Szegedy do; the convs then need no bias (beta shifts each channel), so they have none.
+    """
+    def conv(filters, pad):
+        if batchnorm:
+            return [Conv(filters, 3, stride=1, pad=pad, bias=False), BatchNorm()]
+        return [Conv(filters, 3, stride=1, pad=pad)]
+
+    return [
+        *conv(16, "same"), ReLU(), MaxPool(2, stride=2),
+        *conv(32, 0), ReLU(), MaxPool(2, stride=2),
+        Affine(600), ReLU(), Dropout(keep=keep_prob),
+        Affine(120), ReLU(),
+        Affine(num_classes), LogSoftmax(),
+    ]
 
 
 def build_model(keep_prob=0.75, dtype=np.float32, seed=0, batchnorm=False):
@@ -171,7 +199,7 @@ def plot_comparison(records, path, title):
     return save_figure(fig, path)
 
 
-def _kernel_mosaic(kernels):
+def kernel_mosaic(kernels):
     """
     Tile kernels (rows, cols, kh, kw) into one image with a 1-pixel gap (NaN, drawn grey)
     between tiles; returns an array of shape (rows * (kh + 1) - 1, cols * (kw + 1) - 1).
@@ -224,7 +252,7 @@ def plot_strongest_channels(weights, path, per_filter=4, columns=8):
             continue
         tiles = np.full((side * side, kh, kw), np.nan)
         tiles[:per_filter] = weights[f, strongest[f]]
-        image = ax.imshow(_kernel_mosaic(tiles.reshape(side, side, kh, kw)), cmap=cmap,
+        image = ax.imshow(kernel_mosaic(tiles.reshape(side, side, kh, kw)), cmap=cmap,
                           vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_title(f"f{f + 1}: c{','.join(str(c + 1) for c in strongest[f])}", fontsize=7)
     fig.suptitle(f"conv2: the {per_filter} strongest of each filter's {C} input-channel kernels "
@@ -261,7 +289,7 @@ def plot_filters(params, results_dir="results", prefix="fashion"):
     tiles = np.full((rows * columns, kh, kw), np.nan)
     tiles[:F1 * C1] = conv1.reshape(F1 * C1, kh, kw)
     path1 = _plot_mosaic(
-        _kernel_mosaic(tiles.reshape(rows, columns, kh, kw)),
+        kernel_mosaic(tiles.reshape(rows, columns, kh, kw)),
         os.path.join(results_dir, f"{prefix}_conv1_filters.png"),
         f"conv1: the {F1} kernels ({kh}x{kw}) applied to the image,\n"
         f"filter 1..{F1} left to right, top to bottom", (4.5, 4.5))

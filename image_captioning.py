@@ -31,9 +31,10 @@ are kept and captioned the test images once, at the end: BLEU-1..4 are reported.
 Data (--dataset):
   mnist-scenes (default): the built-in set of mnist_scenes.py, scenes of 2 to 4 MNIST
       digits on a 64 x 64 canvas with 4 reference captions each (10,000 train / 1,000 val /
-      1,000 test scenes; --quick: 1,000 / 200 / 200). Needs MNIST (--data-dir,
+      1,000 test scenes; --quick: 1,000 / 200 / 200), with the features of
+      scene_encoder.py's CNN (scene_encoder.load_scene_dataset). Needs MNIST (--data-dir,
       $HANDGRAD_DATA or data/mnist/); the first run generates the scenes and trains their
-      feature encoder (a few minutes), later runs load its cache.
+      feature encoder (a few minutes), later runs load their caches.
   coco: the course's COCO files (data/coco.py, needs h5py). COCO has a train and a val
       split only, so the val images are halved: the first half (by index) validates, the
       second half is the test set. Its features are one VGG-16 fc7 vector per image, with
@@ -127,7 +128,7 @@ def parse_args(argv=None):
                         help="Adam's step size")
     parser.add_argument("--lr-decay", type=t.decay_factor, default=0.85,
                         help="learning-rate factor per epoch")
-    parser.add_argument("--grad-clip", type=t._number(float, lambda v: v >= 0, "a number >= 0"),
+    parser.add_argument("--grad-clip", type=t.non_negative_float,
                         default=5.0, help="largest global gradient norm (0: no clipping)")
     parser.add_argument("--wordvec-dim", type=t.positive_int, default=128, help="word vector size")
     parser.add_argument("--hidden-dim", type=t.positive_int, default=256, help="hidden state size")
@@ -178,9 +179,9 @@ def load_data(args):
 
 
 def _load_mnist_scenes(args):
-    from mnist_scenes import load_mnist_scenes
+    from scene_encoder import load_scene_dataset
     size = "small" if args.quick else "default"
-    scenes = load_mnist_scenes(args.data_dir, seed=args.seed, size=size, cache_dir=args.cache_dir)
+    scenes = load_scene_dataset(args.data_dir, seed=args.seed, size=size, cache_dir=args.cache_dir)
     data = {"name": "mnist-scenes" + ("-small" if args.quick else ""),
             "word_to_idx": scenes["word_to_idx"], "idx_to_word": scenes["idx_to_word"],
             "grid": tuple(scenes["info"]["grid"])}

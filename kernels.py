@@ -4,7 +4,8 @@ Same functions, signatures and errors as layers.py (and the same caches, except 
 normalization layers', which are their own), computing the same numbers
 (tests/test_kernels.py proves values and every gradient equal to layers.py's reference
 versions, in float32 and float64, with strides, padding, odd shapes, ties and empty
-batches). layers.py shows the formulas; this file makes them fast:
+batches); the errors are the same because both call the argument checks of validation.py.
+layers.py shows the formulas; this file makes them fast:
 
 - Convolution by im2col, one matrix product per sample, (F, C*HH*WW) @ (C*HH*WW, pixels),
   with samples in blocks whose columns fit in BLOCK_BYTES (4 MiB) so that the copy, the
@@ -24,16 +25,8 @@ This is not cs231n's fast_layers.py (whose name it avoids, so both can sit in on
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from layers import (
-    _check_eps,
-    _check_ndim,
-    check_bn_param,
-    check_conv_arguments,
-    check_dout,
-    check_pool_arguments,
-    check_scale_shift,
-    real_array,
-)
+from validation import (check_bn_param, check_conv_arguments, check_dout, check_eps, check_ndim,
+                        check_pool_arguments, check_scale_shift, real_array, real_dout)
 
 
 def conv_forward(x, w):
@@ -396,7 +389,7 @@ def _batchnorm_backward(rows, cache):
 def batchnorm_forward(x, gamma, beta, bn_param):
     """layers.batchnorm_forward, fast: the same values, running statistics and errors."""
     x = real_array("x", x)
-    _check_ndim("x", x, 2, "(N, D)")
+    check_ndim("x", x, 2, "(N, D)")
     gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per feature of x (N, D)")
     out, cache = _batchnorm_forward(x[:, :, None], gamma, beta, bn_param,
                                     np.result_type(x, gamma, beta))
@@ -406,8 +399,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 def batchnorm_backward(dout, cache):
     """layers.batchnorm_backward_alt, fast: returns dx (N, D), dgamma, dbeta (D,)."""
     cache, shape = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, shape)
+    dout = real_dout(dout, shape)
     dx, dgamma, dbeta = _batchnorm_backward(dout[:, :, None], cache)
     return dx[:, :, 0], dgamma, dbeta
 
@@ -415,7 +407,7 @@ def batchnorm_backward(dout, cache):
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """layers.spatial_batchnorm_forward, fast: the same values, running statistics and errors."""
     x = real_array("x", x)
-    _check_ndim("x", x, 4, "(N, C, H, W)")
+    check_ndim("x", x, 4, "(N, C, H, W)")
     N, C, H, W = x.shape
     gamma, beta = check_scale_shift(gamma, beta, (C,), "one per channel of x (N, C, H, W)")
     out, cache = _batchnorm_forward(x.reshape(N, C, H * W), gamma, beta, bn_param,
@@ -426,8 +418,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
 def spatial_batchnorm_backward(dout, cache):
     """layers.spatial_batchnorm_backward, fast: returns dx (N, C, H, W), dgamma, dbeta (C,)."""
     cache, shape = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, shape)
+    dout = real_dout(dout, shape)
     N, C, H, W = shape
     dx, dgamma, dbeta = _batchnorm_backward(dout.reshape(N, C, H * W), cache)
     return dx.reshape(shape), dgamma, dbeta
@@ -436,12 +427,10 @@ def spatial_batchnorm_backward(dout, cache):
 def layernorm_forward(x, gamma, beta, ln_param):
     """layers.layernorm_forward, fast: the same values and errors."""
     x = real_array("x", x)
-    _check_ndim("x", x, 2, "(N, D)")
+    check_ndim("x", x, 2, "(N, D)")
     D = x.shape[1]
     gamma, beta = check_scale_shift(gamma, beta, (D,), "one per feature of x (N, D)")
-    if not isinstance(ln_param, dict):
-        raise ValueError(f"ln_param must be a dict (optional key 'eps'), got {ln_param!r}")
-    eps = _check_eps("ln_param", ln_param)
+    eps = check_eps("ln_param", ln_param)
     centered = x - (np.einsum("nd->n", x) / max(D, 1))[:, None]
     inv_std = 1 / np.sqrt(np.einsum("nd,nd->n", centered, centered) / max(D, 1) + eps)
     xhat = centered
@@ -454,8 +443,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
 def layernorm_backward(dout, cache):
     """layers.layernorm_backward, fast: returns dx (N, D), dgamma, dbeta (D,)."""
     xhat, inv_std, gamma = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, xhat.shape)
+    dout = real_dout(dout, xhat.shape)
     D = max(xhat.shape[1], 1)
     dgamma, dbeta = np.einsum("nd,nd->d", dout, xhat), np.einsum("nd->d", dout)
     dxhat = dout * gamma

@@ -22,125 +22,19 @@ Part 1 of docs/API.md (fc, relu, conv, max pool, softmax loss) is a drop-in
 contract for the cs231n-style homework; strided/padded convolution with bias, dropout,
 log-softmax, NLL and flatten are ours (Part 2); the normalization layers at the end
 follow Part 3 (cs231n assignment 2's names; bn_param's running statistics are the one
-documented exception to "inputs are never modified"). This file imports nothing but NumPy, so it
-can be dropped next to any course's files.
+documented exception to "inputs are never modified"). This file imports NumPy and the
+argument checks shared with the other layer files (validation.py, itself NumPy only), so
+layers.py and validation.py can be dropped next to any course's files. The checks
+particular to these layers are at the end of the file, one call per layer.
 """
 import math
-import numbers
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-# ----------------------------------------------------------------------------- checks
-# Each check raises at once, building its message only then: an f-string passed to a
-# helper would be formatted on every call (~20 us per training step of a small MLP).
-
-
-def real_array(name, value):
-    """
-    value as an ndarray of a floating dtype: float arrays are returned as they are (the
-    same object), lists are converted, integer and bool arrays become float64; other
-    dtypes raise TypeError naming the argument. The input rule of every layer here (and
-    of the fast kernels).
-    """
-    array = value if isinstance(value, np.ndarray) else _from_array_like(name, value)
-    kind = array.dtype.kind
-    if kind == "f":
-        return array
-    if kind in "biu":
-        return array.astype(np.float64)
-    raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-
-
-def _from_array_like(name, value):
-    try:
-        return np.asarray(value)
-    except ValueError as error:   # a ragged list
-        raise ValueError(f"{name} is not a rectangular array of numbers: {error}") from None
-
-
-def _check_ndim(name, array, ndim, layout):
-    if np.ndim(array) != ndim:
-        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {np.shape(array)}")
-
-
-def check_dout(dout, expected_shape):
-    """dout must have the forward output's shape (ValueError naming both otherwise).
-    Shared with the fast kernels, so that both raise the same errors."""
-    if np.shape(dout) != tuple(expected_shape):
-        raise ValueError(f"dout has shape {np.shape(dout)}, expected the forward output's "
-                         f"shape {tuple(expected_shape)}")
-
-
-def _check_scores(name, scores):
-    if np.isnan(scores).any():
-        raise ValueError(f"{name} holds NaN at {np.argwhere(np.isnan(scores))[0].tolist()}: "
-                         f"the loss of NaN scores is undefined (look for an overflow or a "
-                         f"NaN input upstream)")
-
-
-def _check_labels(y, scores):
-    """Labels must be integers in [0, C), one per row of scores (N, C)."""
-    _check_ndim("x", scores, 2, "(N, C)")
-    N, C = scores.shape
-    y = _from_array_like("y", y) if not isinstance(y, np.ndarray) else y
-    if y.shape != (N,):
-        raise ValueError(f"y has shape {y.shape}, expected ({N},) to match x {scores.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
-    if not (N == 0 or (y.min() >= 0 and y.max() < C)):
-        raise ValueError(f"y has labels in [{y.min()}, {y.max()}], expected them in [0, {C}) "
-                         f"for x of shape {scores.shape}")
-    return y
-
-
-def check_conv_arguments(x, w, b=None, stride=1, pad=0):
-    """
-    Check the arguments of a convolution (ValueError naming the argument) and return its
-    output height and width, (1 + (H + 2 pad - HH) // stride, 1 + (W + 2 pad - WW) // stride).
-    Shared with kernels.py, so that both raise the same errors.
-    """
-    _check_ndim("x", x, 4, "(N, C, H, W)")
-    _check_ndim("w", w, 4, "(F, C, HH, WW)")
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"w has C={w.shape[1]} input channels but x has C={x.shape[1]}: "
-                         f"x shape {x.shape}, w shape {w.shape}")
-    if not (isinstance(stride, (int, np.integer)) and not isinstance(stride, bool) and stride >= 1):
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
-    if not (isinstance(pad, (int, np.integer)) and not isinstance(pad, bool) and pad >= 0):
-        raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
-    padded_height, padded_width = x.shape[2] + 2 * pad, x.shape[3] + 2 * pad
-    if not (w.shape[2] <= padded_height and w.shape[3] <= padded_width):
-        raise ValueError(f"w's {w.shape[2]}x{w.shape[3]} kernel is larger than x's "
-                         f"{padded_height}x{padded_width} padded input: x shape {x.shape}, "
-                         f"w shape {w.shape}, pad {pad}")
-    if b is not None and np.shape(b) != (w.shape[0],):
-        raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[0]},) to match w "
-                         f"{w.shape}")
-    return ((padded_height - w.shape[2]) // stride + 1, (padded_width - w.shape[3]) // stride + 1)
-
-
-def check_pool_arguments(x, pool_param):
-    """
-    Check the arguments of a max pooling (ValueError naming the argument) and return
-    (ph, pw, stride, OH, OW). Shared with kernels.py, so that both raise the same errors.
-    """
-    _check_ndim("x", x, 4, "(N, C, H, W)")
-    try:
-        height, width, stride = (pool_param[key] for key in ("pool_height", "pool_width", "stride"))
-    except (KeyError, TypeError):
-        raise ValueError(f"pool_param must be a dict with keys 'pool_height', 'pool_width' "
-                         f"and 'stride', got {pool_param!r}") from None
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-               for v in (height, width, stride)):
-        raise ValueError(f"pool_param values must be positive integers, got {pool_param!r}")
-    if not (height <= x.shape[2] and width <= x.shape[3]):
-        raise ValueError(f"pool window {height}x{width} from pool_param is larger than x's "
-                         f"{x.shape[2]}x{x.shape[3]} spatial size (x shape {x.shape})")
-    out_height = (x.shape[2] - height) // stride + 1
-    out_width = (x.shape[3] - width) // stride + 1
-    return height, width, stride, out_height, out_width
-
+from validation import (as_array, check_bn_param, check_conv_arguments, check_dout, check_eps,
+                        check_keep_prob, check_ndim, check_pool_arguments, check_scale_shift,
+                        real_array, real_dout)
 
 # ----------------------------------------------------------------------------- fully connected
 
@@ -157,16 +51,8 @@ def fc_forward(x, w, b):
     - out: output of shape (N, M).
     - cache: (x, w, b).
     """
-    x, w, b = real_array("x", x), real_array("w", w), real_array("b", b)
-    if x.ndim < 1:
-        raise ValueError(f"x must have a batch axis, got shape {x.shape}")
-    _check_ndim("w", w, 2, "(D, M)")
+    x, w, b = _checked_fc(x, w, b)
     N, D = x.shape[0], math.prod(x.shape[1:])
-    if w.shape[0] != D:
-        raise ValueError(f"w has shape {w.shape} but x of shape {x.shape} flattens to D={D}: "
-                         f"expected w of shape ({D}, M)")
-    if b.shape != (w.shape[1],):
-        raise ValueError(f"b has shape {b.shape}, expected ({w.shape[1]},) to match w {w.shape}")
     out = x.reshape(N, D) @ w + b
     return out, (x, w, b)
 
@@ -192,9 +78,8 @@ def fc_backward(dout, cache, need_dx=True):
     - db: gradient with respect to b, of shape (M,).
     """
     x, w, b = cache
-    dout = real_array("dout", dout)
     N = x.shape[0]
-    check_dout(dout, (N, w.shape[1]))
+    dout = real_dout(dout, (N, w.shape[1]))
     dx = (dout @ w.T).reshape(x.shape) if need_dx else None
     dw = x.reshape(N, w.shape[0]).T @ dout
     db = dout.sum(axis=0)
@@ -233,8 +118,7 @@ def relu_backward(dout, cache):
     - dx: gradient with respect to x.
     """
     x = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, x.shape)
+    dout = real_dout(dout, x.shape)
     return dout * (x > 0)
 
 
@@ -279,8 +163,7 @@ def conv_forward(x, w):
     - out: output of shape (N, F, H - HH + 1, W - WW + 1).
     - cache: (x, w).
     """
-    x, w = real_array("x", x), real_array("w", w)
-    check_conv_arguments(x, w)
+    x, w, _ = _checked_conv(x, w)
     out = _filter(x, w)
     return out, (x, w)
 
@@ -310,9 +193,8 @@ def conv_backward(dout, cache):
     - dw: gradient with respect to w, of shape (F, C, HH, WW).
     """
     x, w = cache
-    dout = real_array("dout", dout)
+    dout = _checked_conv_dout(dout, x, w)
     F, C, HH, WW = w.shape
-    check_dout(dout, (x.shape[0], F, *check_conv_arguments(x, w)))
 
     # dW[f, c] = sum_n X[n, c] *filt dY[n, f]: windows of X as large as dY, one per (k, l)
     windows = sliding_window_view(x, dout.shape[2:], axis=(2, 3))
@@ -344,9 +226,7 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0):
     - out: output of shape (N, F, 1 + (H + 2*pad - HH) // s, 1 + (W + 2*pad - WW) // s).
     - cache: (x, w, b, stride, pad).
     """
-    x, w = real_array("x", x), real_array("w", w)
-    b = None if b is None else real_array("b", b)
-    check_conv_arguments(x, w, b, stride, pad)
+    x, w, b = _checked_conv(x, w, b, stride, pad)
     out = _filter(_pad_spatial(x, pad, pad, pad, pad), w, stride)
     if b is not None:
         out = out + b[:, None, None]
@@ -379,11 +259,10 @@ def conv2d_backward(dout, cache, need_dx=True):
     - db: gradient with respect to b, of shape (F,); None if b was None.
     """
     x, w, b, s, pad = cache
+    dout = _checked_conv_dout(dout, x, w, b, s, pad)
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
-    dout = real_array("dout", dout)
-    out_height, out_width = check_conv_arguments(x, w, b, s, pad)
-    check_dout(dout, (N, F, out_height, out_width))
+    out_height, out_width = dout.shape[2:]
     db = None if b is None else dout.sum(axis=(0, 2, 3))
 
     # dilated dY: D[n, f, s*i, s*j] = dY[n, f, i, j], zeros between
@@ -416,9 +295,9 @@ def conv2d_backward(dout, cache, need_dx=True):
 def _pool_windows(x, pool_param):
     """The pooling windows of x (N, C, H, W) as a view (N, C, OH, OW, ph * pw), entry
     k*pw + l of window (i, j) being x[n, c, s*i + k, s*j + l] (row-major in the window)."""
-    height, width, stride, out_height, out_width = check_pool_arguments(x, pool_param)
+    height, width, stride = (pool_param[key] for key in ("pool_height", "pool_width", "stride"))
     windows = sliding_window_view(x, (height, width), axis=(2, 3))[:, :, ::stride, ::stride]
-    return windows.reshape(*x.shape[:2], out_height, out_width, height * width)
+    return windows.reshape(*windows.shape[:4], height * width)
 
 
 def max_pool_forward(x, pool_param):
@@ -437,7 +316,7 @@ def max_pool_forward(x, pool_param):
     - out: output of shape (N, C, 1 + (H - ph) // s, 1 + (W - pw) // s).
     - cache: (x, pool_param).
     """
-    x = real_array("x", x)
+    x = _checked_pool(x, pool_param)
     out = _pool_windows(x, pool_param).max(axis=-1)
     return out, (x, pool_param)
 
@@ -464,9 +343,8 @@ def max_pool_backward(dout, cache):
     - dx: gradient with respect to x, of shape (N, C, H, W).
     """
     x, pool_param = cache[:2]
-    dout = real_array("dout", dout)
-    _, width, stride, out_height, out_width = check_pool_arguments(x, pool_param)
-    check_dout(dout, (*x.shape[:2], out_height, out_width))
+    dout = _checked_pool_dout(dout, x, pool_param)
+    width, stride = pool_param["pool_width"], pool_param["stride"]
     choice = _pool_windows(x, pool_param).argmax(axis=-1)   # first max: argmax's rule
     n, c, i, j = np.indices(dout.shape, sparse=True)
     rows, columns = stride * i + choice // width, stride * j + choice % width
@@ -498,9 +376,7 @@ def softmax_loss(x, y):
     - loss: scalar loss (mean over N; 0 for an empty batch).
     - dx: gradient of the loss with respect to x, of shape (N, C).
     """
-    x = real_array("x", x)
-    y = _check_labels(y, x)
-    _check_scores("x", x)
+    x, y = _checked_loss("x", x, y)
     N = x.shape[0]
     log_probs = _log_softmax(x)
     rows = np.arange(N)
@@ -522,8 +398,7 @@ def log_softmax_forward(x):
     - out: log-probabilities of shape (N, C).
     - cache: out.
     """
-    x = real_array("x", x)
-    _check_ndim("x", x, 2, "(N, C)")
+    x = _checked_scores(x)
     out = _log_softmax(x)
     return out, out
 
@@ -541,8 +416,7 @@ def log_softmax_backward(dout, cache):
     - dx: gradient with respect to x, of shape (N, C).
     """
     out = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, out.shape)
+    dout = real_dout(dout, out.shape)
     return dout - np.exp(out) * dout.sum(axis=1, keepdims=True)
 
 
@@ -560,9 +434,7 @@ def nll_loss(log_probs, y):
     - dlog_probs: gradient with respect to log_probs, of shape (N, C): -1/N at
       (n, y_n), 0 elsewhere.
     """
-    log_probs = real_array("log_probs", log_probs)
-    y = _check_labels(y, log_probs)
-    _check_scores("log_probs", log_probs)
+    log_probs, y = _checked_loss("log_probs", log_probs, y)
     N = log_probs.shape[0]
     rows = np.arange(N)
     loss = -log_probs[rows, y].sum() / max(N, 1)
@@ -592,13 +464,7 @@ def dropout_forward(x, dropout_param):
     - out: output of the shape of x.
     - cache: (dropout_param, mask); mask (shape of x, values 0 or 1/p) is None in test mode.
     """
-    x = real_array("x", x)
-    p, mode = dropout_param.get("p"), dropout_param.get("mode")
-    if not (isinstance(p, numbers.Real) and 0 < p <= 1):
-        raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], "
-                         f"got {p!r}")
-    if mode not in ("train", "test"):
-        raise ValueError(f"dropout_param['mode'] must be 'train' or 'test', got {mode!r}")
+    x, p, mode = _checked_dropout(x, dropout_param)
     if mode == "test":
         return x, (dropout_param, None)
     seed = dropout_param.get("seed")
@@ -619,11 +485,8 @@ def dropout_backward(dout, cache):
     - dx: gradient with respect to x.
     """
     dropout_param, mask = cache
-    dout = real_array("dout", dout)
-    if mask is None:
-        return dout
-    check_dout(dout, mask.shape)
-    return dout * mask
+    dout = _checked_dropout_dout(dout, mask)
+    return dout if mask is None else dout * mask
 
 
 def flatten_forward(x):
@@ -637,9 +500,7 @@ def flatten_forward(x):
     - out: output of shape (N, D).
     - cache: the shape of x.
     """
-    x = real_array("x", x)
-    if x.ndim < 1:
-        raise ValueError(f"x must have a batch axis, got shape {x.shape}")
+    x = _checked_flatten(x)
     return x.reshape(x.shape[0], math.prod(x.shape[1:])), x.shape
 
 
@@ -655,8 +516,7 @@ def flatten_backward(dout, cache):
     - dx: gradient of shape (N, d_1, ..., d_k).
     """
     x_shape = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, (x_shape[0], math.prod(x_shape[1:])))
+    dout = real_dout(dout, (x_shape[0], math.prod(x_shape[1:])))
     return dout.reshape(x_shape)
 
 
@@ -688,50 +548,6 @@ def _standardize_backward(dxhat, xhat, inv_std, axes):
     """
     return inv_std * (dxhat - dxhat.mean(axis=axes, keepdims=True)
                       - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True))
-
-
-def _check_eps(name, param):
-    eps = param.get("eps", 1e-5)
-    if not (isinstance(eps, numbers.Real) and eps > 0):
-        raise ValueError(f"{name}['eps'] must be a positive number, got {eps!r}")
-    return float(eps)
-
-
-def check_scale_shift(gamma, beta, shape, layout):
-    """gamma and beta as real arrays of `shape` (ValueError naming them otherwise). Shared
-    with kernels.py."""
-    gamma, beta = real_array("gamma", gamma), real_array("beta", beta)
-    for name, array in (("gamma", gamma), ("beta", beta)):
-        if array.shape != shape:
-            raise ValueError(f"{name} has shape {array.shape}, expected {shape} ({layout})")
-    return gamma, beta
-
-
-def check_bn_param(bn_param, D, dtype, N):
-    """(mode, eps, momentum, running_mean, running_var) of bn_param for a batch of N samples,
-    the running statistics (D,) as `dtype` (zeros when absent); ValueError naming the key
-    otherwise, or the empty batch in train mode. Shared with kernels.py."""
-    if not isinstance(bn_param, dict):
-        raise ValueError(f"bn_param must be a dict with at least 'mode', got {bn_param!r}")
-    mode = bn_param.get("mode")
-    if mode not in ("train", "test"):
-        raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
-    if mode == "train" and N == 0:
-        raise ValueError("x is an empty batch (N=0): batch norm in train mode needs at "
-                         "least one sample for the batch statistics")
-    eps = _check_eps("bn_param", bn_param)
-    momentum = bn_param.get("momentum", 0.9)
-    if not (isinstance(momentum, numbers.Real) and 0 <= momentum <= 1):
-        raise ValueError(f"bn_param['momentum'] must be in [0, 1], got {momentum!r}")
-    running = []
-    for key in ("running_mean", "running_var"):
-        value = bn_param.get(key)
-        value = np.zeros(D, dtype) if value is None else real_array(f"bn_param['{key}']", value)
-        if value.shape != (D,):
-            raise ValueError(f"bn_param['{key}'] has shape {value.shape}, expected ({D},) "
-                             f"for x with D={D} features")
-        running.append(value.astype(dtype, copy=False))
-    return mode, eps, float(momentum), *running
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -771,12 +587,9 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     - cache: (mode, xhat, centered, inv_std, gamma): xhat and centered = x - mu of shape
       (N, D), inv_std = 1 / sqrt(var + eps) of shape (D,).
     """
-    x = real_array("x", x)
-    _check_ndim("x", x, 2, "(N, D)")
-    N, D = x.shape
-    gamma, beta = check_scale_shift(gamma, beta, (D,), "one per feature of x (N, D)")
-    dtype = np.result_type(x, gamma, beta)
-    mode, eps, momentum, running_mean, running_var = check_bn_param(bn_param, D, dtype, N)
+    x, gamma, beta, (mode, eps, momentum, running_mean, running_var) = _checked_batchnorm(
+        x, gamma, beta, bn_param)
+    dtype = np.result_type(x, gamma, beta)   # of the running statistics and of out
     if mode == "train":
         mu = x.mean(axis=0)
         centered = x - mu
@@ -789,13 +602,6 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     xhat = centered * inv_std
     out = gamma * xhat + beta
     return out.astype(dtype, copy=False), (mode, xhat, centered, inv_std, gamma)
-
-
-def _batchnorm_dout(dout, cache):
-    mode, xhat, *_ = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, xhat.shape)
-    return dout
 
 
 def batchnorm_backward(dout, cache):
@@ -831,8 +637,8 @@ def batchnorm_backward(dout, cache):
     - dgamma: gradient with respect to gamma, of shape (D,).
     - dbeta: gradient with respect to beta, of shape (D,).
     """
-    dout = _batchnorm_dout(dout, cache)
     mode, xhat, centered, inv_std, gamma = cache
+    dout = real_dout(dout, xhat.shape)
     N = xhat.shape[0]
     dbeta = dout.sum(axis=0)                                 # (6)
     dgamma = (dout * xhat).sum(axis=0)
@@ -874,8 +680,8 @@ def batchnorm_backward_alt(dout, cache):
 
     Inputs and outputs: as batchnorm_backward.
     """
-    dout = _batchnorm_dout(dout, cache)
     mode, xhat, _, inv_std, gamma = cache
+    dout = real_dout(dout, xhat.shape)
     dbeta = dout.sum(axis=0)
     dgamma = (dout * xhat).sum(axis=0)
     if mode == "test":
@@ -905,12 +711,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
     - out: output of shape (N, D).
     - cache: (xhat, inv_std, gamma), xhat (N, D) the standardized x and inv_std (N, 1).
     """
-    x = real_array("x", x)
-    _check_ndim("x", x, 2, "(N, D)")
-    gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per feature of x (N, D)")
-    if not isinstance(ln_param, dict):
-        raise ValueError(f"ln_param must be a dict (optional key 'eps'), got {ln_param!r}")
-    xhat, inv_std = _standardize(x, 1, _check_eps("ln_param", ln_param))
+    x, gamma, beta, eps = _checked_layernorm(x, gamma, beta, ln_param)
+    xhat, inv_std = _standardize(x, 1, eps)
     return gamma * xhat + beta, (xhat, inv_std, gamma)
 
 
@@ -934,8 +736,7 @@ def layernorm_backward(dout, cache):
     - dgamma, dbeta: gradients of shape (D,).
     """
     xhat, inv_std, gamma = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, xhat.shape)
+    dout = real_dout(dout, xhat.shape)
     dx = _standardize_backward(dout * gamma, xhat, inv_std, 1)
     return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
 
@@ -968,9 +769,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     - out: output of shape (N, C, H, W).
     - cache: (batchnorm cache, shape of x).
     """
-    x = real_array("x", x)
-    _check_ndim("x", x, 4, "(N, C, H, W)")
-    gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per channel of x (N, C, H, W)")
+    x, gamma, beta = _checked_channels(x, gamma, beta)
     rows, cache = batchnorm_forward(_channels_last(x), gamma, beta, bn_param)
     return _channels_first(rows, x.shape), (cache, x.shape)
 
@@ -991,8 +790,7 @@ def spatial_batchnorm_backward(dout, cache):
     - dgamma, dbeta: gradients of shape (C,).
     """
     rows_cache, shape = cache
-    dout = real_array("dout", dout)
-    check_dout(dout, shape)
+    dout = real_dout(dout, shape)
     drows, dgamma, dbeta = batchnorm_backward_alt(_channels_last(dout), rows_cache)
     return _channels_first(drows, shape), dgamma, dbeta
 
@@ -1018,17 +816,10 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     - out: output of shape (N, C, H, W).
     - cache: (xhat, inv_std, gamma, G): xhat (N, G, C/G, H, W), inv_std (N, G, 1, 1, 1).
     """
-    x = real_array("x", x)
-    _check_ndim("x", x, 4, "(N, C, H, W)")
+    x, gamma, beta, eps = _checked_groupnorm(x, gamma, beta, G, gn_param)
     N, C, H, W = x.shape
-    gamma, beta = check_scale_shift(gamma, beta, (1, C, 1, 1), "one per channel of x (N, C, H, W)")
-    if not (isinstance(G, (int, np.integer)) and not isinstance(G, bool) and G >= 1 and C % G == 0):
-        raise ValueError(f"G must be a positive integer dividing the C={C} channels of x, "
-                         f"got G={G!r}")
-    if not isinstance(gn_param, dict):
-        raise ValueError(f"gn_param must be a dict (optional key 'eps'), got {gn_param!r}")
     groups = x.reshape(N, G, C // G, H, W)
-    xhat, inv_std = _standardize(groups, (2, 3, 4), _check_eps("gn_param", gn_param))
+    xhat, inv_std = _standardize(groups, (2, 3, 4), eps)
     out = gamma * xhat.reshape(x.shape) + beta
     return out, (xhat, inv_std, gamma, G)
 
@@ -1051,11 +842,172 @@ def spatial_groupnorm_backward(dout, cache):
     xhat, inv_std, gamma, G = cache
     N, _, group_size, H, W = xhat.shape
     shape = (N, G * group_size, H, W)
-    dout = real_array("dout", dout)
-    check_dout(dout, shape)
+    dout = real_dout(dout, shape)
     flat_xhat = xhat.reshape(shape)
     dgamma = (dout * flat_xhat).sum(axis=(0, 2, 3), keepdims=True)
     dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
     dxhat = (dout * gamma).reshape(xhat.shape)
     dx = _standardize_backward(dxhat, xhat, inv_std, (2, 3, 4))
     return dx.reshape(shape), dgamma, dbeta
+
+
+# ----------------------------------------------------------------------------- checks
+# The argument checks of the layers above, one call per layer. The rules shared with the
+# other layer files and kernels.py (real_array, real_dout, check_conv_arguments,
+# check_pool_arguments, check_bn_param...) live in validation.py, so that the reference
+# and the fast kernels raise the same errors. Each check raises at once, building its
+# message only then: an f-string passed to a helper would be formatted on every call
+# (~20 us per training step of a small MLP).
+
+
+def _check_batch_axis(x):
+    """x must have a batch axis (at least one dimension)."""
+    if x.ndim < 1:
+        raise ValueError(f"x must have a batch axis, got shape {x.shape}")
+
+
+def _checked_fc(x, w, b):
+    """x (N, d_1, ..., d_k), w (D, M) and b (M,) as real arrays, D = d_1 * ... * d_k."""
+    x, w, b = real_array("x", x), real_array("w", w), real_array("b", b)
+    _check_batch_axis(x)
+    check_ndim("w", w, 2, "(D, M)")
+    D = math.prod(x.shape[1:])
+    if w.shape[0] != D:
+        raise ValueError(f"w has shape {w.shape} but x of shape {x.shape} flattens to D={D}: "
+                         f"expected w of shape ({D}, M)")
+    if b.shape != (w.shape[1],):
+        raise ValueError(f"b has shape {b.shape}, expected ({w.shape[1]},) to match w {w.shape}")
+    return x, w, b
+
+
+def _checked_conv(x, w, b=None, stride=1, pad=0):
+    """x (N, C, H, W), w (F, C, HH, WW) and b (F,) or None as real arrays; stride and pad
+    as check_conv_arguments wants them."""
+    x, w = real_array("x", x), real_array("w", w)
+    b = None if b is None else real_array("b", b)
+    check_conv_arguments(x, w, b, stride, pad)
+    return x, w, b
+
+
+def _checked_conv_dout(dout, x, w, b=None, stride=1, pad=0):
+    """dout as a real array of the shape of the convolution's output, (N, F, OH, OW)."""
+    dout = real_array("dout", dout)
+    check_dout(dout, (x.shape[0], w.shape[0], *check_conv_arguments(x, w, b, stride, pad)))
+    return dout
+
+
+def _checked_pool(x, pool_param):
+    """x (N, C, H, W) as a real array, pool_param's window fitting in it."""
+    x = real_array("x", x)
+    check_pool_arguments(x, pool_param)
+    return x
+
+
+def _checked_pool_dout(dout, x, pool_param):
+    """dout as a real array of the shape of the pooling's output, (N, C, OH, OW)."""
+    dout = real_array("dout", dout)
+    *_, out_height, out_width = check_pool_arguments(x, pool_param)
+    check_dout(dout, (*x.shape[:2], out_height, out_width))
+    return dout
+
+
+def _checked_scores(x):
+    """x as a real array of scores (N, C)."""
+    x = real_array("x", x)
+    check_ndim("x", x, 2, "(N, C)")
+    return x
+
+
+def _checked_loss(name, scores, y):
+    """scores (N, C) as a real array free of NaN, and y as integer labels (N,) in [0, C)."""
+    scores = real_array(name, scores)
+    y = _checked_labels(y, scores)
+    if np.isnan(scores).any():
+        raise ValueError(f"{name} holds NaN at {np.argwhere(np.isnan(scores))[0].tolist()}: "
+                         f"the loss of NaN scores is undefined (look for an overflow or a "
+                         f"NaN input upstream)")
+    return scores, y
+
+
+def _checked_labels(y, scores):
+    """Labels must be integers in [0, C), one per row of scores (N, C)."""
+    check_ndim("x", scores, 2, "(N, C)")
+    N, C = scores.shape
+    y = y if isinstance(y, np.ndarray) else as_array("y", y)
+    if y.shape != (N,):
+        raise ValueError(f"y has shape {y.shape}, expected ({N},) to match x {scores.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if not (N == 0 or (y.min() >= 0 and y.max() < C)):
+        raise ValueError(f"y has labels in [{y.min()}, {y.max()}], expected them in [0, {C}) "
+                         f"for x of shape {scores.shape}")
+    return y
+
+
+def _checked_dropout(x, dropout_param):
+    """x as a real array, and dropout_param's keep probability p (a float in (0, 1]) and
+    mode ('train' or 'test')."""
+    x = real_array("x", x)
+    p = check_keep_prob("dropout_param['p']", dropout_param.get("p"))
+    mode = dropout_param.get("mode")
+    if mode not in ("train", "test"):
+        raise ValueError(f"dropout_param['mode'] must be 'train' or 'test', got {mode!r}")
+    return x, p, mode
+
+
+def _checked_dropout_dout(dout, mask):
+    """dout as a real array, of the mask's shape in training (test mode kept no mask)."""
+    return real_array("dout", dout) if mask is None else real_dout(dout, mask.shape)
+
+
+def _checked_flatten(x):
+    """x as a real array with a batch axis."""
+    x = real_array("x", x)
+    _check_batch_axis(x)
+    return x
+
+
+def _checked_features(x, gamma, beta):
+    """x (N, D), and gamma and beta of one value per feature (D,), as real arrays."""
+    x = real_array("x", x)
+    check_ndim("x", x, 2, "(N, D)")
+    gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per feature of x (N, D)")
+    return x, gamma, beta
+
+
+def _checked_channels(x, gamma, beta, keepdims=False):
+    """x (N, C, H, W), and gamma and beta of one value per channel, (C,) or with keepdims
+    (1, C, 1, 1), as real arrays."""
+    x = real_array("x", x)
+    check_ndim("x", x, 4, "(N, C, H, W)")
+    C = x.shape[1]
+    gamma, beta = check_scale_shift(gamma, beta, (1, C, 1, 1) if keepdims else (C,),
+                                    "one per channel of x (N, C, H, W)")
+    return x, gamma, beta
+
+
+def _checked_batchnorm(x, gamma, beta, bn_param):
+    """x, gamma, beta as _checked_features, and bn_param's settings (mode, eps, momentum,
+    running_mean, running_var) from check_bn_param, the running statistics in the dtype of
+    the output."""
+    x, gamma, beta = _checked_features(x, gamma, beta)
+    N, D = x.shape
+    settings = check_bn_param(bn_param, D, np.result_type(x, gamma, beta), N)
+    return x, gamma, beta, settings
+
+
+def _checked_layernorm(x, gamma, beta, ln_param):
+    """x, gamma, beta as _checked_features, and ln_param's eps."""
+    x, gamma, beta = _checked_features(x, gamma, beta)
+    return x, gamma, beta, check_eps("ln_param", ln_param)
+
+
+def _checked_groupnorm(x, gamma, beta, G, gn_param):
+    """x, gamma, beta (1, C, 1, 1) as _checked_channels, G a positive integer dividing C,
+    and gn_param's eps."""
+    x, gamma, beta = _checked_channels(x, gamma, beta, keepdims=True)
+    C = x.shape[1]
+    if not (isinstance(G, (int, np.integer)) and not isinstance(G, bool) and G >= 1 and C % G == 0):
+        raise ValueError(f"G must be a positive integer dividing the C={C} channels of x, "
+                         f"got G={G!r}")
+    return x, gamma, beta, check_eps("gn_param", gn_param)

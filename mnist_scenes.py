@@ -1,18 +1,25 @@
-"""MNIST scenes: a built-in, offline captioning dataset of real digits and our own features.
+"""MNIST scenes: a built-in, offline captioning dataset of real digits.
 
-The scenes are drawn from MNIST digits; their features come from a CNN trained here with
-handgrad's models (scene_encoder.py). So it lives beside the models, not in data/, which
-only loads files.
+Scenes of 2 to 4 MNIST digits on a 64 x 64 canvas, each with 4 reference captions: this
+module draws the scenes, writes their captions and caches both. It trains nothing: the
+image features come from a CNN trained on these scenes by scene_encoder.py, a model
+above this dataset, whose load_scene_dataset returns the scenes with their features
+(what image_captioning.py trains on). It stays a top-level module, as data/ only loads
+files that exist, but like data/ it imports no model.
 
     from mnist_scenes import load_mnist_scenes
-    data = load_mnist_scenes()              # first call generates and caches (~2.6 min)
+    data = load_mnist_scenes()              # first call generates and caches (seconds)
     data = load_mnist_scenes(size='small')  # 1,000 / 200 / 200 scenes, for --quick runs
 
     data['train_captions'][0]   # int32 (18,): <START> two digits from left to right ...
     data['train_image_idxs']    # int32 (40000,): the scene of each caption
+    data['train_images']        # uint8 (10000, 64, 64): the scenes themselves
+    data['train_labels'], data['train_boxes']   # what is where, left to right
+
+    from scene_encoder import load_scene_dataset
+    data = load_scene_dataset()             # the same scenes, with the encoder's features
     data['train_features']      # float32 (10000, 256): one vector per scene (plain decoders)
     data['train_spatial_features']  # float32 (10000, 64, 64): 8x8 grid x 64 channels (attention)
-    data['train_images']        # uint8 (10000, 64, 64): the scenes themselves, for figures
 
 Scenes
 ------
@@ -81,65 +88,30 @@ Sizes and timing
                     attention) takes roughly a quarter of an hour on 2 cores: an
                     epoch of all 40,000 captions took about 20 s for an LSTM decoder
                     and 40 s for the attention decoder (hidden size 256, batches of 100).
-    size='small':   1,000 / 200 / 200 scenes, for smoke runs (--quick). Its encoder gets
-                    only 25 s of training, so its features are weak (on test scenes 30%
-                    of the digit cells and 37% of the reading slots right, against 83% and
-                    74% for 'default'): for checking that code runs, not for results.
+    size='small':   1,000 / 200 / 200 scenes, for smoke runs (--quick); their features
+                    are weak (scene_encoder.py says how much): for checking that code
+                    runs, not for results.
     size=(n_train, n_val, n_test): any other numbers (e.g. tiny sets in tests).
 
-The first call generates the scenes, trains the encoder and extracts the features. On the
-project's 2-core machine, for 'default': 11 s of scenes, 128 s of encoder training, 16 s
-of features, 2.6 minutes in all (about 150 s of CPU time; up to 3.2 minutes while other
-processes shared the machine); for 'small' 28 s. Later calls load
-the cache in about a second. (The convolutions run as many small BLAS matrix products;
-with OpenBLAS's default 2 threads on a machine that other processes keep busy they can
-get several times slower: OPENBLAS_NUM_THREADS=1 avoids that.)
+The first call generates the scenes: a few seconds (on the project's 2-core machine the
+22,000 scenes of 'default' and of its encoder's own training set took 11 s together).
+Later calls load the cache in about a second.
 
-Image features
---------------
-A small convolutional network, built with cnn.Sequential and trained here by handgrad
-(Solver, Adam), encodes each scene; scene_encoder.py describes it. It is trained on
-proxy tasks, not on captions, and then frozen, like the VGG features of the course's COCO
-data: first its conv layers learn to tell, for each cell of an 8 x 8 grid over the
-canvas, which digit (and size) is centred around there, if any; then its fully connected
-layers learn, from that grid, to read the digits left to right (with sizes) and top to
-bottom.
-
-- `<split>_spatial_features` (N, 64, 64): the output of its last convolutional block, an
-  8 x 8 grid of 64 channels, flattened row-major: position l = row * 8 + col covers canvas
-  pixels [8 row, 8 row + 8) x [8 col, 8 col + 8). For attention decoders.
-- `<split>_features` (N, 256): its fully connected hidden layer (after the ReLU), the
-  analogue of VGG's fc7 vector, computed from the whole grid, so it knows what is where.
-  For the plain rnn / lstm decoders.
-
-Each kind is divided by one scalar so that its root-mean-square value over the train
-scenes is 1 (a convenient scale for decoders; nothing else is normalized). The cache
-stores them as float16 (half the size; relative rounding below 1e-3); they are returned
-as float32.
-
-The encoder is trained on scenes of its own: as many as there are train scenes, drawn
-like them from the first 55,000 MNIST train images but as another sequence (split number
-3 of the seed), never from val or test digits; the val scenes pick its best epochs. So
-the captioning train scenes are as new to it as the val and test scenes, and their
-features are as good (no better): trained on the captioning train scenes themselves, its
-reader got 94% of the slots right there against 73% on val, and decoders would learn
-from cleaner features than they are tested on. Its proxy-task accuracies on its own
-scenes ('encoder_train') and on each split are in data['encoder_accuracy'].
-
-Determinism: scenes and captions depend only on the seed (and MNIST). The features are
-bit-identical for a seed on one machine with one BLAS thread count; other BLAS builds or
-thread counts round float32 sums differently, which changes them slightly.
+extra_train_scenes draws more scenes from the train split's MNIST images, as a sequence
+of their own: scene_encoder.py trains its encoder on them, so that the captioning train
+scenes are as new to it as the val and test scenes.
 
 Cache
 -----
 The result is written once, atomically, to `mnist_scenes_seed<seed>_<size>.npz` in the
 first writable of: `cache_dir` if given, else `<data_dir>/cache` (if data_dir is given),
-the repo's `data/cache` (ignored by git); about 160 MB for 'default', 20 MB for 'small'.
+the repo's `data/cache` (ignored by git); about 53 MB for 'default', 6 MB for 'small'.
 Loading also searches `$HANDGRAD_DATA/cache`, which is never written (it is often a
 shared, read-only folder, as in CI; put a cache there by hand to share it). The
 file stores a key made of CACHE_VERSION and every generation parameter; if it does not
 match (the code changed), the data is generated again. Bump CACHE_VERSION when changing
-how scenes, captions or features are made.
+how scenes or captions are made. (scene_encoder.py caches the features the same way, in
+a file of its own.)
 
 Returned dict (N = scenes, K = 4 captions per scene, per split train / val / test):
 
@@ -147,20 +119,13 @@ Returned dict (N = scenes, K = 4 captions per scene, per split train / val / tes
     <split>_captions          int32   (N*K, 18)       caption k of scene i in row K*i + k
     <split>_image_idxs        int32   (N*K,)          scene of each caption (= row // K)
     <split>_references        list of N lists of K word lists (for bleu.bleu_scores)
-    <split>_features          float32 (N, 256)
-    <split>_spatial_features  float32 (N, 64, 64)     (N, L, D'), L = 8 x 8 positions
     <split>_labels            int8    (N, 4)   digit classes left to right, -1 padding
     <split>_sizes             int8    (N, 4)   0 small / 1 large, same order, -1 padding
     <split>_boxes             int16   (N, 4, 4) ink boxes (x0, y0, x1, y1), x1/y1 exclusive
     <split>_num_digits        int8    (N,)     2, 3 or 4
     <split>_sources           int32   (N, 4)   MNIST index of each digit, -1 padding
     idx_to_word               list of 35 str;  word_to_idx: dict str -> int
-    encoder_accuracy          dict: proxy-task accuracies of the encoder, per split and
-                              on its own training scenes ('encoder_train')
-    encoder_params            dict of arrays: scene_encoder.SceneEncoder(params=...)
-                              rebuilds the encoder (e.g. to encode new canvases)
-    info                      dict: seed, counts, grid (8, 8), version, encoder epochs,
-                              its accuracy history and summary, feature scales, timings
+    info                      dict: seed, counts, version, canvas and caption sizes, timings
 """
 
 import hashlib
@@ -171,12 +136,13 @@ import time
 
 import numpy as np
 
-import scene_encoder
+from captions import END_TOKEN, NULL_TOKEN, START_TOKEN
 from data.datasets import DATA_ENV, REPO_DATA_DIR, load_mnist
 from fileio import atomic_path
 
-# Bump when the scenes, captions, vocabulary or features change: old caches regenerate.
-CACHE_VERSION = 3
+# Bump when the scenes, captions or vocabulary change: old caches regenerate.
+# 4: the features left this cache for scene_encoder.py's own.
+CACHE_VERSION = 4
 
 CANVAS_SIZE = 64
 MAX_DIGITS = 4
@@ -190,19 +156,18 @@ PLACEMENT_CANDIDATES = 64   # random layouts tried at once
 PLACEMENT_ROUNDS = 8        # batches of candidates before new sizes are drawn
 
 SPLITS = ('train', 'val', 'test')
-ENCODER_SPLIT = 'encoder_train'   # scenes the encoder is trained on (train-split digits)
+SCENE_KEYS = ('images', 'labels', 'sizes', 'boxes', 'num_digits', 'sources')   # per scene
 NUM_VAL_DIGITS = 5000       # the last 5,000 MNIST train images, as in train_val_split
 SIZES = {
     'default': (10000, 1000, 1000),
     'small': (1000, 200, 200),
 }
-ENCODER_EPOCHS = {'default': (6, 15), 'small': (10, 15)}   # other sizes: default
 
 CAPTIONS_PER_IMAGE = 4
 MAX_CAPTION_WORDS = 16
 CAPTION_LENGTH = MAX_CAPTION_WORDS + 2    # with <START> and <END>
 
-NULL, START, END, UNK = '<NULL>', '<START>', '<END>', '<UNK>'
+NULL, START, END, UNK = NULL_TOKEN, START_TOKEN, END_TOKEN, '<UNK>'
 COUNT_WORDS = {2: 'two', 3: 'three', 4: 'four'}
 RELATION_WORDS = {'left': ('to', 'the', 'left', 'of'), 'right': ('to', 'the', 'right', 'of'),
                   'above': ('above',), 'below': ('below',)}
@@ -496,7 +461,7 @@ def _split_pools(mnist):
             'test': (X_test, y_test, np.arange(len(X_test)))}
 
 
-def _resolve_size(size):
+def resolve_size(size):
     """'default' / 'small' / (n_train, n_val, n_test) -> (label for file names, counts)."""
     if isinstance(size, str):
         if size not in SIZES:
@@ -515,92 +480,68 @@ def _log(verbose, message):
         print(message, file=sys.stderr, flush=True)
 
 
-def build_mnist_scenes(mnist, seed=0, counts=SIZES['default'], encoder_epochs=ENCODER_EPOCHS['default'],
-                       verbose=False):
+def build_mnist_scenes(mnist, seed=0, counts=SIZES['default'], verbose=False):
     """
-    Generate the scenes, captions and features (no cache; load_mnist_scenes caches).
+    Generate the scenes and their captions (no cache; load_mnist_scenes caches).
 
     Inputs:
     - mnist: (X_train, y_train, X_test, y_test) as returned by data.load_mnist.
-    - seed: int, seed of the scenes and of the encoder.
+    - seed: int, seed of the scenes.
     - counts: (n_train, n_val, n_test) scenes.
-    - encoder_epochs: (detection epochs, reading epochs) of the encoder's two stages.
-    - verbose: print progress to stderr (and the encoder's training to stdout).
+    - verbose: print progress to stderr.
 
     Returns a dict of arrays: per split the keys of the module docstring without the
     `references` (images, labels, sizes, boxes, num_digits, sources, captions,
-    image_idxs, features, spatial_features), plus 'encoder_params' (dict), 'info' (dict).
+    image_idxs), plus 'info' (dict).
     """
-
     start, cpu_start = time.perf_counter(), time.process_time()
     pools = _split_pools(mnist)
-    out, scenes = {}, {}
+    out = {}
     for number, (split, count) in enumerate(zip(SPLITS, counts)):
         images, labels, pool = pools[split]
         _log(verbose, f"MNIST scenes: drawing {count} {split} scenes ...")
-        scenes[split] = generate_scenes(images, labels, pool, count, seed, number)
-        for key, value in scenes[split].items():
+        scenes = generate_scenes(images, labels, pool, count, seed, number)
+        for key, value in scenes.items():
             out[f'{split}_{key}'] = value
-        out[f'{split}_captions'], out[f'{split}_image_idxs'] = caption_scenes(scenes[split])
-    # the encoder's own training scenes: other scenes of the train split's MNIST images
-    images, labels, pool = pools['train']
-    scenes[ENCODER_SPLIT] = generate_scenes(images, labels, pool, counts[0], seed,
-                                            len(SPLITS))
-    scenes_seconds = time.perf_counter() - start
-
-    _log(verbose, f"MNIST scenes: training the encoder on {counts[0]} scenes of its own "
-                  f"({encoder_epochs[0]} + {encoder_epochs[1]} epochs) ...")
-    start = time.perf_counter()
-    encoder, history = scene_encoder.train_encoder(scenes[ENCODER_SPLIT], scenes['val'],
-                                                   encoder_epochs, seed, verbose)
-    encoder_seconds = time.perf_counter() - start
-
-    start = time.perf_counter()
-    accuracy = {}
-    for split in (ENCODER_SPLIT,) + SPLITS:
-        encoded = encoder.encode(scenes[split]['images'])
-        accuracy[split] = encoder.accuracy(scenes[split], encoded)
-        if split != ENCODER_SPLIT:
-            out[f'{split}_features'] = encoded['pooled']
-            out[f'{split}_spatial_features'] = encoded['spatial']
-    scales = {}
-    for name in ('features', 'spatial_features'):      # RMS 1 over the train scenes
-        scales[name] = float(np.sqrt(np.mean(out['train_' + name].astype(np.float64) ** 2)))
-        for split in SPLITS:
-            out[f'{split}_{name}'] /= np.float32(scales[name])
-    features_seconds = time.perf_counter() - start
-
-    out['encoder_params'] = encoder.params
+        out[f'{split}_captions'], out[f'{split}_image_idxs'] = caption_scenes(scenes)
     out['info'] = {
         'seed': seed, 'counts': dict(zip(SPLITS, counts)), 'version': CACHE_VERSION,
-        'encoder_scenes': counts[0],
-        'canvas_size': CANVAS_SIZE, 'grid': [scene_encoder.GRID, scene_encoder.GRID],
-        'captions_per_image': CAPTIONS_PER_IMAGE, 'caption_length': CAPTION_LENGTH,
-        'encoder_epochs': list(encoder_epochs), 'encoder_accuracy': accuracy,
-        'encoder_history': history, 'encoder_summary': encoder.summary(),
-        'feature_scales': scales,
-        'seconds': {'scenes': scenes_seconds, 'encoder': encoder_seconds,
-                    'features': features_seconds},
+        'canvas_size': CANVAS_SIZE, 'captions_per_image': CAPTIONS_PER_IMAGE,
+        'caption_length': CAPTION_LENGTH,
+        'seconds': {'scenes': time.perf_counter() - start},
         'cpu_seconds': time.process_time() - cpu_start,
     }
-    _log(verbose, f"MNIST scenes: done; encoder val accuracy: "
-                  f"{json.dumps(accuracy['val'])}")
     return out
+
+
+def extra_train_scenes(mnist, num_scenes, seed=0):
+    """
+    Scenes that are not in the dataset, drawn like the train scenes (from the train
+    split's MNIST images only, never val or test digits) as a sequence of their own
+    (split number len(SPLITS) = 3 of the seed): data for training a model on scenes
+    other than the captioning train scenes (scene_encoder.py's encoder). A dict as
+    generate_scenes returns, without captions.
+    """
+    images, labels, pool = _split_pools(mnist)['train']
+    return generate_scenes(images, labels, pool, num_scenes, seed, len(SPLITS))
+
+
+def split_scenes(data, split):
+    """The scenes of one split of a loaded dataset, as generate_scenes returns them (the
+    keys images, labels, sizes, boxes, num_digits, sources)."""
+    return {key: data[f'{split}_{key}'] for key in SCENE_KEYS}
 
 
 # ----------------------------------------------------------------------------- cache
 
-_ARRAY_KEYS = ('images', 'labels', 'sizes', 'boxes', 'num_digits', 'sources', 'captions',
-               'image_idxs', 'features', 'spatial_features')
-_FLOAT16_KEYS = ('features', 'spatial_features')    # stored as float16, returned float32
+_ARRAY_KEYS = SCENE_KEYS + ('captions', 'image_idxs')
 
 
-def cache_key(seed, counts, encoder_epochs):
+def cache_key(seed, counts):
     """The key stored in a cache file: a hash of CACHE_VERSION and every parameter of the
     generation. A cache whose key differs is generated again."""
     config = {
         'version': CACHE_VERSION, 'seed': int(seed), 'counts': [int(n) for n in counts],
-        'encoder_epochs': [int(e) for e in encoder_epochs],
         'canvas': CANVAS_SIZE, 'counts_per_scene': DIGIT_COUNTS, 'heights': SIZE_HEIGHTS,
         'border': BORDER, 'gap': GAP, 'order_margin': ORDER_MARGIN,
         'placement': [PLACEMENT_CANDIDATES, PLACEMENT_ROUNDS], 'val_digits': NUM_VAL_DIGITS,
@@ -623,30 +564,64 @@ def cache_dirs(data_dir=None, cache_dir=None, for_writing=False):
     return [os.path.abspath(os.path.join(root, 'cache')) for root in roots if root]
 
 
-def cache_file_name(seed=0, size='default', encoder_epochs=None):
-    """e.g. 'mnist_scenes_seed0_default.npz'; non-default encoder epochs are added."""
-    label, _ = _resolve_size(size)
-    name = f'mnist_scenes_seed{int(seed)}_{label}'
-    if encoder_epochs is not None and tuple(encoder_epochs) != _default_epochs(size):
-        name += '_encoder{}-{}'.format(*encoder_epochs)
-    return name + '.npz'
+def cache_file_name(seed=0, size='default'):
+    """e.g. 'mnist_scenes_seed0_default.npz'."""
+    label, _ = resolve_size(size)
+    return f'mnist_scenes_seed{int(seed)}_{label}.npz'
 
 
-def _default_epochs(size):
-    return ENCODER_EPOCHS.get(size, ENCODER_EPOCHS['default']) if isinstance(size, str) \
-        else ENCODER_EPOCHS['default']
+def cached_arrays(file_name, key, build, data_dir=None, cache_dir=None, verbose=True,
+                  what='MNIST scenes'):
+    """
+    The arrays of the cache file `file_name` whose stored key is `key`, from the first of
+    cache_dirs(data_dir, cache_dir) that has it; if none has, build() (a dict of arrays)
+    is called and its arrays, with the key, are written atomically to the first writable
+    directory (a message says so if none is). `what` names the data in the messages.
+    The cache of this module and of scene_encoder.py.
+    """
+    directories, stale = cache_dirs(data_dir, cache_dir), []
+    for directory in directories:
+        path = os.path.join(directory, file_name)
+        if os.path.isfile(path):
+            arrays = _read_cache(path, key, what)
+            if arrays:
+                return arrays
+            if arrays is None:
+                stale.append(path)
+
+    if stale:
+        _log(verbose, f"{what}: {', '.join(stale)} was made by another version of the code "
+                      f"or with other parameters; generating it again (once)")
+    else:
+        _log(verbose, f"{what}: no cache {file_name} for this version in "
+                      f"{', '.join(directories)}; generating it (once)")
+    arrays = dict(build(), cache_key=np.array(key))
+    for directory in cache_dirs(data_dir, cache_dir, for_writing=True):
+        try:
+            os.makedirs(directory, exist_ok=True)
+            path = _write_cache(directory, file_name, arrays)
+        except OSError:
+            continue
+        _log(verbose, f"{what}: cached in {path}")
+        break
+    else:
+        print(f"{what}: could not write the cache to any of "
+              f"{', '.join(cache_dirs(data_dir, cache_dir, for_writing=True))}; it will be "
+              f"generated again next time", file=sys.stderr)
+    return arrays
 
 
-def _read_cache(path, key):
-    """The stored arrays of a cache file if its key matches, else None."""
+def _read_cache(path, key, what):
+    """The stored arrays of a cache file if its key matches, else None; {} if the file
+    cannot be read (a message says so)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             if 'cache_key' not in npz.files or str(npz['cache_key']) != key:
                 return None
             return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, EOFError) as error:   # unreadable: generate again
-        print(f"MNIST scenes: ignoring unreadable cache {path}: {error}", file=sys.stderr)
-        return None
+        print(f"{what}: ignoring unreadable cache {path}: {error}", file=sys.stderr)
+        return {}
 
 
 def _write_cache(directory, file_name, arrays):
@@ -658,26 +633,18 @@ def _write_cache(directory, file_name, arrays):
     return path
 
 
-def _to_storage(built, key):
-    arrays = {'cache_key': np.array(key), 'info_json': np.array(json.dumps(built['info'])),
+def _to_storage(built):
+    arrays = {'info_json': np.array(json.dumps(built['info'])),
               'idx_to_word': np.array(IDX_TO_WORD)}
     for split in SPLITS:
         for name in _ARRAY_KEYS:
-            value = built[f'{split}_{name}']
-            arrays[f'{split}_{name}'] = value.astype(np.float16) if name in _FLOAT16_KEYS \
-                else value
-    for name, value in built['encoder_params'].items():
-        arrays['encoder__' + name] = value
+            arrays[f'{split}_{name}'] = built[f'{split}_{name}']
     return arrays
 
 
 def _from_storage(arrays):
-    data = {}
-    for split in SPLITS:
-        for name in _ARRAY_KEYS:
-            value = arrays[f'{split}_{name}']
-            data[f'{split}_{name}'] = value.astype(np.float32) if name in _FLOAT16_KEYS \
-                else value
+    data = {f'{split}_{name}': arrays[f'{split}_{name}']
+            for split in SPLITS for name in _ARRAY_KEYS}
     data['idx_to_word'] = [str(w) for w in arrays['idx_to_word']]
     data['word_to_idx'] = {w: i for i, w in enumerate(data['idx_to_word'])}
     for split in SPLITS:
@@ -686,59 +653,31 @@ def _from_storage(arrays):
             [decode_caption(c, data['idx_to_word'])
              for c in captions[CAPTIONS_PER_IMAGE * i:CAPTIONS_PER_IMAGE * (i + 1)]]
             for i in range(len(data[f'{split}_images']))]
-    data['encoder_params'] = {name[len('encoder__'):]: value for name, value in arrays.items()
-                              if name.startswith('encoder__')}
     data['info'] = json.loads(str(arrays['info_json']))
-    data['encoder_accuracy'] = data['info']['encoder_accuracy']
     return data
 
 
-def load_mnist_scenes(data_dir=None, seed=0, size='default', cache_dir=None,
-                      encoder_epochs=None, verbose=True):
+def load_mnist_scenes(data_dir=None, seed=0, size='default', cache_dir=None, verbose=True):
     """
     The MNIST scenes captioning dataset (see the module docstring), generated on first use
-    and cached.
+    and cached; scene_encoder.load_scene_dataset adds the image features.
 
     Inputs:
     - data_dir: where MNIST is (data.load_mnist's lookup: data_dir, $HANDGRAD_DATA, the
       repo's data/; downloaded if absent); `<data_dir>/cache` is also the first cache
       directory.
-    - seed: int, seed of the scenes and the encoder.
+    - seed: int, seed of the scenes.
     - size: 'default' (10,000 / 1,000 / 1,000 scenes), 'small' (1,000 / 200 / 200) or a
       tuple (n_train, n_val, n_test).
     - cache_dir: directory of the cache file, instead of the default search (cache_dirs).
-    - encoder_epochs: (detection epochs, reading epochs) of the encoder training, or None
-      for the size's default (ENCODER_EPOCHS).
     - verbose: print progress while generating.
 
     Returns a dict with the keys listed in the module docstring.
     """
-    label, counts = _resolve_size(size)
-    encoder_epochs = tuple(int(e) for e in (encoder_epochs or _default_epochs(size)))
-    key = cache_key(seed, counts, encoder_epochs)
-    file_name = cache_file_name(seed, size, encoder_epochs)
-    directories = cache_dirs(data_dir, cache_dir)
-    for directory in directories:
-        path = os.path.join(directory, file_name)
-        if os.path.isfile(path):
-            arrays = _read_cache(path, key)
-            if arrays is not None:
-                return _from_storage(arrays)
+    _, counts = resolve_size(size)
 
-    _log(verbose, f"MNIST scenes: no cache {file_name} for this version in "
-                  f"{', '.join(directories)}; generating it (once)")
-    built = build_mnist_scenes(load_mnist(data_dir), seed, counts, encoder_epochs, verbose)
-    arrays = _to_storage(built, key)
-    for directory in cache_dirs(data_dir, cache_dir, for_writing=True):
-        try:
-            os.makedirs(directory, exist_ok=True)
-            path = _write_cache(directory, file_name, arrays)
-        except OSError:
-            continue
-        _log(verbose, f"MNIST scenes: cached in {path}")
-        break
-    else:
-        print(f"MNIST scenes: could not write the cache to any of "
-              f"{', '.join(cache_dirs(data_dir, cache_dir, for_writing=True))}; it will be "
-              f"generated again next time", file=sys.stderr)
-    return _from_storage(arrays)
+    def build():
+        return _to_storage(build_mnist_scenes(load_mnist(data_dir), seed, counts, verbose))
+
+    return _from_storage(cached_arrays(cache_file_name(seed, size), cache_key(seed, counts),
+                                       build, data_dir, cache_dir, verbose))

@@ -13,14 +13,17 @@ Both models have the interface the Solver expects and share it with each other:
 
 Captions are int arrays (N, T): <START> w_1 ... w_k <END> <NULL> ... <NULL>. At training
 time step t reads captions[:, t] and is scored on predicting captions[:, t + 1]; positions
-whose target is <NULL> do not count (the mask of temporal_softmax_loss).
+whose target is <NULL> do not count (the mask of temporal_softmax_loss). captions.py holds
+these conventions, with the checks of the captions and lengths the models are given.
 
 The layer functions are imported by name at module level and called as bare names, so
 that course graders can monkeypatch e.g. `rnn.temporal_fc_forward` and see it used.
 """
 import numpy as np
 
-from layers import dropout_backward, dropout_forward, fc_backward, fc_forward, real_array
+from captions import check_captions, check_max_length, special_tokens, start_words
+from layers import dropout_backward, dropout_forward, fc_backward, fc_forward
+from randomness import dropout_rng, gaussian, train_dropout_param
 from rnn_layers import (
     attention_step_backward,
     attention_step_forward,
@@ -37,94 +40,12 @@ from rnn_layers import (
     word_embedding_backward,
     word_embedding_forward,
 )
-
-NULL_TOKEN = '<NULL>'
-START_TOKEN = '<START>'
-END_TOKEN = '<END>'
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def _special_tokens(word_to_idx):
-    """Indices of <NULL> (required), <START> and <END> (None when absent: the homework's
-    loss tests use a vocabulary with <NULL> only)."""
-    if NULL_TOKEN not in word_to_idx:
-        raise ValueError(f"word_to_idx must contain the token {NULL_TOKEN!r} (padding); "
-                         f"got {len(word_to_idx)} words without it")
-    return word_to_idx[NULL_TOKEN], word_to_idx.get(START_TOKEN), word_to_idx.get(END_TOKEN)
-
-
-def _gaussian(rng, shape, scale):
-    """
-    Gaussian weights randn(*shape) * scale. With rng None the draw comes from np.random's
-    global state, in the homework's order, so notebooks that call np.random.seed get the
-    homework's numbers; otherwise from rng (a np.random.Generator).
-    """
-    noise = np.random.randn(*shape) if rng is None else rng.standard_normal(shape)
-    return noise * scale
-
-
-def _check_captions(captions, N):
-    """Integer captions (N, T) with T >= 2 (an input word and a target per step)."""
-    captions = np.asarray(captions)
-    if captions.ndim != 2 or captions.shape[0] != N or captions.shape[1] < 2:
-        raise ValueError(f"captions must have shape (N, T) = ({N}, T) with T >= 2 to match "
-                         f"features, got shape {captions.shape}")
-    if not np.issubdtype(captions.dtype, np.integer):
-        raise ValueError(f"captions must hold integer word indices, got dtype {captions.dtype}")
-    return captions
-
-
-def _check_max_length(max_length):
-    if int(max_length) != max_length or max_length < 0:
-        raise ValueError(f"max_length must be a non-negative integer, got {max_length!r}")
-    return int(max_length)
-
-
-def _start_words(start, N, model_name):
-    if start is None:
-        raise ValueError(f"{model_name}.sample needs the token {START_TOKEN!r} in word_to_idx")
-    return np.full(N, start, dtype=np.int32)
-
-
-def _check_keep_prob(keep_prob):
-    if not (isinstance(keep_prob, (int, float)) and not isinstance(keep_prob, bool)
-            and 0 < keep_prob <= 1):
-        raise ValueError(f"keep_prob is the dropout KEEP probability and must be in (0, 1], "
-                         f"got {keep_prob!r}")
-    return float(keep_prob)
-
-
-class _HiddenDropout:
-    """
-    Dropout on the hidden states before the vocabulary affine (the reference exercise's
-    LSTM decoders), off at keep_prob = 1. Training call k draws its mask from
-    np.random.default_rng([seed, k]) (np.random's global state if seed is None); the
-    counter training_steps is in checkpoint_state, so a resumed Solver run draws the masks
-    of an uninterrupted one.
-    """
-
-    checkpoint_state = ("training_steps",)
-
-    def _drop_hidden(self, hs):
-        """(hs, cache) of dropout on hs (N, T, H) in training; counts the call."""
-        step = self.training_steps
-        self.training_steps += 1
-        if self.keep_prob == 1.0:
-            return hs, None
-        param = {"p": self.keep_prob, "mode": "train"}
-        if self.seed is not None:
-            param["seed"] = int(np.random.default_rng([self.seed, step]).integers(2**63))
-        return dropout_forward(hs, param)
-
-    @staticmethod
-    def _drop_hidden_backward(dhs, cache):
-        return dhs if cache is None else dropout_backward(dhs, cache)
+from validation import check_keep_prob, real_array
 
 
 # ----------------------------------------------------------------------------- RNN / LSTM
 
-class CaptioningRNN(_HiddenDropout):
+class CaptioningRNN:
     """
     Captions images with a vanilla RNN or an LSTM, from one feature vector per image:
 
@@ -144,6 +65,8 @@ class CaptioningRNN(_HiddenDropout):
     - Wx (W, G), Wh (H, G), b (G,): the recurrent cell, randn / sqrt(W), randn / sqrt(H), 0.
     - W_vocab (H, V), b_vocab (V,): hidden state to word scores, randn / sqrt(H), 0.
     """
+
+    checkpoint_state = ("training_steps",)   # saved and restored by Solver checkpoints
 
     def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128,
                  cell_type='rnn', dtype=np.float32, seed=None, keep_prob=1.0):
@@ -165,10 +88,11 @@ class CaptioningRNN(_HiddenDropout):
             raise ValueError(f"Invalid cell_type {cell_type!r}; expected 'rnn' or 'lstm'")
         self.cell_type = cell_type
         self.dtype = dtype
-        self.seed, self.keep_prob, self.training_steps = seed, _check_keep_prob(keep_prob), 0
+        self.seed, self.keep_prob = seed, check_keep_prob('keep_prob', keep_prob)
+        self.training_steps = 0   # training calls so far: the hidden dropout's mask counter
         self.word_to_idx = word_to_idx
         self.idx_to_word = {i: w for w, i in word_to_idx.items()}
-        self._null, self._start, self._end = _special_tokens(word_to_idx)
+        self._null, self._start, self._end = special_tokens(word_to_idx)
 
         V, D, W, H = len(word_to_idx), input_dim, wordvec_dim, hidden_dim
         G = {'rnn': 1, 'lstm': 4}[cell_type] * H
@@ -176,13 +100,13 @@ class CaptioningRNN(_HiddenDropout):
         # Insertion (= draw) order is the homework's; the values are drawn in float64 and
         # cast, so a seeded np.random gives the homework's weights in any dtype.
         params = {
-            'W_embed': _gaussian(rng, (V, W), 1 / 100),
-            'W_proj': _gaussian(rng, (D, H), 1 / np.sqrt(D)),
+            'W_embed': gaussian(rng, (V, W), 1 / 100),
+            'W_proj': gaussian(rng, (D, H), 1 / np.sqrt(D)),
             'b_proj': np.zeros(H),
-            'Wx': _gaussian(rng, (W, G), 1 / np.sqrt(W)),
-            'Wh': _gaussian(rng, (H, G), 1 / np.sqrt(H)),
+            'Wx': gaussian(rng, (W, G), 1 / np.sqrt(W)),
+            'Wh': gaussian(rng, (H, G), 1 / np.sqrt(H)),
             'b': np.zeros(G),
-            'W_vocab': _gaussian(rng, (H, V), 1 / np.sqrt(H)),
+            'W_vocab': gaussian(rng, (H, V), 1 / np.sqrt(H)),
             'b_vocab': np.zeros(V),
         }
         self.params = {name: value.astype(dtype) for name, value in params.items()}
@@ -201,7 +125,7 @@ class CaptioningRNN(_HiddenDropout):
         """
         p = self.params
         features = real_array("features", features)   # NumPy promotion, as the layers
-        captions = _check_captions(captions, features.shape[0])
+        captions = check_captions(captions, features.shape[0])
         # step t reads word t and predicts word t + 1
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         mask = captions_out != self._null
@@ -213,13 +137,13 @@ class CaptioningRNN(_HiddenDropout):
         x, embed_cache = word_embedding_forward(captions_in, p['W_embed'])    # (N, T, W)
         # the recurrent core is time-major, the layers around it batch-major
         h, core_cache = recurrent_forward(x.transpose(1, 0, 2), h0, p['Wx'], p['Wh'], p['b'])
-        hs, drop_cache = self._drop_hidden(h.transpose(1, 0, 2))
+        hs, drop_cache = _drop_hidden(self, h.transpose(1, 0, 2))
         scores, scores_cache = temporal_fc_forward(hs, p['W_vocab'], p['b_vocab'])  # (N, T, V)
         loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
 
         grads = {}
         dhs, grads['W_vocab'], grads['b_vocab'] = temporal_fc_backward(dscores, scores_cache)
-        dh = self._drop_hidden_backward(dhs, drop_cache)
+        dh = _drop_hidden_backward(dhs, drop_cache)
         dx, dh0, grads['Wx'], grads['Wh'], grads['b'] = recurrent_backward(
             dh.transpose(1, 0, 2), core_cache)
         grads['W_embed'] = word_embedding_backward(dx.transpose(1, 0, 2), embed_cache)
@@ -245,12 +169,12 @@ class CaptioningRNN(_HiddenDropout):
         if return_attention:
             raise ValueError("CaptioningRNN has no attention weights to return; "
                              "use AttentionCaptioningRNN for return_attention=True")
-        max_length = _check_max_length(max_length)
+        max_length = check_max_length(max_length)
         p = self.params
         features = real_array("features", features)
         N = features.shape[0]
         captions = np.full((N, max_length), self._null, dtype=np.int32)
-        words = _start_words(self._start, N, type(self).__name__)
+        words = start_words(self._start, N, type(self).__name__)
         h, _ = fc_forward(features, p['W_proj'], p['b_proj'])
         c = np.zeros_like(h)
         for t in range(max_length):
@@ -266,7 +190,7 @@ class CaptioningRNN(_HiddenDropout):
 
 # ----------------------------------------------------------------------------- attention
 
-class AttentionCaptioningRNN(_HiddenDropout):
+class AttentionCaptioningRNN:
     """
     Captions images with an LSTM that attends to a spatial grid of L feature vectors per
     image ("Show, Attend and Tell", Xu et al. 2015, with deterministic soft attention):
@@ -304,6 +228,8 @@ class AttentionCaptioningRNN(_HiddenDropout):
     - W_vocab (H, V), b_vocab (V,): hidden state to word scores, randn / sqrt(H), 0.
     """
 
+    checkpoint_state = ("training_steps",)   # saved and restored by Solver checkpoints
+
     def __init__(self, word_to_idx, feature_dim=512, num_positions=None, wordvec_dim=128,
                  hidden_dim=128, attention_dim=128, dtype=np.float32, seed=None, keep_prob=1.0):
         """
@@ -324,49 +250,32 @@ class AttentionCaptioningRNN(_HiddenDropout):
           affine, in training; 1.0 (the default) = no dropout.
         """
         self.dtype = dtype
-        self.seed, self.keep_prob, self.training_steps = seed, _check_keep_prob(keep_prob), 0
+        self.seed, self.keep_prob = seed, check_keep_prob('keep_prob', keep_prob)
+        self.training_steps = 0   # training calls so far: the hidden dropout's mask counter
         self.word_to_idx = word_to_idx
         self.idx_to_word = {i: w for w, i in word_to_idx.items()}
-        self._null, self._start, self._end = _special_tokens(word_to_idx)
-        if num_positions is None or np.ndim(num_positions) == 0:
-            self.grid_shape = None
-            self.num_positions = None if num_positions is None else int(num_positions)
-        else:
-            self.grid_shape = tuple(int(n) for n in num_positions)
-            if len(self.grid_shape) != 2:
-                raise ValueError(f"num_positions must be L or a grid shape (H', W'), "
-                                 f"got {num_positions!r}")
-            self.num_positions = self.grid_shape[0] * self.grid_shape[1]
+        self._null, self._start, self._end = special_tokens(word_to_idx)
+        self.num_positions, self.grid_shape = _positions(num_positions)
 
         V, D, W, H, K = len(word_to_idx), feature_dim, wordvec_dim, hidden_dim, attention_dim
         rng = None if seed is None else np.random.default_rng(seed)
         params = {
-            'W_embed': _gaussian(rng, (V, W), 1 / 100),
-            'W_proj': _gaussian(rng, (D, H), 1 / np.sqrt(D)),
+            'W_embed': gaussian(rng, (V, W), 1 / 100),
+            'W_proj': gaussian(rng, (D, H), 1 / np.sqrt(D)),
             'b_proj': np.zeros(H),
-            'W_proj_c': _gaussian(rng, (D, H), 1 / np.sqrt(D)),
+            'W_proj_c': gaussian(rng, (D, H), 1 / np.sqrt(D)),
             'b_proj_c': np.zeros(H),
-            'W_attn_h': _gaussian(rng, (H, K), 1 / np.sqrt(H)),
-            'W_attn_a': _gaussian(rng, (D, K), 1 / np.sqrt(D)),
+            'W_attn_h': gaussian(rng, (H, K), 1 / np.sqrt(H)),
+            'W_attn_a': gaussian(rng, (D, K), 1 / np.sqrt(D)),
             'b_attn': np.zeros(K),
-            'v_attn': _gaussian(rng, (K,), 1 / np.sqrt(K)),
-            'Wx': _gaussian(rng, (W + D, 4 * H), 1 / np.sqrt(W + D)),
-            'Wh': _gaussian(rng, (H, 4 * H), 1 / np.sqrt(H)),
+            'v_attn': gaussian(rng, (K,), 1 / np.sqrt(K)),
+            'Wx': gaussian(rng, (W + D, 4 * H), 1 / np.sqrt(W + D)),
+            'Wh': gaussian(rng, (H, 4 * H), 1 / np.sqrt(H)),
             'b': np.zeros(4 * H),
-            'W_vocab': _gaussian(rng, (H, V), 1 / np.sqrt(H)),
+            'W_vocab': gaussian(rng, (H, V), 1 / np.sqrt(H)),
             'b_vocab': np.zeros(V),
         }
         self.params = {name: value.astype(dtype) for name, value in params.items()}
-
-    def _check_features(self, features):
-        features = real_array("features", features)   # NumPy promotion, as the layers
-        D = self.params['W_attn_a'].shape[0]
-        L = self.num_positions
-        if features.ndim != 3 or features.shape[2] != D or (L is not None
-                                                              and features.shape[1] != L):
-            raise ValueError(f"features must have shape (N, L, D) = (N, {L or 'L'}, {D}), "
-                             f"got shape {features.shape}")
-        return features
 
     def _initial_state(self, features):
         """h0, c0 (N, H) from the mean feature, with the fc caches."""
@@ -390,8 +299,9 @@ class AttentionCaptioningRNN(_HiddenDropout):
         - grads: dict with the keys of self.params, grads[k] of the shape of params[k].
         """
         p = self.params
-        features = self._check_features(features)
-        captions = _check_captions(captions, features.shape[0])
+        features = _check_grid(features, self.params['W_attn_a'].shape[0],
+                               self.num_positions)
+        captions = check_captions(captions, features.shape[0])
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         mask = captions_out != self._null
         N, T = captions_in.shape
@@ -411,7 +321,7 @@ class AttentionCaptioningRNN(_HiddenDropout):
             h, c, lstm_cache = lstm_step_forward(x, h, c, p['Wx'], p['Wh'], p['b'])
             hs[:, t] = h
             step_caches.append((attn_cache, lstm_cache))
-        dropped, drop_cache = self._drop_hidden(hs)
+        dropped, drop_cache = _drop_hidden(self, hs)
         scores, scores_cache = temporal_fc_forward(dropped, p['W_vocab'], p['b_vocab'])
         loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
 
@@ -419,7 +329,7 @@ class AttentionCaptioningRNN(_HiddenDropout):
         grads = {name: np.zeros(value.shape, np.result_type(value, features))
                  for name, value in p.items()}
         ddropped, grads['W_vocab'], grads['b_vocab'] = temporal_fc_backward(dscores, scores_cache)
-        dhs = self._drop_hidden_backward(ddropped, drop_cache)
+        dhs = _drop_hidden_backward(ddropped, drop_cache)
         dx_words = np.empty_like(x_words, dtype=dhs.dtype)
         da_proj = np.zeros_like(a_proj, dtype=dhs.dtype)
         dh = np.zeros_like(dhs[:, 0])          # gradient reaching h[t] from steps after t
@@ -464,12 +374,13 @@ class AttentionCaptioningRNN(_HiddenDropout):
           the weights over the L positions of the context that went into word t (each row
           sums to 1; reshape to (N, max_length, H', W') with self.grid_shape for maps).
         """
-        max_length = _check_max_length(max_length)
+        max_length = check_max_length(max_length)
         p = self.params
-        features = self._check_features(features)
+        features = _check_grid(features, self.params['W_attn_a'].shape[0],
+                               self.num_positions)
         N, L, _ = features.shape
         captions = np.full((N, max_length), self._null, dtype=np.int32)
-        words = _start_words(self._start, N, type(self).__name__)
+        words = start_words(self._start, N, type(self).__name__)
         h, c, _, _ = self._initial_state(features)
         alphas = np.zeros((N, max_length, L), dtype=h.dtype)
         a_proj, _ = temporal_fc_forward(features, p['W_attn_a'], p['b_attn'])
@@ -482,3 +393,49 @@ class AttentionCaptioningRNN(_HiddenDropout):
             scores, _ = fc_forward(h, p['W_vocab'], p['b_vocab'])               # (N, V)
             words = captions[:, t] = scores.argmax(axis=1)
         return (captions, alphas) if return_attention else captions
+
+
+# ----------------------------------------------------------------------------- hidden dropout
+
+def _drop_hidden(model, hs):
+    """
+    Dropout on the hidden states hs (N, T, H) before the vocabulary affine (the reference
+    exercise's LSTM decoders), in training: (hs, cache), the identity at keep_prob = 1.
+    Counts the call: training call k of a model draws its mask from
+    np.random.default_rng([seed, k]) (np.random's global state if seed is None); the
+    counter training_steps is in checkpoint_state, so a resumed Solver run draws the masks
+    of an uninterrupted one.
+    """
+    step = model.training_steps
+    model.training_steps += 1
+    if model.keep_prob == 1.0:
+        return hs, None
+    return dropout_forward(hs, train_dropout_param(model.keep_prob,
+                                                   dropout_rng(model.seed, step)))
+
+
+def _drop_hidden_backward(dhs, cache):
+    return dhs if cache is None else dropout_backward(dhs, cache)
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _positions(num_positions):
+    """(L or None, grid shape (H', W') or None) of AttentionCaptioningRNN's num_positions."""
+    if num_positions is None or np.ndim(num_positions) == 0:
+        return (None if num_positions is None else int(num_positions)), None
+    grid_shape = tuple(int(n) for n in num_positions)
+    if len(grid_shape) != 2:
+        raise ValueError(f"num_positions must be L or a grid shape (H', W'), "
+                         f"got {num_positions!r}")
+    return grid_shape[0] * grid_shape[1], grid_shape
+
+
+def _check_grid(features, D, L):
+    """Feature grids (N, L, D) as a real array (any L if L is None); ValueError otherwise."""
+    features = real_array("features", features)   # NumPy promotion, as the layers
+    if features.ndim != 3 or features.shape[2] != D or (L is not None
+                                                          and features.shape[1] != L):
+        raise ValueError(f"features must have shape (N, L, D) = (N, {L or 'L'}, {D}), "
+                         f"got shape {features.shape}")
+    return features

@@ -19,105 +19,16 @@ the argument.
 Part 1 of docs/API.md (rnn_step_*, rnn_*, word_embedding_*, temporal_fc_*,
 temporal_softmax_loss) is a drop-in contract for the cs231n-style homework: names, argument
 order, shapes, cache tuples and return values are fixed. The rest (lstm_*, attention_*) is
-ours. This file imports nothing but NumPy, so it can be dropped next to any layers.py.
+ours. This file needs only NumPy and the argument checks shared by the layer files (the
+validation module, NumPy only too), so with that module it can be dropped next to any
+layers.py.
 
 Notation: sigma(a) = 1 / (1 + exp(-a)) with sigma' = sigma (1 - sigma); tanh' = 1 - tanh^2;
 "@" is the matrix product and "*" the elementwise one.
 """
 import numpy as np
 
-# ----------------------------------------------------------------------------- checks
-# Each check raises at once, building its message only then: an f-string passed to a
-# helper would be formatted on every call (~20 us per training step of a small MLP).
-
-
-def _real(name, value):
-    """
-    value as an ndarray of a floating dtype: float arrays are returned as they are (the
-    same object), lists are converted, integer and bool arrays become float64; other
-    dtypes raise TypeError naming the argument. (layers.real_array's rule; repeated here
-    so that this file needs nothing but NumPy.)
-    """
-    if not isinstance(value, np.ndarray):
-        try:
-            value = np.asarray(value)
-        except ValueError as error:   # a ragged list
-            raise ValueError(f"{name} is not a rectangular array of numbers: {error}") from None
-    if value.dtype.kind == "f":
-        return value
-    if value.dtype.kind in "biu":
-        return value.astype(np.float64)
-    raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
-
-
-def _reals(**named):
-    return [_real(name, value) for name, value in named.items()]
-
-
-def _check_ndim(name, array, ndim, layout):
-    if np.ndim(array) != ndim:
-        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {np.shape(array)}")
-
-
-def _check_dout(name, dout, expected_shape):
-    if np.shape(dout) != tuple(expected_shape):
-        raise ValueError(f"{name} has shape {np.shape(dout)}, expected the forward output's "
-                         f"shape {tuple(expected_shape)}")
-
-
-def _check_cell(x, x_layout, h_name, h, Wx, Wh, b, gates):
-    """
-    Shapes of a recurrent cell's inputs: x (..., N, D) with the given layout, h (N, H),
-    Wx (D, G), Wh (H, G), b (G,) with G = gates * H (1 for the RNN, 4 for the LSTM).
-    """
-    _check_ndim("x", x, len(x_layout.split(",")), x_layout)
-    _check_ndim(h_name, h, 2, "(N, H)")
-    N, D = x.shape[-2:]
-    H = h.shape[1]
-    G, g_name = gates * H, ("H" if gates == 1 else f"{gates}H")
-    if h.shape[0] != N:
-        raise ValueError(f"{h_name} has shape {h.shape}, expected ({N}, H) to match N={N} of x "
-                         f"{x.shape}")
-    if np.shape(Wx) != (D, G):
-        raise ValueError(f"Wx has shape {np.shape(Wx)}, expected (D, {g_name}) = ({D}, {G}) for "
-                         f"x {x.shape} and {h_name} {h.shape}")
-    if np.shape(Wh) != (H, G):
-        raise ValueError(f"Wh has shape {np.shape(Wh)}, expected (H, {g_name}) = ({H}, {G}) for "
-                         f"{h_name} {h.shape}")
-    if np.shape(b) != (G,):
-        raise ValueError(f"b has shape {np.shape(b)}, expected ({G},) = ({g_name},) for "
-                         f"{h_name} {h.shape}")
-
-
-def _check_indices(name, indices, size, what, table_name, table_shape, where=None):
-    """Integer array with every entry (every entry where `where` is True) in [0, size)."""
-    indices = np.asarray(indices)
-    if not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer {what}, got dtype {indices.dtype}")
-    checked = indices if where is None else indices[where]
-    if checked.size:
-        low, high = checked.min(), checked.max()
-        if not (low >= 0 and high < size):
-            raise ValueError(f"{name} has {what} in [{low}, {high}], expected them in [0, {size}) "
-                             f"for {table_name} of shape {table_shape}")
-    return indices
-
-
-def _float_type(*arrays):
-    """The inputs' promoted type, at least a floating one (integer inputs give float64,
-    so tanh values stored into a preallocated array are never truncated)."""
-    return np.result_type(*arrays, np.float16)
-
-
-def _sigmoid(a):
-    """
-    Logistic function through the identity sigma(a) = (1 + tanh(a / 2)) / 2: tanh never
-    overflows, and one tanh is ~6x faster than the usual exp(-|a|) two-branch form. The
-    absolute error stays at machine precision; only values below ~eps (a < -38 in float64,
-    a < -17 in float32) round to 0, where the gate is closed anyway.
-    """
-    return 0.5 * (1 + np.tanh(0.5 * a))
-
+from validation import check_dout, check_ndim, real_array
 
 # ----------------------------------------------------------------------------- vanilla RNN
 
@@ -140,8 +51,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     - next_h: next hidden state, of shape (N, H).
     - cache: (Wx, Wh, x, prev_h, h_raw), h_raw (N, H) the pre-tanh value (contract order).
     """
-    x, prev_h, Wx, Wh, b = _reals(x=x, prev_h=prev_h, Wx=Wx, Wh=Wh, b=b)
-    _check_cell(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, 1)
+    x, prev_h, Wx, Wh, b = _checked_cell(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, gates=1)
     h_raw = x @ Wx + prev_h @ Wh + b
     next_h = np.tanh(h_raw)
     return next_h, (Wx, Wh, x, prev_h, h_raw)
@@ -171,9 +81,8 @@ def rnn_step_backward(dnext_h, cache):
     - dWh: gradient with respect to Wh, of shape (H, H).
     - db: gradient with respect to b, of shape (H,).
     """
-    dnext_h = _real("dnext_h", dnext_h)
     Wx, Wh, x, prev_h, h_raw = cache
-    _check_dout("dnext_h", dnext_h, h_raw.shape)
+    dnext_h = _checked_dout(dnext_h, h_raw.shape, "dnext_h")
     next_h = np.tanh(h_raw)
     da = dnext_h * (1 - next_h * next_h)
     dx = da @ Wx.T
@@ -182,6 +91,12 @@ def rnn_step_backward(dnext_h, cache):
     dWh = prev_h.T @ da
     db = da.sum(axis=0)
     return dx, dprev_h, dWx, dWh, db
+
+
+def _float_type(*arrays):
+    """The inputs' promoted type, at least a floating one (integer inputs give float64,
+    so tanh values stored into a preallocated array are never truncated)."""
+    return np.result_type(*arrays, np.float16)
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
@@ -206,8 +121,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     - h: hidden states of every time step, of shape (T, N, H).
     - cache: (x, h0, Wx, Wh, b, h).
     """
-    x, h0, Wx, Wh, b = _reals(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
-    _check_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, 1)
+    x, h0, Wx, Wh, b = _checked_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, gates=1)
     T, N, D = x.shape
     H = h0.shape[1]
     projected = (x.reshape(T * N, D) @ Wx + b).reshape(T, N, H)
@@ -249,9 +163,8 @@ def rnn_backward(dh, cache):
     - dWh: gradient with respect to Wh, of shape (H, H).
     - db: gradient with respect to b, of shape (H,).
     """
-    dh = _real("dh", dh)
     x, h0, Wx, Wh, b, h = cache
-    _check_dout("dh", dh, h.shape)
+    dh = _checked_dout(dh, h.shape, "dh")
     T, N, D = x.shape
     H = h0.shape[1]
     da = np.empty(h.shape, dtype=np.result_type(dh, h, Wh))
@@ -269,6 +182,16 @@ def rnn_backward(dh, cache):
 
 
 # ----------------------------------------------------------------------------- LSTM
+
+def _sigmoid(a):
+    """
+    Logistic function through the identity sigma(a) = (1 + tanh(a / 2)) / 2: tanh never
+    overflows, and one tanh is ~6x faster than the usual exp(-|a|) two-branch form. The
+    absolute error stays at machine precision; only values below ~eps (a < -38 in float64,
+    a < -17 in float32) round to 0, where the gate is closed anyway.
+    """
+    return 0.5 * (1 + np.tanh(0.5 * a))
+
 
 def _lstm_gates(a, H):
     """Split the (N, 4H) pre-activations into i, f, o (sigmoid) and g (tanh), in that order."""
@@ -321,11 +244,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     - cache: (x, prev_h, prev_c, Wx, Wh, b, gates, next_c), where gates (N, 4H) holds
       the activated gates [i, f, o, g] side by side.
     """
-    x, prev_h, prev_c, Wx, Wh, b = _reals(x=x, prev_h=prev_h, prev_c=prev_c, Wx=Wx, Wh=Wh, b=b)
-    _check_cell(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, 4)
-    if np.shape(prev_c) != prev_h.shape:
-        raise ValueError(f"prev_c has shape {np.shape(prev_c)}, expected the shape of prev_h "
-                         f"{prev_h.shape}")
+    x, prev_h, prev_c, Wx, Wh, b = _checked_lstm_step(x, prev_h, prev_c, Wx, Wh, b)
     H = prev_h.shape[1]
     a = x @ Wx + prev_h @ Wh + b
     i, f, o = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), _sigmoid(a[:, 2 * H:3 * H])
@@ -372,10 +291,8 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     - dWh: gradient with respect to Wh, of shape (H, 4H).
     - db: gradient with respect to b, of shape (4H,).
     """
-    dnext_h, dnext_c = _real("dnext_h", dnext_h), _real("dnext_c", dnext_c)
     x, prev_h, prev_c, Wx, Wh, b, gates, next_c = cache
-    _check_dout("dnext_h", dnext_h, next_c.shape)
-    _check_dout("dnext_c", dnext_c, next_c.shape)
+    dnext_h, dnext_c = _checked_douts(next_c.shape, dnext_h=dnext_h, dnext_c=dnext_c)
     H = next_c.shape[1]
     i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
     tanh_c = np.tanh(next_c)
@@ -415,8 +332,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     - cache: (x, h0, Wx, Wh, b, gates, c, h), with gates (T, N, 4H) the activated
       [i, f, o, g] of every step and c (T, N, H) the cell states.
     """
-    x, h0, Wx, Wh, b = _reals(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
-    _check_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, 4)
+    x, h0, Wx, Wh, b = _checked_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, gates=4)
     T, N, D = x.shape
     H = h0.shape[1]
     projected = (x.reshape(T * N, D) @ Wx + b).reshape(T, N, 4 * H)
@@ -465,9 +381,8 @@ def lstm_backward(dh, cache):
     - dWh: gradient with respect to Wh, of shape (H, 4H).
     - db: gradient with respect to b, of shape (4H,).
     """
-    dh = _real("dh", dh)
     x, h0, Wx, Wh, b, gates, c, h = cache
-    _check_dout("dh", dh, h.shape)
+    dh = _checked_dout(dh, h.shape, "dh")
     T, N, D = x.shape
     H = h0.shape[1]
     dtype = np.result_type(dh, h, Wh)
@@ -508,9 +423,7 @@ def word_embedding_forward(x, W):
     - out: word vectors of shape (N, T, D).
     - cache: (x, W).
     """
-    W = _real("W", W)
-    _check_ndim("W", W, 2, "(V, D)")
-    indices = _check_indices("x", x, W.shape[0], "word indices", "W", W.shape)
+    indices, W = _checked_embedding(x, W)
     return W[indices], (x, W)
 
 
@@ -532,10 +445,9 @@ def word_embedding_backward(dout, cache):
     Returns:
     - dW: gradient with respect to W, of shape (V, D).
     """
-    dout = _real("dout", dout)
     x, W = cache
     indices = np.asarray(x)
-    _check_dout("dout", dout, indices.shape + W.shape[1:])
+    dout = _checked_dout(dout, indices.shape + W.shape[1:])
     dW = np.zeros(W.shape, dtype=np.result_type(W, dout))
     np.add.at(dW, indices, dout)
     return dW
@@ -558,15 +470,8 @@ def temporal_fc_forward(x, w, b):
     - out: output of shape (N, T, M).
     - cache: exactly (x, w, b, out) (contract).
     """
-    x, w, b = _reals(x=x, w=w, b=b)
-    _check_ndim("x", x, 3, "(N, T, D)")
-    _check_ndim("w", w, 2, "(D, M)")
+    x, w, b = _checked_temporal_fc(x, w, b)
     N, T, D = x.shape
-    if w.shape[0] != D:
-        raise ValueError(f"w has shape {w.shape}, expected ({D}, M) to match D={D} of x {x.shape}")
-    if np.shape(b) != (w.shape[1],):
-        raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[1]},) to match w "
-                         f"{w.shape}")
     out = (x.reshape(N * T, D) @ w + b).reshape(N, T, w.shape[1])
     return out, (x, w, b, out)
 
@@ -591,9 +496,8 @@ def temporal_fc_backward(dout, cache):
     - dw: gradient with respect to w, of shape (D, M).
     - db: gradient with respect to b, of shape (M,).
     """
-    dout = _real("dout", dout)
     x, w, b, out = cache
-    _check_dout("dout", dout, out.shape)
+    dout = _checked_dout(dout, out.shape)
     N, T, D = x.shape
     M = w.shape[1]
     dout_rows = dout.reshape(N * T, M)
@@ -630,20 +534,8 @@ def temporal_softmax_loss(x, y, mask):
     - loss: scalar loss (a NumPy scalar of x's dtype; 0 for an empty batch).
     - dx: gradient of the loss with respect to x, of shape (N, T, V).
     """
-    x = _real("x", x)
-    _check_ndim("x", x, 3, "(N, T, V)")
+    x, y, mask = _checked_loss(x, y, mask)
     N, T, V = x.shape
-    if np.shape(y) != (N, T):
-        raise ValueError(f"y has shape {np.shape(y)}, expected ({N}, {T}) to match x {x.shape}")
-    if np.shape(mask) != (N, T):
-        raise ValueError(f"mask has shape {np.shape(mask)}, expected ({N}, {T}) to match x "
-                         f"{x.shape}")
-    mask = np.asarray(mask)
-    if mask.dtype != bool:
-        if not np.all((mask == 0) | (mask == 1)):
-            raise ValueError(f"mask must be boolean (or hold only 0 and 1), got dtype {mask.dtype}")
-        mask = mask.astype(bool)
-    y = _check_indices("y", y, V, "labels", "x", x.shape, where=mask)
     y = np.where(mask, y, 0)   # any valid index at masked positions: their terms are dropped
 
     shifted = x - x.max(axis=2, keepdims=True)
@@ -658,22 +550,6 @@ def temporal_softmax_loss(x, y, mask):
 
 # ----------------------------------------------------------------------------- attention
 
-def _check_attention(h, A, W_h, v):
-    _check_ndim("h", h, 2, "(N, H)")
-    _check_ndim("A", A, 3, "(N, L, D)")
-    if A.shape[0] != h.shape[0]:
-        raise ValueError(f"A has shape {A.shape}, expected ({h.shape[0]}, L, D) to match "
-                         f"N={h.shape[0]} of h {h.shape}")
-    _check_ndim("W_h", W_h, 2, "(H, K)")
-    if W_h.shape[0] != h.shape[1]:
-        raise ValueError(f"W_h has shape {W_h.shape}, expected ({h.shape[1]}, K) to match "
-                         f"H={h.shape[1]} of h {h.shape}")
-    K = W_h.shape[1]
-    if np.shape(v) != (K,):
-        raise ValueError(f"v has shape {np.shape(v)}, expected ({K},) to match W_h {W_h.shape}")
-    return K
-
-
 def _attention_core(h, A, A_proj, W_h, v):
     """Scores, weights and context from the projected features (see attention_forward)."""
     s = np.tanh(A_proj + (h @ W_h)[:, None, :])               # (N, L, K)
@@ -687,10 +563,8 @@ def _attention_core(h, A, A_proj, W_h, v):
 def _attention_core_backward(dcontext, dalpha, h, A, W_h, v, s, alpha):
     """Returns dh, dA (through the context only), dz = dA_proj, dW_h, dv (see attention_backward)."""
     N, L, D = A.shape
-    _check_dout("dcontext", dcontext, (N, D))
     dalpha_total = (A @ dcontext[:, :, None])[:, :, 0]        # (N, L)
     if dalpha is not None:
-        _check_dout("dalpha", dalpha, alpha.shape)
         dalpha_total = dalpha_total + dalpha
     dA = alpha[:, :, None] * dcontext[:, None, :]              # (N, L, D)
     de = alpha * (dalpha_total - (alpha * dalpha_total).sum(axis=1, keepdims=True))
@@ -732,16 +606,9 @@ def attention_forward(h, A, W_h, W_a, v, b=None):
       (N, L), each row of alpha summing to 1.
     - cache: (h, A, W_h, W_a, v, b, s, alpha), s = tanh(z) of shape (N, L, K).
     """
-    h, A, W_h, W_a, v = _reals(h=h, A=A, W_h=W_h, W_a=W_a, v=v)
-    b = None if b is None else _real("b", b)
-    K = _check_attention(h, A, W_h, v)
-    _check_ndim("W_a", W_a, 2, "(D, K)")
-    if np.shape(W_a) != (A.shape[2], K):
-        raise ValueError(f"W_a has shape {np.shape(W_a)}, expected ({A.shape[2]}, {K}) to match D="
-                         f"{A.shape[2]} of A {A.shape} and K={K} of W_h {W_h.shape}")
-    if not (b is None or np.shape(b) == (K,)):
-        raise ValueError(f"b has shape {np.shape(b)}, expected ({K},) to match W_h {W_h.shape}")
+    h, A, W_h, W_a, v, b = _checked_attention(h, A, W_h, W_a, v, b)
     N, L, D = A.shape
+    K = W_h.shape[1]
     A_proj = (A.reshape(N * L, D) @ W_a).reshape(N, L, K)
     if b is not None:
         A_proj = A_proj + b
@@ -783,9 +650,8 @@ def attention_backward(dcontext, cache, dalpha=None):
     - dv: gradient with respect to v, of shape (K,).
     - db: gradient with respect to b, of shape (K,); None if b was None.
     """
-    dcontext = _real("dcontext", dcontext)
-    dalpha = None if dalpha is None else _real("dalpha", dalpha)
     h, A, W_h, W_a, v, b, s, alpha = cache
+    dcontext, dalpha = _checked_attention_douts(dcontext, dalpha, A.shape, alpha.shape)
     dh, dA, dz, dW_h, dv = _attention_core_backward(dcontext, dalpha, h, A, W_h, v, s, alpha)
     N, L, D = A.shape
     dz_rows = dz.reshape(N * L, W_a.shape[1])
@@ -818,13 +684,7 @@ def attention_step_forward(h, A, A_proj, W_h, v):
     - (context, alpha): context (N, D) and attention weights (N, L).
     - cache: (h, A, W_h, v, s, alpha), s of shape (N, L, K).
     """
-    h, A, A_proj, W_h, v = _reals(h=h, A=A, A_proj=A_proj, W_h=W_h, v=v)
-    K = _check_attention(h, A, W_h, v)
-    N, L, _ = A.shape
-    if np.shape(A_proj) != (N, L, K):
-        raise ValueError(f"A_proj has shape {np.shape(A_proj)}, expected ({N}, {L}, {K}) = "
-                         f"(N, L, K) for "
-                         f"A {A.shape} and W_h {W_h.shape}")
+    h, A, A_proj, W_h, v = _checked_attention_step(h, A, A_proj, W_h, v)
     context, alpha, s = _attention_core(h, A, A_proj, W_h, v)
     return (context, alpha), (h, A, W_h, v, s, alpha)
 
@@ -850,7 +710,176 @@ def attention_step_backward(dcontext, cache, dalpha=None):
     - dW_h: gradient with respect to W_h, of shape (H, K).
     - dv: gradient with respect to v, of shape (K,).
     """
-    dcontext = _real("dcontext", dcontext)
-    dalpha = None if dalpha is None else _real("dalpha", dalpha)
     h, A, W_h, v, s, alpha = cache
+    dcontext, dalpha = _checked_attention_douts(dcontext, dalpha, A.shape, alpha.shape)
     return _attention_core_backward(dcontext, dalpha, h, A, W_h, v, s, alpha)
+
+
+# ----------------------------------------------------------------------------- checks
+# The argument checks of the layers above, one call per layer. The rules shared with the
+# other layer files (real_array, check_ndim, check_dout) live in the validation module.
+# Each check raises at once, building its message only then: an f-string passed to a
+# helper would be formatted on every call (~20 us per training step of a small MLP).
+
+
+def _reals(**named):
+    """Each named argument as real_array(name, value), in order."""
+    return [real_array(name, value) for name, value in named.items()]
+
+
+def _checked_dout(dout, expected_shape, name="dout"):
+    """An upstream gradient as a real array of the forward output's shape."""
+    dout = real_array(name, dout)
+    check_dout(dout, expected_shape, name)
+    return dout
+
+
+def _checked_douts(expected_shape, **named):
+    """Several upstream gradients (all converted first, then their shapes checked)."""
+    douts = _reals(**named)
+    for name, dout in zip(named, douts):
+        check_dout(dout, expected_shape, name)
+    return douts
+
+
+def _checked_cell(x, x_layout, h_name, h, Wx, Wh, b, gates):
+    """x, h, Wx, Wh, b of a recurrent cell as real arrays, their shapes checked."""
+    x, h, Wx, Wh, b = _reals(**{"x": x, h_name: h, "Wx": Wx, "Wh": Wh, "b": b})
+    _check_cell_shapes(x, x_layout, h_name, h, Wx, Wh, b, gates)
+    return x, h, Wx, Wh, b
+
+
+def _checked_lstm_step(x, prev_h, prev_c, Wx, Wh, b):
+    x, prev_h, prev_c, Wx, Wh, b = _reals(x=x, prev_h=prev_h, prev_c=prev_c, Wx=Wx, Wh=Wh, b=b)
+    _check_cell_shapes(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, 4)
+    if np.shape(prev_c) != prev_h.shape:
+        raise ValueError(f"prev_c has shape {np.shape(prev_c)}, expected the shape of prev_h "
+                         f"{prev_h.shape}")
+    return x, prev_h, prev_c, Wx, Wh, b
+
+
+def _check_cell_shapes(x, x_layout, h_name, h, Wx, Wh, b, gates):
+    """
+    Shapes of a recurrent cell's inputs: x (..., N, D) with the given layout, h (N, H),
+    Wx (D, G), Wh (H, G), b (G,) with G = gates * H (1 for the RNN, 4 for the LSTM).
+    """
+    check_ndim("x", x, len(x_layout.split(",")), x_layout)
+    check_ndim(h_name, h, 2, "(N, H)")
+    N, D = x.shape[-2:]
+    H = h.shape[1]
+    G, g_name = gates * H, ("H" if gates == 1 else f"{gates}H")
+    if h.shape[0] != N:
+        raise ValueError(f"{h_name} has shape {h.shape}, expected ({N}, H) to match N={N} of x "
+                         f"{x.shape}")
+    if np.shape(Wx) != (D, G):
+        raise ValueError(f"Wx has shape {np.shape(Wx)}, expected (D, {g_name}) = ({D}, {G}) for "
+                         f"x {x.shape} and {h_name} {h.shape}")
+    if np.shape(Wh) != (H, G):
+        raise ValueError(f"Wh has shape {np.shape(Wh)}, expected (H, {g_name}) = ({H}, {G}) for "
+                         f"{h_name} {h.shape}")
+    if np.shape(b) != (G,):
+        raise ValueError(f"b has shape {np.shape(b)}, expected ({G},) = ({g_name},) for "
+                         f"{h_name} {h.shape}")
+
+
+def _checked_embedding(x, W):
+    """(indices, W): x as an integer array of rows of W, W as a real (V, D) array."""
+    W = real_array("W", W)
+    check_ndim("W", W, 2, "(V, D)")
+    return _check_indices("x", x, W.shape[0], "word indices", "W", W.shape), W
+
+
+def _check_indices(name, indices, size, what, table_name, table_shape, where=None):
+    """Integer array with every entry (every entry where `where` is True) in [0, size)."""
+    indices = np.asarray(indices)
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer {what}, got dtype {indices.dtype}")
+    checked = indices if where is None else indices[where]
+    if checked.size:
+        low, high = checked.min(), checked.max()
+        if not (low >= 0 and high < size):
+            raise ValueError(f"{name} has {what} in [{low}, {high}], expected them in [0, {size}) "
+                             f"for {table_name} of shape {table_shape}")
+    return indices
+
+
+def _checked_temporal_fc(x, w, b):
+    x, w, b = _reals(x=x, w=w, b=b)
+    check_ndim("x", x, 3, "(N, T, D)")
+    check_ndim("w", w, 2, "(D, M)")
+    D = x.shape[2]
+    if w.shape[0] != D:
+        raise ValueError(f"w has shape {w.shape}, expected ({D}, M) to match D={D} of x {x.shape}")
+    if np.shape(b) != (w.shape[1],):
+        raise ValueError(f"b has shape {np.shape(b)}, expected ({w.shape[1]},) to match w "
+                         f"{w.shape}")
+    return x, w, b
+
+
+def _checked_loss(x, y, mask):
+    """x real (N, T, V); y integer (N, T), in [0, V) where mask is True; mask bool (N, T)."""
+    x = real_array("x", x)
+    check_ndim("x", x, 3, "(N, T, V)")
+    N, T, V = x.shape
+    if np.shape(y) != (N, T):
+        raise ValueError(f"y has shape {np.shape(y)}, expected ({N}, {T}) to match x {x.shape}")
+    if np.shape(mask) != (N, T):
+        raise ValueError(f"mask has shape {np.shape(mask)}, expected ({N}, {T}) to match x "
+                         f"{x.shape}")
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        if not np.all((mask == 0) | (mask == 1)):
+            raise ValueError(f"mask must be boolean (or hold only 0 and 1), got dtype {mask.dtype}")
+        mask = mask.astype(bool)
+    y = _check_indices("y", y, V, "labels", "x", x.shape, where=mask)
+    return x, y, mask
+
+
+def _checked_attention(h, A, W_h, W_a, v, b):
+    h, A, W_h, W_a, v = _reals(h=h, A=A, W_h=W_h, W_a=W_a, v=v)
+    b = None if b is None else real_array("b", b)
+    K = _check_attention_shapes(h, A, W_h, v)
+    check_ndim("W_a", W_a, 2, "(D, K)")
+    if np.shape(W_a) != (A.shape[2], K):
+        raise ValueError(f"W_a has shape {np.shape(W_a)}, expected ({A.shape[2]}, {K}) to match D="
+                         f"{A.shape[2]} of A {A.shape} and K={K} of W_h {W_h.shape}")
+    if not (b is None or np.shape(b) == (K,)):
+        raise ValueError(f"b has shape {np.shape(b)}, expected ({K},) to match W_h {W_h.shape}")
+    return h, A, W_h, W_a, v, b
+
+
+def _checked_attention_step(h, A, A_proj, W_h, v):
+    h, A, A_proj, W_h, v = _reals(h=h, A=A, A_proj=A_proj, W_h=W_h, v=v)
+    K = _check_attention_shapes(h, A, W_h, v)
+    N, L, _ = A.shape
+    if np.shape(A_proj) != (N, L, K):
+        raise ValueError(f"A_proj has shape {np.shape(A_proj)}, expected ({N}, {L}, {K}) = "
+                         f"(N, L, K) for "
+                         f"A {A.shape} and W_h {W_h.shape}")
+    return h, A, A_proj, W_h, v
+
+
+def _check_attention_shapes(h, A, W_h, v):
+    check_ndim("h", h, 2, "(N, H)")
+    check_ndim("A", A, 3, "(N, L, D)")
+    if A.shape[0] != h.shape[0]:
+        raise ValueError(f"A has shape {A.shape}, expected ({h.shape[0]}, L, D) to match "
+                         f"N={h.shape[0]} of h {h.shape}")
+    check_ndim("W_h", W_h, 2, "(H, K)")
+    if W_h.shape[0] != h.shape[1]:
+        raise ValueError(f"W_h has shape {W_h.shape}, expected ({h.shape[1]}, K) to match "
+                         f"H={h.shape[1]} of h {h.shape}")
+    K = W_h.shape[1]
+    if np.shape(v) != (K,):
+        raise ValueError(f"v has shape {np.shape(v)}, expected ({K},) to match W_h {W_h.shape}")
+    return K
+
+
+def _checked_attention_douts(dcontext, dalpha, A_shape, alpha_shape):
+    """dcontext (N, D) and dalpha (N, L) or None as real arrays, for A of shape (N, L, D)."""
+    dcontext = real_array("dcontext", dcontext)
+    dalpha = None if dalpha is None else real_array("dalpha", dalpha)
+    check_dout(dcontext, (A_shape[0], A_shape[2]), "dcontext")
+    if dalpha is not None:
+        check_dout(dalpha, alpha_shape, "dalpha")
+    return dcontext, dalpha

@@ -1,7 +1,16 @@
 """The image encoder of the MNIST scenes (mnist_scenes.py): a small CNN trained by
-handgrad, whose hidden layers give the captioning features.
+handgrad, whose hidden layers give the captioning features, and the dataset with those
+features (load_scene_dataset), which image_captioning.py and notebooks/04 train on.
 
-Architecture (cnn.Sequential; input one 64 x 64 canvas scaled to [0, 1]):
+    from scene_encoder import load_scene_dataset
+    data = load_scene_dataset()             # first call trains the encoder and caches (~2.6 min)
+    data = load_scene_dataset(size='small')  # 1,000 / 200 / 200 scenes, for --quick runs
+
+    data['train_features']      # float32 (10000, 256): one vector per scene (plain decoders)
+    data['train_spatial_features']  # float32 (10000, 64, 64): 8x8 grid x 64 channels (attention)
+    data['train_captions'], data['train_images'], ...   # mnist_scenes.load_mnist_scenes's keys
+
+Architecture (sequential.Sequential; input one 64 x 64 canvas scaled to [0, 1]):
 
     trunk   conv1  16 filters 5x5, stride 2, pad 2, ReLU        16 x 32 x 32
             conv2  32 filters 3x3, pad 1, ReLU, max pool 2      32 x 16 x 16
@@ -34,13 +43,90 @@ accuracy on the val scenes; deterministic for a seed.
    of the slots right after 6 epochs, against about 74% this way.)
 
 SceneEncoder.accuracy reports both tasks; data['encoder_accuracy'] holds it per split.
+
+Image features
+--------------
+The encoder is trained on proxy tasks, not on captions, and then frozen, like the VGG
+features of the course's COCO data: first its conv layers learn to tell, for each cell
+of an 8 x 8 grid over the canvas, which digit (and size) is centred around there, if
+any; then its fully connected layers learn, from that grid, to read the digits left to
+right (with sizes) and top to bottom. load_scene_dataset adds to every split:
+
+- `<split>_spatial_features` (N, 64, 64): the output of its last convolutional block, an
+  8 x 8 grid of 64 channels, flattened row-major: position l = row * 8 + col covers canvas
+  pixels [8 row, 8 row + 8) x [8 col, 8 col + 8). For attention decoders.
+- `<split>_features` (N, 256): its fully connected hidden layer (after the ReLU), the
+  analogue of VGG's fc7 vector, computed from the whole grid, so it knows what is where.
+  For the plain rnn / lstm decoders.
+
+Each kind is divided by one scalar so that its root-mean-square value over the train
+scenes is 1 (a convenient scale for decoders; nothing else is normalized). The cache
+stores them as float16 (half the size; relative rounding below 1e-3); they are returned
+as float32.
+
+The encoder is trained on scenes of its own (mnist_scenes.extra_train_scenes): as many as
+there are train scenes, drawn like them from the first 55,000 MNIST train images but as
+another sequence (split number 3 of the seed), never from val or test digits; the val
+scenes pick its best epochs. So the captioning train scenes are as new to it as the val
+and test scenes, and their features are as good (no better): trained on the captioning
+train scenes themselves, its reader got 94% of the slots right there against 73% on val,
+and decoders would learn from cleaner features than they are tested on. Its proxy-task
+accuracies on its own scenes ('encoder_train') and on each split are in
+data['encoder_accuracy'].
+
+Determinism: the features are bit-identical for a seed on one machine with one BLAS
+thread count; other BLAS builds or thread counts round float32 sums differently, which
+changes them slightly.
+
+Sizes and timing: the sizes are mnist_scenes.SIZES. For size='small' the encoder gets
+only 25 s of training, so its features are weak (on test scenes 30% of the digit cells
+and 37% of the reading slots right, against 83% and 74% for 'default'): for checking
+that code runs, not for results. The first call for 'default' took, on the project's
+2-core machine, 11 s of scenes (mnist_scenes.py, with the encoder's own), 128 s of encoder
+training and 16 s of features: 2.6 minutes in all (about 150 s of CPU time; up to 3.2
+minutes while other processes shared the machine); for 'small' 28 s. Later calls load
+both caches in about a second. (The convolutions run as many small BLAS matrix products;
+with OpenBLAS's default 2 threads on a machine that other processes keep busy they can
+get several times slower: OPENBLAS_NUM_THREADS=1 avoids that.)
+
+Cache: the features, the encoder's parameters and its accuracies are written once to
+`scene_features_seed<seed>_<size>.npz` (`_encoder<a>-<b>` added for non-default encoder
+epochs), in the directories of the scenes' cache and the same way
+(mnist_scenes.cached_arrays): about 105 MB for 'default', 13 MB for 'small'. Its key
+covers CACHE_VERSION below, the encoder epochs and the scenes' own key, so new scenes
+give new features. Bump CACHE_VERSION when changing how the encoder or the features are
+made.
+
+load_scene_dataset returns mnist_scenes.load_mnist_scenes's dict and, per split
+train / val / test (N scenes):
+
+    <split>_features          float32 (N, 256)
+    <split>_spatial_features  float32 (N, 64, 64)     (N, L, D'), L = 8 x 8 positions
+    encoder_accuracy          dict: proxy-task accuracies of the encoder, per split and
+                              on its own training scenes ('encoder_train')
+    encoder_params            dict of arrays: SceneEncoder(params=...) rebuilds the
+                              encoder (e.g. to encode new canvases)
+    info                      the scenes' info, with: grid (8, 8), encoder epochs, its
+                              accuracy history and summary, feature scales, timings
 """
+
+import hashlib
+import json
+import sys
+import time
 
 import numpy as np
 
-from cnn import Affine, Conv, Flatten, MaxPool, ReLU, Sequential
+import mnist_scenes
+from data.datasets import load_mnist
 from layers import softmax_loss
+from sequential import Affine, Conv, Flatten, MaxPool, ReLU, Sequential
 from solver import Solver
+
+# Bump when the encoder, its training or the features change: old feature caches regenerate.
+CACHE_VERSION = 1
+ENCODER_EPOCHS = {'default': (6, 15), 'small': (10, 15)}   # other sizes: default
+ENCODER_SPLIT = 'encoder_train'   # the scenes the encoder is trained on (train-split digits)
 
 CANVAS_SIZE = 64
 GRID = 8                       # the trunk's output is GRID x GRID cells of CELL px
@@ -114,7 +200,7 @@ def to_input(images):
 
 class SlotClassifier:
     """
-    A cnn.Sequential whose output vector holds several independent softmax
+    A sequential.Sequential whose output vector holds several independent softmax
     classifications ("slots"), with the summed cross-entropy loss; the interface the
     Solver expects.
 
@@ -349,3 +435,144 @@ def train_encoder(train_scenes, val_scenes, epochs=(6, 15), seed=0, verbose=Fals
     history = {'detection_val_cells': detection.val_acc_history,
                'reading_val_slots': reading.val_acc_history}
     return encoder, history
+
+
+# ----------------------------------------------------------------------------- scenes + features
+
+def build_scene_features(data, encoder_scenes, seed=0, encoder_epochs=ENCODER_EPOCHS['default'],
+                         verbose=False):
+    """
+    Train the encoder and compute the features of every split (no cache;
+    load_scene_dataset caches).
+
+    Inputs:
+    - data: the scenes, as mnist_scenes.load_mnist_scenes or build_mnist_scenes return them.
+    - encoder_scenes: the encoder's own training scenes (mnist_scenes.extra_train_scenes).
+    - seed: int, seed of the encoder (its initial weights and sample order).
+    - encoder_epochs: (detection epochs, reading epochs) of the encoder's two stages.
+    - verbose: print progress to stderr (and the encoder's training to stdout).
+
+    Returns a dict: per split train / val / test 'features' and 'spatial_features'
+    (float32, RMS 1 over the train scenes), 'encoder_params' (dict), 'info' (dict).
+    """
+    start, cpu_start = time.perf_counter(), time.process_time()
+    scenes = {split: mnist_scenes.split_scenes(data, split) for split in mnist_scenes.SPLITS}
+    scenes[ENCODER_SPLIT] = encoder_scenes
+    _log(verbose, f"Scene encoder: training on {len(encoder_scenes['images'])} scenes of its "
+                  f"own ({encoder_epochs[0]} + {encoder_epochs[1]} epochs) ...")
+    encoder, history = train_encoder(scenes[ENCODER_SPLIT], scenes['val'], encoder_epochs,
+                                     seed, verbose)
+    encoder_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    out, accuracy = {}, {}
+    for split in (ENCODER_SPLIT,) + mnist_scenes.SPLITS:
+        encoded = encoder.encode(scenes[split]['images'])
+        accuracy[split] = encoder.accuracy(scenes[split], encoded)
+        if split != ENCODER_SPLIT:
+            out[f'{split}_features'] = encoded['pooled']
+            out[f'{split}_spatial_features'] = encoded['spatial']
+    scales = {}
+    for name in _FLOAT16_KEYS:     # RMS 1 over the train scenes
+        scales[name] = float(np.sqrt(np.mean(out['train_' + name].astype(np.float64) ** 2)))
+        for split in mnist_scenes.SPLITS:
+            out[f'{split}_{name}'] /= np.float32(scales[name])
+    features_seconds = time.perf_counter() - start
+
+    out['encoder_params'] = encoder.params
+    out['info'] = {
+        'encoder_version': CACHE_VERSION, 'encoder_scenes': len(encoder_scenes['images']),
+        'grid': [GRID, GRID], 'encoder_epochs': list(encoder_epochs),
+        'encoder_accuracy': accuracy, 'encoder_history': history,
+        'encoder_summary': encoder.summary(), 'feature_scales': scales,
+        'seconds': {'encoder': encoder_seconds, 'features': features_seconds},
+        'cpu_seconds': time.process_time() - cpu_start,
+    }
+    _log(verbose, f"Scene encoder: done; val accuracy: {json.dumps(accuracy['val'])}")
+    return out
+
+
+def load_scene_dataset(data_dir=None, seed=0, size='default', cache_dir=None,
+                       encoder_epochs=None, verbose=True):
+    """
+    The MNIST scenes with their image features (see the module docstring): the scenes
+    from mnist_scenes.load_mnist_scenes, the features from an encoder trained on first
+    use; both cached.
+
+    Inputs:
+    - data_dir: where MNIST is (data.load_mnist's lookup: data_dir, $HANDGRAD_DATA, the
+      repo's data/; downloaded if absent); `<data_dir>/cache` is also the first cache
+      directory.
+    - seed: int, seed of the scenes and the encoder.
+    - size: 'default' (10,000 / 1,000 / 1,000 scenes), 'small' (1,000 / 200 / 200) or a
+      tuple (n_train, n_val, n_test).
+    - cache_dir: directory of the cache files, instead of the default search
+      (mnist_scenes.cache_dirs).
+    - encoder_epochs: (detection epochs, reading epochs) of the encoder training, or None
+      for the size's default (ENCODER_EPOCHS).
+    - verbose: print progress while generating.
+
+    Returns mnist_scenes.load_mnist_scenes's dict with the keys listed in the module
+    docstring added.
+    """
+    label, counts = mnist_scenes.resolve_size(size)
+    default_epochs = ENCODER_EPOCHS.get(label, ENCODER_EPOCHS['default'])
+    encoder_epochs = tuple(int(e) for e in (encoder_epochs or default_epochs))
+    data = mnist_scenes.load_mnist_scenes(data_dir, seed, size, cache_dir, verbose)
+
+    def build():
+        encoder_scenes = mnist_scenes.extra_train_scenes(load_mnist(data_dir), counts[0], seed)
+        return _to_storage(build_scene_features(data, encoder_scenes, seed, encoder_epochs,
+                                                verbose))
+
+    file_name = f'scene_features_seed{int(seed)}_{label}'
+    if encoder_epochs != default_epochs:
+        file_name += '_encoder{}-{}'.format(*encoder_epochs)
+    key = _features_cache_key(mnist_scenes.cache_key(seed, counts), encoder_epochs)
+    arrays = mnist_scenes.cached_arrays(file_name + '.npz', key, build, data_dir, cache_dir,
+                                        verbose, what='Scene features')
+    features = _from_storage(arrays)
+    scenes_info, features_info = data['info'], features.pop('info')
+    data.update(features)
+    data['info'] = dict(scenes_info, **features_info)
+    data['info']['seconds'] = dict(scenes_info['seconds'], **features_info['seconds'])
+    data['info']['cpu_seconds'] = scenes_info['cpu_seconds'] + features_info['cpu_seconds']
+    return data
+
+
+# ----------------------------------------------------------------------------- cache
+
+_FLOAT16_KEYS = ('features', 'spatial_features')    # stored as float16, returned float32
+
+
+def _features_cache_key(scenes_key, encoder_epochs):
+    """A hash of CACHE_VERSION, the encoder epochs and the key of the scenes the features
+    are computed from: a features cache whose key differs is generated again."""
+    config = {'version': CACHE_VERSION, 'scenes': scenes_key,
+              'encoder_epochs': [int(e) for e in encoder_epochs]}
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _to_storage(built):
+    arrays = {'info_json': np.array(json.dumps(built['info']))}
+    for split in mnist_scenes.SPLITS:
+        for name in _FLOAT16_KEYS:
+            arrays[f'{split}_{name}'] = built[f'{split}_{name}'].astype(np.float16)
+    for name, value in built['encoder_params'].items():
+        arrays['encoder__' + name] = value
+    return arrays
+
+
+def _from_storage(arrays):
+    data = {f'{split}_{name}': arrays[f'{split}_{name}'].astype(np.float32)
+            for split in mnist_scenes.SPLITS for name in _FLOAT16_KEYS}
+    data['encoder_params'] = {name[len('encoder__'):]: value for name, value in arrays.items()
+                              if name.startswith('encoder__')}
+    data['info'] = json.loads(str(arrays['info_json']))
+    data['encoder_accuracy'] = data['info']['encoder_accuracy']
+    return data
+
+
+def _log(verbose, message):
+    if verbose:
+        print(message, file=sys.stderr, flush=True)

@@ -2,6 +2,7 @@
 import numpy as np
 
 from layers import fc_backward, fc_forward, relu_backward, relu_forward, softmax_loss
+from randomness import init_weights
 
 
 class SoftmaxClassifier:
@@ -62,20 +63,3 @@ class SoftmaxClassifier:
                 loss += 0.5 * self.reg * np.sum(p[name] ** 2)
                 grads[name] = grads[name] + self.reg * p[name]
         return loss, grads
-
-
-def init_weights(shape, weight_scale, seed, dtype):
-    """
-    Gaussian weights of the given shape: std weight_scale, or He's sqrt(2 / fan_in) when
-    weight_scale is None, where fan_in is the number of inputs of one output unit
-    (shape[0] for fc weights (D, M), C * HH * WW for conv filters (F, C, HH, WW)).
-    The seed (or, when None, np.random's global state) makes the draw reproducible; the
-    shape is mixed into the seed so that layers of one model get different weights.
-    """
-    fan_in = shape[0] if len(shape) == 2 else int(np.prod(shape[1:]))
-    std = np.sqrt(2.0 / fan_in) if weight_scale is None else weight_scale
-    if seed is None:
-        noise = np.random.standard_normal(shape)
-    else:
-        noise = np.random.default_rng([seed, *shape]).standard_normal(shape)
-    return (std * noise).astype(dtype)

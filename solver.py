@@ -5,7 +5,7 @@ The Solver knows nothing about the model's architecture. A model only needs:
 - model.params: dict mapping parameter names to arrays.
 - model.loss(X, y): returns (loss, grads), loss a scalar and grads a dict with the keys
   of model.params (the gradient of the loss with respect to each parameter), except
-  those in model.frozen if the model has that set (cnn.Sequential does).
+  those in model.frozen if the model has that set (sequential.Sequential does).
 - model.loss(X): returns class scores of shape (N, C); only used by the default metric
   (classification accuracy). Models that are not classifiers, such as captioning models,
   pass their own `metric` instead.
@@ -50,44 +50,30 @@ the same parameters as a run that was never interrupted:
     solver.train()           # continues with the next epoch
 
 Checkpoints are .npz archives of plain arrays with the settings as JSON inside (see
-save_checkpoint); resuming reads them with allow_pickle=False and never runs code from a
-file.
+save_checkpoint; the file format lives in checkpoint.py); resuming reads them with
+allow_pickle=False and never runs code from a file.
 """
-import io
-import json
 import math
-import os
 import sys
 import time
 import warnings
-import zipfile
 
 import numpy as np
 
 import optim
-from fileio import check_writable, remove_temporaries, write_atomic
-
-
-class NonFiniteLossError(FloatingPointError):
-    """
-    Raised by Solver.train() when a minibatch loss is nan or inf, or when the model's
-    scores on the training or validation subset are (the metric is then NaN).
-
-    Training stops at once: model.params is restored to the best validation parameters
-    found so far (the parameters from the start of train() if no epoch finished yet), and
-    no checkpoint is written, so the last checkpoint on disk is the last good state.
-
-    Attributes:
-    - epoch: the epoch in which it happened, counted from 1.
-    - iteration: the global iteration number, counted from 1 as in the progress lines.
-    - loss: the non-finite loss value.
-    """
-
-    def __init__(self, message, epoch, iteration, loss):
-        super().__init__(message)
-        self.epoch = epoch
-        self.iteration = iteration
-        self.loss = loss
+from checkpoint import (
+    CheckpointError,
+    checkpoint_epochs,
+    epoch_checkpoint_path,
+    model_state,
+    plain_data,
+    prepare_checkpoint_directory,
+    prune_checkpoints,
+    read_checkpoint,
+    remove_killed_writes,
+    shape_mismatch,
+    write_checkpoint,
+)
 
 
 class Solver:
@@ -181,27 +167,17 @@ class Solver:
                        'checkpoint_keep', 'seed'}
 
     def __init__(self, model, data, **kwargs):
-        unknown = sorted(set(kwargs) - set(self.DEFAULTS))
-        if unknown:
-            raise ValueError(f"Unrecognized arguments {', '.join(unknown)}; "
-                             f"valid ones are {', '.join(self.DEFAULTS)}")
-        missing = [k for k in ('X_train', 'y_train', 'X_val', 'y_val') if k not in data]
-        if missing:
-            raise ValueError(f"data is missing {', '.join(missing)}")
+        """
+        Construct a new Solver: see the class docstring for the arguments. Raises
+        ValueError naming the argument for unknown kwargs, missing, empty or non-finite
+        data and invalid settings.
+        """
+        _check_arguments(kwargs, self.DEFAULTS, data)
         self.model = model
         self.X_train, self.y_train = data['X_train'], data['y_train']
         self.X_val, self.y_val = data['X_val'], data['y_val']
-        for split in ('train', 'val'):
-            n_x, n_y = len(data['X_' + split]), len(data['y_' + split])
-            if n_x != n_y:
-                raise ValueError(f"X_{split} has {n_x} rows but y_{split} has {n_y}")
-        if len(self.X_train) == 0:
-            raise ValueError("X_train is empty")
-        if len(self.X_val) == 0:
-            raise ValueError("X_val is empty: the Solver chooses the best parameters on it")
-        for split in ('X_train', 'X_val'):
-            _check_finite(split, data[split])
 
+        # Unpack keyword arguments
         options = {**self.DEFAULTS, **kwargs}
         self.update_rule = options['update_rule']
         self.optim_config = dict(options['optim_config'] or {})
@@ -218,41 +194,15 @@ class Solver:
         self.seed = options['seed']
         self.checkpoint_name = options['checkpoint_name']
         self.checkpoint_keep = options['checkpoint_keep']
-        if self.checkpoint_keep is not None and (
-                not isinstance(self.checkpoint_keep, (int, np.integer))
-                or isinstance(self.checkpoint_keep, bool) or self.checkpoint_keep < 1):
-            raise ValueError(f"checkpoint_keep must be a positive int or None (keep all), "
-                             f"got {self.checkpoint_keep!r}")
         self._kwargs = options
+        self._check_settings()
 
+        # Make sure the update rule exists, then replace the string name with the function
         if isinstance(self.update_rule, str):
-            rule = getattr(optim, self.update_rule, None)
-            if self.update_rule.startswith('_') or not callable(rule):
-                raise ValueError(f'Invalid update_rule "{self.update_rule}"')
-            self.update_rule = rule
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.print_every < 1:
-            raise ValueError(f"print_every must be at least 1, got {self.print_every}")
+            self.update_rule = getattr(optim, self.update_rule)
+        self.trainable = self._trainable_names(options['trainable'])
 
-        names = list(model.params)
-        frozen = set(getattr(model, 'frozen', ()))
-        trainable = options['trainable']
-        if trainable is None:
-            trainable = [p for p in names if p not in frozen]
-        elif isinstance(trainable, str):
-            trainable = [trainable]
-        extra = sorted(set(trainable) - set(names))
-        if extra:
-            raise ValueError(f"trainable names {extra} are not in model.params "
-                             f"(which has {names})")
-        if frozen & set(trainable):
-            raise ValueError(f"trainable names {sorted(frozen & set(trainable))} are frozen "
-                             f"in the model (model.frozen), which computes no gradient for "
-                             f"them; unfreeze them first")
-        keep = set(trainable)
-        self.trainable = [p for p in names if p in keep]
-
+        # One generator behind all the Solver's randomness; the metric subsets are fixed
         self.rng = np.random.default_rng(self.seed)
         self._train_sample_idx = self._choose_subset(len(self.X_train),
                                                      self.num_train_samples)
@@ -269,13 +219,8 @@ class Solver:
         self.loss_history = []
         self.train_acc_history = []
         self.val_acc_history = []
+        # Make a deep copy of the optim_config for each parameter
         self.optim_configs = {p: dict(self.optim_config) for p in self.trainable}
-
-    def _choose_subset(self, n, num_samples):
-        """Sorted random indices of num_samples of n rows, or None for all rows."""
-        if num_samples is None or num_samples >= n:
-            return None
-        return np.sort(self.rng.choice(n, size=num_samples, replace=False))
 
     def _step(self, X_batch, y_batch):
         """Compute loss and gradients on one minibatch and update the trained params."""
@@ -325,16 +270,6 @@ class Solver:
             predictions.append(np.argmax(scores, axis=1))
         return float(np.mean(np.concatenate(predictions) == y))
 
-    def _evaluate(self, X, y, idx, split):
-        """The metric on a split's fixed subset; a non-finite value (e.g. NaN scores from
-        diverged parameters) stops training like a non-finite loss."""
-        if idx is not None:
-            X, y = X[idx], y[idx]
-        value = self.check_accuracy(X, y, batch_size=self.batch_size)
-        if not math.isfinite(value):
-            self._stop_non_finite_metric(value, split)
-        return value
-
     def train(self):
         """
         Run epochs self.epoch + 1 .. num_epochs, then load the best parameters into
@@ -346,12 +281,13 @@ class Solver:
         num_train = len(self.X_train)
         iterations_per_epoch = math.ceil(num_train / self.batch_size)
         num_iterations = self.num_epochs * iterations_per_epoch
-        if not self.best_params:
+        if not self.best_params:   # (a resumed run has them)
             self._keep_best()
         if self.checkpoint_name is not None and self.epoch < self.num_epochs:
-            self._prepare_checkpoint_directory()
+            prepare_checkpoint_directory(self.checkpoint_name)   # fail now, not after an epoch
 
         while self.epoch < self.num_epochs:
+            # One pass over the training set in a new random order
             start = time.perf_counter()
             order = self.rng.permutation(num_train)
             bar = self._progress_bar(iterations_per_epoch)
@@ -374,6 +310,8 @@ class Solver:
                     bar.close()
             self.epoch += 1
 
+            # At the end of every epoch: decay the learning rates, measure the metric,
+            # keep track of the best parameters, write a checkpoint
             self._decay_learning_rates()
             train_acc = self._evaluate(self.X_train, self.y_train, self._train_sample_idx,
                                        'training')
@@ -391,7 +329,16 @@ class Solver:
                       f"loss {loss_sum / num_train:.4f}, train {name} {train_acc:.4f}, "
                       f"val {name} {val_acc:.4f}, {time.perf_counter() - start:.1f} s")
 
+        # At the end of training swap the best parameters into the model
         self._restore_best_params()
+
+    # ------------------------------------------------------------------- bookkeeping
+
+    def _choose_subset(self, n, num_samples):
+        """Sorted random indices of num_samples of n rows, or None for all rows."""
+        if num_samples is None or num_samples >= n:
+            return None
+        return np.sort(self.rng.choice(n, size=num_samples, replace=False))
 
     def _report_iteration(self, bar, loss, num_iterations):
         """Print the loss every print_every iterations (in the progress bar, if any)."""
@@ -433,6 +380,71 @@ class Solver:
                                  f"of {p}, but the update rule did not set one")
             config['learning_rate'] = config['learning_rate'] * self.lr_decay
 
+    def _keep_best(self):
+        """Copy model.params and model.state into best_params and best_state."""
+        self.best_params = {p: w.copy() for p, w in self.model.params.items()}
+        self.best_state = {k: v.copy() for k, v in model_state(self.model).items()}
+
+    def _restore_best_params(self):
+        """Load copies of best_params and best_state into the model (keeping its dicts)."""
+        for p, w in self.best_params.items():
+            self.model.params[p] = w.copy()
+        for k, v in self.best_state.items():
+            self.model.state[k] = v.copy()
+
+    # ------------------------------------------------------------------------ guards
+    #
+    # Settings are checked when the Solver is built; in training, a non-finite loss or
+    # metric stops the run with the best parameters restored (NonFiniteLossError).
+
+    def _check_settings(self):
+        """ValueError naming the setting for an invalid checkpoint_keep, update_rule,
+        batch_size or print_every."""
+        if self.checkpoint_keep is not None and (
+                not isinstance(self.checkpoint_keep, (int, np.integer))
+                or isinstance(self.checkpoint_keep, bool) or self.checkpoint_keep < 1):
+            raise ValueError(f"checkpoint_keep must be a positive int or None (keep all), "
+                             f"got {self.checkpoint_keep!r}")
+        if isinstance(self.update_rule, str):
+            rule = getattr(optim, self.update_rule, None)
+            if self.update_rule.startswith('_') or not callable(rule):
+                raise ValueError(f'Invalid update_rule "{self.update_rule}"')
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.print_every < 1:
+            raise ValueError(f"print_every must be at least 1, got {self.print_every}")
+
+    def _trainable_names(self, trainable):
+        """The names of the parameters to update, in the order of model.params: all but
+        the model's frozen ones when trainable is None; ValueError for names that are
+        not parameters or are frozen in the model."""
+        names = list(self.model.params)
+        frozen = set(getattr(self.model, 'frozen', ()))
+        if trainable is None:
+            trainable = [p for p in names if p not in frozen]
+        elif isinstance(trainable, str):
+            trainable = [trainable]
+        extra = sorted(set(trainable) - set(names))
+        if extra:
+            raise ValueError(f"trainable names {extra} are not in model.params "
+                             f"(which has {names})")
+        if frozen & set(trainable):
+            raise ValueError(f"trainable names {sorted(frozen & set(trainable))} are frozen "
+                             f"in the model (model.frozen), which computes no gradient for "
+                             f"them; unfreeze them first")
+        keep = set(trainable)
+        return [p for p in names if p in keep]
+
+    def _evaluate(self, X, y, idx, split):
+        """The metric on a split's fixed subset; a non-finite value (e.g. NaN scores from
+        diverged parameters) stops training like a non-finite loss."""
+        if idx is not None:
+            X, y = X[idx], y[idx]
+        value = self.check_accuracy(X, y, batch_size=self.batch_size)
+        if not math.isfinite(value):
+            self._stop_non_finite_metric(value, split)
+        return value
+
     def _stop_non_finite(self, loss, batch_index, iterations_per_epoch):
         """Restore the best params and raise NonFiniteLossError."""
         epoch, iteration = self.epoch + 1, self.iteration + 1
@@ -467,59 +479,49 @@ class Solver:
             f"rate, use a smaller weight_scale, or set grad_clip.",
             epoch=self.epoch, iteration=self.iteration, loss=value)
 
-    def _keep_best(self):
-        """Copy model.params and model.state into best_params and best_state."""
-        self.best_params = {p: w.copy() for p, w in self.model.params.items()}
-        self.best_state = {k: v.copy() for k, v in _model_state(self.model).items()}
+    # ------------------------------------------------------------ checkpoints and resume
+    #
+    # The file format (and its checks) lives in checkpoint.py: here is what a run saves
+    # and how a Solver takes it back.
 
-    def _restore_best_params(self):
-        """Load copies of best_params and best_state into the model (keeping its dicts)."""
-        for p, w in self.best_params.items():
-            self.model.params[p] = w.copy()
-        for k, v in self.best_state.items():
-            self.model.state[k] = v.copy()
-
-    # Checkpoints ------------------------------------------------------------------------
-
-    def _checkpoint_arrays(self):
+    def save_checkpoint(self, path):
         """
-        Everything needed to continue training bit-identically, as arrays and JSON-able
-        plain data (numbers, strings, lists, dicts): the content of a checkpoint file.
+        Write the Solver's state to path, atomically (fileio.write_atomic): the file
+        holds its old content or the complete new one, even if the process is killed.
+
+        The file is an .npz archive of plain arrays (np.load(path, allow_pickle=False)
+        reads it; nothing in it is pickled or executable): model.params, the best
+        parameters, the update rule's state, the model's state buffers and their best
+        copies, the fixed metric subsets, and 'checkpoint.json' with the counters,
+        histories, the random generator's state, the Solver's settings (checked on
+        resume) and the model's attributes named in its optional `checkpoint_state`
+        (e.g. the counter that seeds dropout masks). checkpoint.write_checkpoint lists
+        every entry.
+
+        Raises fileio.WriteError naming the file if it cannot be written.
         """
-        arrays, optim_scalars = {}, {}
-        for p, config in self.optim_configs.items():
-            optim_scalars[p] = {}
-            for key, value in config.items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"optim/{p}/{key}"] = value
-                else:
-                    optim_scalars[p][key] = _plain(value, f"optim_configs[{p!r}][{key!r}]")
-        arrays.update({f"params/{p}": w for p, w in self.model.params.items()})
-        arrays.update({f"best_params/{p}": w for p, w in self.best_params.items()})
-        arrays.update({f"state/{k}": v for k, v in _model_state(self.model).items()})
-        arrays.update({f"best_state/{k}": v for k, v in self.best_state.items()})
-        for name, idx in (("train_sample_idx", self._train_sample_idx),
-                          ("val_sample_idx", self._val_sample_idx)):
-            if idx is not None:
-                arrays[name] = idx
-        finite = math.isfinite(self.best_val_acc)
-        meta = {
-            'format': CHECKPOINT_FORMAT,
+        return write_checkpoint(path, self._checkpoint_contents())
+
+    def _checkpoint_contents(self):
+        """Everything needed to continue training bit-identically (checkpoint.py's
+        training state)."""
+        return {
+            'params': self.model.params, 'best_params': self.best_params,
+            'state': model_state(self.model), 'best_state': self.best_state,
+            'optim_configs': self.optim_configs,
+            'train_sample_idx': self._train_sample_idx,
+            'val_sample_idx': self._val_sample_idx,
             'epoch': self.epoch,
             'iteration': self.iteration,
-            'optim_configs': optim_scalars,
-            'best_val_acc': self.best_val_acc if finite else None,
-            'loss_history': [float(v) for v in self.loss_history],
-            'train_acc_history': [float(v) for v in self.train_acc_history],
-            'val_acc_history': [float(v) for v in self.val_acc_history],
-            'rng_state': _plain(self.rng.bit_generator.state, "rng_state"),
+            'best_val_acc': self.best_val_acc,
+            'loss_history': self.loss_history,
+            'train_acc_history': self.train_acc_history,
+            'val_acc_history': self.val_acc_history,
+            'rng_state': self.rng.bit_generator.state,
             'kwargs': self._describe_kwargs(),
-            'model_attributes': {name: _plain(getattr(self.model, name), name)
+            'model_attributes': {name: getattr(self.model, name)
                                  for name in getattr(self.model, 'checkpoint_state', ())},
         }
-        arrays[CHECKPOINT_META] = np.frombuffer(
-            json.dumps(meta, allow_nan=False).encode(), dtype=np.uint8)
-        return arrays
 
     def _describe_kwargs(self):
         """The Solver's kwargs as plain data, callables replaced by their names."""
@@ -530,7 +532,7 @@ class Solver:
             if isinstance(value, (str, bool, int, float, type(None))):
                 return value
             try:
-                return _plain(value, "")
+                return plain_data(value, "")
             except TypeError:
                 return repr(value)
         described = {k: describe(v) for k, v in self._kwargs.items()}
@@ -540,47 +542,9 @@ class Solver:
         described['seed'] = repr(self.seed)
         return described
 
-    def save_checkpoint(self, path):
-        """
-        Write the Solver's state to path, atomically (fileio.write_atomic): the file
-        holds its old content or the complete new one, even if the process is killed.
-
-        The file is an .npz archive of plain arrays (np.load(path, allow_pickle=False)
-        reads it; nothing in it is pickled or executable):
-        - 'params/<name>', 'best_params/<name>': model.params and the best parameters;
-        - 'optim/<name>/<key>': array state of the update rule (adam's m and v, ...);
-        - 'state/<name>', 'best_state/<name>': the model's state buffers (model.state, if
-          it has one) and their copies at the best validation metric;
-        - 'train_sample_idx', 'val_sample_idx': the fixed metric subsets (absent = all);
-        - 'checkpoint.json': UTF-8 JSON as uint8 bytes, with 'format' (CHECKPOINT_FORMAT),
-          'epoch', 'iteration', 'optim_configs' (the scalar entries: learning rate, adam's
-          t, ...), 'best_val_acc' (null before the first epoch), the three histories,
-          'rng_state' (the random generator's state as plain numbers), 'kwargs' (the
-          Solver's settings, checked on resume) and 'model_attributes' (the model's
-          attributes named in its optional `checkpoint_state`, e.g. the counter that
-          seeds dropout masks).
-
-        Raises fileio.WriteError naming the file if it cannot be written.
-        """
-        buffer = io.BytesIO()
-        np.savez(buffer, **self._checkpoint_arrays())
-        write_atomic(path, buffer.getvalue())
-        return path
-
     def checkpoint_path(self, epoch):
         """The file of epoch's checkpoint: '<checkpoint_name>_epoch_<epoch>.npz'."""
-        return f"{self.checkpoint_name}_epoch_{epoch}.npz"
-
-    def _checkpoint_epochs(self):
-        """Epochs that have a checkpoint file under checkpoint_name, ascending."""
-        prefix = os.path.basename(self.checkpoint_name) + "_epoch_"
-        directory = os.path.dirname(os.path.abspath(self.checkpoint_name))
-        epochs = []
-        for name in (os.listdir(directory) if os.path.isdir(directory) else ()):
-            number = name[len(prefix):-len(".npz")]
-            if name.startswith(prefix) and name.endswith(".npz") and number.isdigit():
-                epochs.append(int(number))
-        return sorted(epochs)
+        return epoch_checkpoint_path(self.checkpoint_name, epoch)
 
     def _write_checkpoints(self):
         """Write this epoch's checkpoint, then delete the older ones that checkpoint_keep
@@ -589,15 +553,7 @@ class Solver:
         if self.checkpoint_keep is None:
             return
         best_epoch = (int(np.argmax(self.val_acc_history)) + 1) if self.val_acc_history else None
-        for epoch in self._checkpoint_epochs()[:-self.checkpoint_keep]:
-            if epoch != best_epoch and epoch < self.epoch:
-                os.unlink(self.checkpoint_path(epoch))
-
-    def _prepare_checkpoint_directory(self):
-        """Before the first epoch: the checkpoint folder must be writable (fail now, not
-        after an epoch's work), and temporary files of killed writes are removed."""
-        check_writable(os.path.dirname(os.path.abspath(self.checkpoint_name)))
-        remove_temporaries(f"{self.checkpoint_name}_epoch_*.npz")
+        prune_checkpoints(self.checkpoint_name, self.checkpoint_keep, best_epoch, self.epoch)
 
     def resume_latest(self):
         """
@@ -608,15 +564,15 @@ class Solver:
         """
         if self.checkpoint_name is None:
             return None
-        remove_temporaries(f"{self.checkpoint_name}_epoch_*.npz")
-        for epoch in reversed(self._checkpoint_epochs()):
+        remove_killed_writes(self.checkpoint_name)
+        for epoch in reversed(checkpoint_epochs(self.checkpoint_name)):
             path = self.checkpoint_path(epoch)
             try:
-                arrays, meta = _read_checkpoint(path)
+                saved = read_checkpoint(path)
             except CheckpointError as error:
                 warnings.warn(f"skipping {path}: {error}")
                 continue
-            self._restore(path, arrays, meta)
+            self._restore(path, saved)
             return path
         return None
 
@@ -637,27 +593,49 @@ class Solver:
         model (parameter names or shapes, the set of trained parameters). Warns if other
         kwargs that affect training differ from the checkpoint's.
         """
-        arrays, meta = _read_checkpoint(path)
-        self._restore(path, arrays, meta)
+        self._restore(path, read_checkpoint(path))
 
-    def _restore(self, path, arrays, meta):
-        def group(prefix):
-            return {key[len(prefix):]: value for key, value in arrays.items()
-                    if key.startswith(prefix)}
-        params, best_params, state = group("params/"), group("best_params/"), group("state/")
-        best_state = group("best_state/")
-        for what, theirs, ours in (("parameters", params, self.model.params),
-                                   ("state buffers", state, _model_state(self.model)),
-                                   ("best state buffers", best_state if best_state else state,
-                                    _model_state(self.model))):
-            mismatch = _shape_mismatch(theirs, ours)
+    def _restore(self, path, saved):
+        """Check that the training state `saved` (read from path) fits this Solver's
+        model, then take it over (CheckpointError naming the file otherwise)."""
+        state = model_state(self.model)
+        for what, theirs, ours in (
+                ("parameters", saved['params'], self.model.params),
+                ("state buffers", saved['state'], state),
+                ("best state buffers", saved['best_state'] or saved['state'], state)):
+            mismatch = shape_mismatch(theirs, ours)
             if mismatch:
                 raise CheckpointError(f"Checkpoint {path} does not match the model's {what}: "
                                       + mismatch)
-        if set(meta['optim_configs']) != set(self.trainable):
-            raise CheckpointError(f"Checkpoint {path} trained {sorted(meta['optim_configs'])} "
+        if set(saved['optim_configs']) != set(self.trainable):
+            raise CheckpointError(f"Checkpoint {path} trained {sorted(saved['optim_configs'])} "
                                   f"but this Solver trains {sorted(self.trainable)}")
-        saved, current = meta.get('kwargs', {}), self._describe_kwargs()
+        self._warn_changed_kwargs(path, saved['kwargs'])
+
+        # It fits: take it over
+
+        for p, w in saved['params'].items():
+            self.model.params[p] = w
+        for key, value in saved['state'].items():
+            self.model.state[key] = value
+        self.optim_configs = saved['optim_configs']
+        self.epoch = saved['epoch']
+        self.iteration = saved['iteration']
+        self.best_val_acc = saved['best_val_acc']
+        self.best_params = saved['best_params']
+        self.best_state = saved['best_state']
+        self.loss_history = saved['loss_history']
+        self.train_acc_history = saved['train_acc_history']
+        self.val_acc_history = saved['val_acc_history']
+        self.rng.bit_generator.state = saved['rng_state']
+        self._train_sample_idx = saved['train_sample_idx']
+        self._val_sample_idx = saved['val_sample_idx']
+        for name, value in saved['model_attributes'].items():
+            setattr(self.model, name, value)
+
+    def _warn_changed_kwargs(self, path, saved_kwargs):
+        """Warn if kwargs that affect training differ from the checkpoint's."""
+        saved, current = saved_kwargs, self._describe_kwargs()
         changed = [k for k in current if k not in self._FREE_TO_CHANGE
                    and k in saved and not _same(saved[k], current[k])]
         if changed:
@@ -666,103 +644,49 @@ class Solver:
                                       for k in changed)
                           + "; the run will not be identical to an uninterrupted one")
 
-        optim_configs = {p: dict(config) for p, config in meta['optim_configs'].items()}
-        for key, value in group("optim/").items():
-            p, name = key.rsplit("/", 1)
-            optim_configs[p][name] = value
-        for p, w in params.items():
-            self.model.params[p] = w
-        for key, value in state.items():
-            self.model.state[key] = value
-        self.optim_configs = optim_configs
-        self.epoch = meta['epoch']
-        self.iteration = meta['iteration']
-        best = meta['best_val_acc']
-        self.best_val_acc = -np.inf if best is None else best
-        self.best_params = best_params
-        self.best_state = best_state
-        self.loss_history = list(meta['loss_history'])
-        self.train_acc_history = list(meta['train_acc_history'])
-        self.val_acc_history = list(meta['val_acc_history'])
-        self.rng.bit_generator.state = meta['rng_state']
-        self._train_sample_idx = arrays.get("train_sample_idx")
-        self._val_sample_idx = arrays.get("val_sample_idx")
-        for name, value in meta.get('model_attributes', {}).items():
-            setattr(self.model, name, value)
+
+class NonFiniteLossError(FloatingPointError):
+    """
+    Raised by Solver.train() when a minibatch loss is nan or inf, or when the model's
+    scores on the training or validation subset are (the metric is then NaN).
+
+    Training stops at once: model.params is restored to the best validation parameters
+    found so far (the parameters from the start of train() if no epoch finished yet), and
+    no checkpoint is written, so the last checkpoint on disk is the last good state.
+
+    Attributes:
+    - epoch: the epoch in which it happened, counted from 1.
+    - iteration: the global iteration number, counted from 1 as in the progress lines.
+    - loss: the non-finite loss value.
+    """
+
+    def __init__(self, message, epoch, iteration, loss):
+        super().__init__(message)
+        self.epoch = epoch
+        self.iteration = iteration
+        self.loss = loss
 
 
-CHECKPOINT_FORMAT = 'handgrad-solver-checkpoint-2'
-CHECKPOINT_META = 'checkpoint.json'
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be used: unreadable, truncated, foreign or not fitting the
-    model. The message names the file."""
-
-
-def _model_state(model):
-    """The model's state buffers (a dict of arrays), or {} for a model without them."""
-    return getattr(model, 'state', None) or {}
-
-
-def _shape_mismatch(theirs, ours):
-    """'' if the two dicts of arrays have the same names and shapes, else what differs."""
-    theirs = {k: np.shape(v) for k, v in theirs.items()}
-    ours = {k: np.shape(v) for k, v in ours.items()}
-    return "; ".join(f"{k}: checkpoint {theirs.get(k, 'missing')}, model {ours.get(k, 'missing')}"
-                     for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
-
-
-def _plain(value, name):
-    """value as JSON-able plain data (NumPy scalars to Python numbers); TypeError naming
-    it for anything else (an array in a place that takes scalars, an object, ...)."""
-    if isinstance(value, (bool, str, type(None))):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value):
-            raise TypeError(f"{name} is {value}, which a checkpoint cannot hold")
-        return float(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v, f"{name}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{name}[{i}]") for i, v in enumerate(value)]
-    raise TypeError(f"{name} is a {type(value).__name__}, which a checkpoint cannot hold "
-                    f"as plain data")
-
-
-def _read_checkpoint(path):
-    """(arrays, meta) of a checkpoint file, read without unpickling anything; raises
-    CheckpointError naming the file for anything else."""
-    path = os.fspath(path)
-    try:
-        with open(path, 'rb') as f:
-            head = f.read(4)
-    except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
-    if head[:1] == b'\x80' or head[:1] in (b'(', b']', b'}'):
-        raise CheckpointError(
-            f"{path} is a pickle, not a handgrad checkpoint (.npz). Older handgrad versions "
-            f"wrote pickled checkpoints; they are not loaded, because unpickling a file can "
-            f"run any code in it. Retrain, or resume with the version that wrote it.")
-    if head != b'PK\x03\x04':
-        raise CheckpointError(f"{path} is not a handgrad checkpoint (an .npz archive written "
-                              f"by Solver.save_checkpoint); it starts with {head!r}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-        meta = json.loads(arrays.pop(CHECKPOINT_META).tobytes().decode())
-    except KeyError:
-        raise CheckpointError(f"{path} is an .npz archive but not a Solver checkpoint: it "
-                              f"has no {CHECKPOINT_META}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({error}); resume "
-                              f"from another one (Solver.resume_latest skips it)") from None
-    if not isinstance(meta, dict) or meta.get('format') != CHECKPOINT_FORMAT:
-        found = meta.get('format') if isinstance(meta, dict) else None
-        raise CheckpointError(f"{path} has format {found!r}, expected {CHECKPOINT_FORMAT!r}")
-    return arrays, meta
+def _check_arguments(kwargs, defaults, data):
+    """ValueError for kwargs not in defaults, and for data that lacks a split, has X and y
+    of different lengths, an empty split or non-finite values."""
+    unknown = sorted(set(kwargs) - set(defaults))
+    if unknown:
+        raise ValueError(f"Unrecognized arguments {', '.join(unknown)}; "
+                         f"valid ones are {', '.join(defaults)}")
+    missing = [k for k in ('X_train', 'y_train', 'X_val', 'y_val') if k not in data]
+    if missing:
+        raise ValueError(f"data is missing {', '.join(missing)}")
+    for split in ('train', 'val'):
+        n_x, n_y = len(data['X_' + split]), len(data['y_' + split])
+        if n_x != n_y:
+            raise ValueError(f"X_{split} has {n_x} rows but y_{split} has {n_y}")
+    if len(data['X_train']) == 0:
+        raise ValueError("X_train is empty")
+    if len(data['X_val']) == 0:
+        raise ValueError("X_val is empty: the Solver chooses the best parameters on it")
+    for split in ('X_train', 'X_val'):
+        _check_finite(split, data[split])
 
 
 def _check_finite(name, X):

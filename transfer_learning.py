@@ -78,11 +78,13 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cnn import Sequential, fashion_cnn_layers, load_params, save_params  # noqa: E402
+from checkpoint import load_params, save_params  # noqa: E402
 from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_split  # noqa: E402
+from fashion_classification import fashion_cnn_layers  # noqa: E402
 from fileio import write_atomic  # noqa: E402
 from layers import log_softmax_forward  # noqa: E402
 from plots import epoch_axis, fit_title, note_short_run, save_figure  # noqa: E402
+from sequential import Sequential  # noqa: E402
 from solver import NonFiniteLossError, Solver  # noqa: E402
 
 SCENARIOS = ("scratch", "finetune", "freeze")
@@ -201,7 +203,7 @@ def make_augment(max_shift, flip):
 # ----------------------------------------------------------------------------- models
 
 def build_model(input_shape, num_classes, keep_prob=0.75, dtype=np.float32, seed=0):
-    """The source architecture (cnn.fashion_cnn_layers), He-initialized,
+    """The source architecture (fashion_classification.fashion_cnn_layers), He-initialized,
     each ReLU run after its max pool (pool_before_relu: the same numbers, less work)."""
     return Sequential(input_shape, fashion_cnn_layers(keep_prob, num_classes), weight_scale=None,
                       dtype=dtype, seed=seed, pool_before_relu=True)
@@ -247,7 +249,7 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
     Train model.trainable_params() (all parameters not frozen) with Adam via the Solver.
 
     Inputs:
-    - model: a cnn.Sequential; its frozen parameters are not trained.
+    - model: a sequential.Sequential; its frozen parameters are not trained.
     - data: dict with X_train, y_train, X_val, y_val (normalized).
     - num_epochs, learning_rate, lr_decay (factor per epoch), batch_size, seed: as for
       the Solver; augment: the Solver's augment hook for training batches, or None.

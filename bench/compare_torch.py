@@ -19,7 +19,7 @@ Rows (float32, forward + backward, milliseconds):
   vs F.max_pool2d + autograd, N64 16x28x28 2x2 stride 2; "pool reference" times layers.py's.
 - cnn epoch: one epoch of synthetic 1x28x28 images (60,000 by default), batch 64, plain
   SGD (lr 0.01), of conv16 3x3 pad 1 - relu - max pool 2x2 - fc100 - relu - fc10 -
-  softmax loss: cnn.Sequential + optim.sgd vs nn.Sequential + torch.optim.SGD, each
+  softmax loss: sequential.Sequential + optim.sgd vs nn.Sequential + torch.optim.SGD, each
   written in that natural order and run in it. Neither computes the data's dX.
   "cnn epoch, pool before relu" is the same network with Sequential's explicit
   pool_before_relu=True (the ReLU runs on the 4x smaller pooled array; the same numbers).
@@ -178,7 +178,7 @@ def handgrad_case(kind, parameter):
     import layers
     import optim
     import rnn_layers
-    from cnn import Affine, Conv, MaxPool, ReLU, Sequential
+    from sequential import Affine, Conv, MaxPool, ReLU, Sequential
     from softmax import SoftmaxClassifier
     rng = np.random.default_rng(1)
 

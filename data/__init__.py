@@ -41,5 +41,6 @@ from .images import find_hymenoptera_dir, load_hymenoptera, load_image_folder  #
 
 __all__ += ['load_image_folder', 'load_hymenoptera', 'find_hymenoptera_dir']
 
-# The MNIST-scenes captioning set is built with handgrad's models, so it lives beside them:
-# mnist_scenes.py (load_mnist_scenes) and scene_encoder.py at the top level.
+# The MNIST-scenes captioning set: its scenes and captions are built from MNIST by
+# mnist_scenes.py (load_mnist_scenes, at the top level); its image features come from a
+# small CNN trained on them in scene_encoder.py (load_scene_dataset), a model above the data.

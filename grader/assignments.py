@@ -92,7 +92,7 @@ Image captioning with a vanilla RNN: CaptioningRNN.
 Its __init__ is given; loss (training, backpropagation through time) and sample (greedy
 decoding) are yours, built from the layers of layers.py and rnn_layers.py."""),
     ),
-    support_files=('optim.py', 'solver.py', 'gradient_check.py', 'fileio.py'),
+    support_files=('optim.py', 'solver.py', 'checkpoint.py', 'gradient_check.py', 'fileio.py'),
     notebooks=(),
     public=('fc_forward', 'fc_backward', 'relu_*', 'conv_forward', 'max_pool_forward',
             'softmax_loss', 'temporal_fc_forward', 'temporal_softmax_loss',

@@ -26,7 +26,9 @@ names, so the closure never follows it. Two exceptions to "drop unused imports":
   trains with kernels.py's convolution): the definitions they need from it are reduced
   the same way and appended to the solution file that imports them (whose import of
   the module is dropped), so that the solution files alone are a complete submission;
-  the summary lists such modules under `solution_extra_modules`.
+  the summary lists such modules under `solution_extra_modules`. The handout does the
+  same for the shared helpers its given code calls (HANDOUT_INLINE: validation.py,
+  captions.py, randomness.py), and for nothing else.
 
 Checks that make a release fail (ReleaseError, naming file and line):
 - a file is not tracked by git, or the repository is not a git checkout;
@@ -76,6 +78,11 @@ PROBES_SOURCE = os.path.join(HERE, 'probes.py')
 CHECKER_NAME = 'autograder.py'
 COLLECTOR_NAME = 'collect_submission.py'
 SUBMISSION_ZIP = 'submission.zip'
+# Modules of shared helpers (NumPy only, no layer or model code: argument checks, caption
+# conventions, random initial weights) whose definitions that the handout's given code needs are appended to the handout file that needs them, as a
+# solution's extra modules are: the student files stay self-contained (nothing to submit
+# beside them, nothing for the grader to supply) and no reference code is copied.
+HANDOUT_INLINE = ('validation.py', 'captions.py', 'randomness.py')
 
 
 class ReleaseError(Exception):
@@ -339,7 +346,7 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
                 first_party = module is not None and module + '.py' in tracked
                 if first_party:
                     target = module + '.py'
-                    if target not in handout_paths and stub_own:
+                    if target not in handout_paths and stub_own and target not in HANDOUT_INLINE:
                         raise ReleaseError(
                             f"{path}:{stmt.lineno}: kept code ({name}) needs {imported} from "
                             f"{target}, which the handout does not ship; stub or provide it")
@@ -386,11 +393,9 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
             if isinstance(stmt, (ast.Import, ast.ImportFrom)):
                 module = stmt.module if isinstance(stmt, ast.ImportFrom) and stmt.level == 0 else None
                 if module and module + '.py' in keep and module + '.py' not in handout_paths:
-                    # a solution's import of a module the handout does not ship: the
-                    # module's needed definitions are inlined below instead
-                    if path not in handout_paths:
-                        raise ReleaseError(f"{path}:{stmt.lineno}: imports {module}.py, itself "
-                                           f"outside the handout: cannot inline it")
+                    # an import of a module the handout does not ship: the module's
+                    # needed definitions are inlined below instead (an inlined module's
+                    # own such imports are inlined with it)
                     inline.setdefault(path, []).append(module + '.py')
                     continue
                 is_future = isinstance(stmt, ast.ImportFrom) and stmt.module == '__future__'
@@ -416,8 +421,14 @@ def reduce_sources(assignment, repo, tracked, stub_own=True):
         reduction.texts[path] = with_imports(tidy(out), spec.imports if spec and stub_own else ())
         reduction.stubbed[path] = stubbed
         reduction.kept[path] = sorted(keep[path])
-    for path, modules in inline.items():
-        for module in modules:
+    def needed_modules(path, found):
+        for module in inline.get(path, ()):
+            if module not in found:
+                found.append(module)
+                needed_modules(module, found)
+        return found
+    for path in handout_paths:
+        for module in needed_modules(path, []):
             reduction.texts[path] = inlined(reduction.texts[path], module,
                                             reduction.texts[module], source(path))
     for module in reduction.extra_modules:
@@ -455,7 +466,8 @@ def inlined(text, module, module_text, importer):
                            f"(not in the handout) would clash with its names {', '.join(clash)}")
     body_lines = module_text.splitlines()[doc.end_lineno if doc is not None else 0:]
     header = [f"# ----------------------------------------------------------------------------- "
-              f"from {module}", f"# (the handout does not ship {module}; the solution needs these)"]
+              f"from {module[:-3]}", f"# (shipped here rather than as a file of its own: the "
+                                     f"code above needs these)"]
     return tidy(text.splitlines() + ['', ''] + header + body_lines)
 
 

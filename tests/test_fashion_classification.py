@@ -46,7 +46,7 @@ def test_epoch_means_weight_the_last_smaller_batch():
 
 def test_kernel_mosaic_layout():
     kernels = np.arange(2 * 3 * 2 * 2, dtype=float).reshape(2, 3, 2, 2)
-    mosaic = fc._kernel_mosaic(kernels)
+    mosaic = fc.kernel_mosaic(kernels)
     assert mosaic.shape == (2 * 3 - 1, 3 * 3 - 1)
     np.testing.assert_array_equal(mosaic[3:5, 6:8], kernels[1, 2])   # row 1, column 2
     assert np.isnan(mosaic[2]).all() and np.isnan(mosaic[:, 2]).all()

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 import autograder
+from ours import copy_helpers
 from grader import report
 
 ROOT = Path(autograder.__file__).resolve().parent
@@ -39,6 +40,7 @@ def student(directory, layers):
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / 'layers.py', directory / '_our_layers.py')
+    copy_helpers(directory)
     (directory / 'layers.py').write_text(
         'from _our_layers import *\nimport _our_layers as _ours\nimport numpy as np\n'
         + textwrap.dedent(layers))

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import autograder
+from ours import copy_helpers
 
 ROOT = Path(autograder.__file__).resolve().parent
 
@@ -53,6 +54,7 @@ def folder(directory, **modules):
     = `from _our_<module> import *` + the given code (None: no such file)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    copy_helpers(directory)
     for module in ('layers', 'rnn_layers', 'attention_layers'):
         shutil.copy(ROOT / f'{module}.py', directory / f'_our_{module}.py')
         code = modules.get(module)

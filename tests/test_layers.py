@@ -370,7 +370,7 @@ def test_dropout_gradient_with_fixed_seed():
 
 
 def test_dropout_errors():
-    with pytest.raises(ValueError, match=r"keep probability"):
+    with pytest.raises(ValueError, match=r"KEEP probability"):
         layers.dropout_forward(np.ones(3), {"p": 0.0, "mode": "train"})
     with pytest.raises(ValueError, match=r"'train' or 'test'"):
         layers.dropout_forward(np.ones(3), {"p": 0.5, "mode": "eval"})

@@ -1,18 +1,19 @@
 """Tests for mnist_scenes.py (the MNIST scenes captioning dataset) and scene_encoder.py
-(its image encoder).
+(its image encoder, and the scenes with its features).
 
 Most tests run on a synthetic MNIST made here (rectangles of ink, labels at random), so
 they need no data and run in seconds. The tests marked `real MNIST` load MNIST through
 $HANDGRAD_DATA (CI sets it) and skip with a reason when it is not there.
 """
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import mnist_scenes
 import scene_encoder
-from cnn import Affine, Conv, Flatten, ReLU, Sequential
 from data import datasets
 from gradient_check import eval_numerical_gradient, rel_error
 from mnist_scenes import (
@@ -25,6 +26,8 @@ from mnist_scenes import (
     WORD_TO_IDX,
     load_mnist_scenes,
 )
+from scene_encoder import load_scene_dataset
+from sequential import Affine, Conv, Flatten, ReLU, Sequential
 
 TINY = (24, 8, 8)              # train / val / test scenes of the end-to-end tests
 TINY_EPOCHS = (1, 1)           # encoder epochs of the end-to-end tests
@@ -62,8 +65,10 @@ def scenes(fake_mnist):
 
 @pytest.fixture
 def patched_mnist(monkeypatch, fake_mnist):
-    """load_mnist_scenes reads the synthetic MNIST instead of the real one."""
+    """load_mnist_scenes and load_scene_dataset read the synthetic MNIST instead of the
+    real one."""
     monkeypatch.setattr(mnist_scenes, 'load_mnist', lambda data_dir=None: fake_mnist)
+    monkeypatch.setattr(scene_encoder, 'load_mnist', lambda data_dir=None: fake_mnist)
 
 
 def real_mnist():
@@ -321,31 +326,48 @@ def test_slot_classifier_gradients(kind):
 
 # ----------------------------------------------------------------------------- loading
 
-def assert_dataset(data, counts):
+SCENES_FILE = 'mnist_scenes_seed{}_24-8-8.npz'
+FEATURES_FILE = 'scene_features_seed{}_24-8-8_encoder1-1.npz'
+
+
+def no_generation(*args, **kwargs):
+    raise AssertionError('the cache should have been used')
+
+
+def assert_scenes(data, counts):
+    """The keys, shapes and dtypes of load_mnist_scenes's dict (scenes and captions)."""
     K, T = CAPTIONS_PER_IMAGE, CAPTION_LENGTH
     for split, N in zip(mnist_scenes.SPLITS, counts):
         expected = {
             'images': ((N, 64, 64), np.uint8), 'captions': ((N * K, T), np.int32),
-            'image_idxs': ((N * K,), np.int32), 'features': ((N, 256), np.float32),
-            'spatial_features': ((N, 64, 64), np.float32), 'labels': ((N, 4), np.int8),
+            'image_idxs': ((N * K,), np.int32), 'labels': ((N, 4), np.int8),
             'sizes': ((N, 4), np.int8), 'boxes': ((N, 4, 4), np.int16),
             'num_digits': ((N,), np.int8), 'sources': ((N, 4), np.int32)}
         for name, (shape, dtype) in expected.items():
             value = data[f'{split}_{name}']
             assert value.shape == shape and value.dtype == dtype, (split, name, value.shape)
-        assert np.isfinite(data[f'{split}_features']).all()
-        assert np.isfinite(data[f'{split}_spatial_features']).all()
         np.testing.assert_array_equal(data[f'{split}_image_idxs'], np.repeat(np.arange(N), K))
         references = data[f'{split}_references']
         assert len(references) == N and all(len(r) == K for r in references)
         assert references[0][0] == mnist_scenes.decode_caption(data[f'{split}_captions'][0])
     assert data['idx_to_word'] == IDX_TO_WORD and data['word_to_idx'] == WORD_TO_IDX
+
+
+def assert_dataset(data, counts):
+    """The scenes and the features of load_scene_dataset's dict."""
+    assert_scenes(data, counts)
+    for split, N in zip(mnist_scenes.SPLITS, counts):
+        for name, shape in (('features', (N, 256)), ('spatial_features', (N, 64, 64))):
+            value = data[f'{split}_{name}']
+            assert value.shape == shape and value.dtype == np.float32, (split, name, value.shape)
+            assert np.isfinite(value).all()
     # the feature scale: root mean square 1 on the train scenes (float16 storage rounds)
     for name in ('features', 'spatial_features'):
         rms = np.sqrt(np.mean(data['train_' + name].astype(np.float64) ** 2))
         assert abs(rms - 1) < 1e-2, (name, rms)
     assert set(data['encoder_accuracy']) == {'encoder_train', *mnist_scenes.SPLITS}
     assert 0 <= data['encoder_accuracy']['test']['reading_slots'] <= 1
+    assert data['info']['grid'] == [8, 8] and data['info']['seed'] == 0
     # the stored parameters rebuild the encoder: same features, same accuracies
     encoder = scene_encoder.SceneEncoder(params=data['encoder_params'])
     test_scenes = {key: data['test_' + key] for key in ('images', 'labels', 'sizes', 'boxes')}
@@ -358,26 +380,51 @@ def assert_dataset(data, counts):
                                data['test_spatial_features'][:3], rtol=2e-3, atol=2e-3)
 
 
-def test_load_shapes_dtypes_and_determinism(tmp_path, patched_mnist):
-    first = load_mnist_scenes(size=TINY, cache_dir=tmp_path / 'a', encoder_epochs=TINY_EPOCHS,
+def test_the_dataset_trains_nothing(tmp_path, patched_mnist, monkeypatch):
+    """mnist_scenes.py only draws and captions: loading it imports no model, and the
+    scenes of load_scene_dataset are exactly load_mnist_scenes's."""
+    code = ("import sys, mnist_scenes\n"
+            "print(sorted(m for m in ('scene_encoder', 'solver', 'sequential', 'cnn', 'layers')"
+            " if m in sys.modules))")
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert run.returncode == 0 and run.stdout.strip() == '[]', run.stdout + run.stderr
+    train_encoder = scene_encoder.train_encoder
+    monkeypatch.setattr(scene_encoder, 'train_encoder', no_generation)
+    scenes = load_mnist_scenes(size=TINY, cache_dir=tmp_path, verbose=False)
+    assert_scenes(scenes, TINY)
+    assert not any('features' in key or 'encoder' in key for key in scenes)
+    assert os.listdir(tmp_path) == [SCENES_FILE.format(0)]
+    monkeypatch.setattr(scene_encoder, 'train_encoder', train_encoder)
+    monkeypatch.setattr(mnist_scenes, 'build_mnist_scenes', no_generation)   # cached above
+    data = load_scene_dataset(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS,
                               verbose=False)
+    for key, value in scenes.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(data[key], value, err_msg=key)
+    assert data['train_references'] == scenes['train_references']
+
+
+def test_load_shapes_dtypes_and_determinism(tmp_path, patched_mnist):
+    first = load_scene_dataset(size=TINY, cache_dir=tmp_path / 'a', encoder_epochs=TINY_EPOCHS,
+                               verbose=False)
     assert_dataset(first, TINY)
-    second = load_mnist_scenes(size=TINY, cache_dir=tmp_path / 'b',
-                               encoder_epochs=TINY_EPOCHS, verbose=False)
+    second = load_scene_dataset(size=TINY, cache_dir=tmp_path / 'b',
+                                encoder_epochs=TINY_EPOCHS, verbose=False)
     for key, value in first.items():
         if isinstance(value, np.ndarray):
             np.testing.assert_array_equal(value, second[key], err_msg=key)
     assert first['train_references'] == second['train_references']
-    other = load_mnist_scenes(seed=1, size=TINY, cache_dir=tmp_path / 'a',
-                              encoder_epochs=TINY_EPOCHS, verbose=False)
+    other = load_scene_dataset(seed=1, size=TINY, cache_dir=tmp_path / 'a',
+                               encoder_epochs=TINY_EPOCHS, verbose=False)
     assert not np.array_equal(other['train_images'], first['train_images'])
     assert sorted(os.listdir(tmp_path / 'a')) == [
-        'mnist_scenes_seed0_24-8-8_encoder1-1.npz', 'mnist_scenes_seed1_24-8-8_encoder1-1.npz']
+        SCENES_FILE.format(0), SCENES_FILE.format(1), FEATURES_FILE.format(0),
+        FEATURES_FILE.format(1)]
 
 
 def test_splits_use_disjoint_mnist_images(tmp_path, patched_mnist, fake_mnist):
-    data = load_mnist_scenes(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS,
-                             verbose=False)
+    data = load_mnist_scenes(size=TINY, cache_dir=tmp_path, verbose=False)
     X_train, _, X_test, _ = fake_mnist
     num_train = len(X_train) - mnist_scenes.NUM_VAL_DIGITS
     ranges = {'train': (0, num_train), 'val': (num_train, len(X_train)),
@@ -393,53 +440,87 @@ def test_splits_use_disjoint_mnist_images(tmp_path, patched_mnist, fake_mnist):
                 mnist_scenes.render_scene(source_images[sources[i, :k]],
                                           data[f'{split}_boxes'][i, :k]),
                 data[f'{split}_images'][i])
+    # the encoder's own scenes: train-split digits, none of the dataset's scenes
+    extra = mnist_scenes.extra_train_scenes(fake_mnist, 30, seed=0)
+    used = extra['sources'][extra['sources'] >= 0]
+    assert ((0 <= used) & (used < num_train)).all()
+    assert not any((image == data['train_images']).all(axis=(1, 2)).any()
+                   for image in extra['images'])
 
 
 def test_second_call_loads_the_cache(tmp_path, patched_mnist, monkeypatch):
-    first = load_mnist_scenes(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS,
-                              verbose=False)
-
-    def no_generation(*args, **kwargs):
-        raise AssertionError('the cache should have been used')
-
-    monkeypatch.setattr(mnist_scenes, 'build_mnist_scenes', no_generation)
-    monkeypatch.setattr(mnist_scenes, 'load_mnist', no_generation)
-    again = load_mnist_scenes(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS,
-                              verbose=False)
+    first = load_scene_dataset(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS,
+                               verbose=False)
+    for module, name in ((mnist_scenes, 'build_mnist_scenes'), (mnist_scenes, 'load_mnist'),
+                         (scene_encoder, 'build_scene_features'), (scene_encoder, 'load_mnist')):
+        monkeypatch.setattr(module, name, no_generation)
+    again = load_scene_dataset(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS,
+                               verbose=False)
     np.testing.assert_array_equal(again['test_spatial_features'], first['test_spatial_features'])
+    assert again['info'] == first['info']
     assert [name for name in os.listdir(tmp_path) if name.endswith('.part')] == []
 
 
 def test_a_cache_in_handgrad_data_is_used(tmp_path, patched_mnist, monkeypatch):
-    load_mnist_scenes(size=TINY, cache_dir=tmp_path / 'cache', encoder_epochs=TINY_EPOCHS,
-                      verbose=False)
+    load_scene_dataset(size=TINY, cache_dir=tmp_path / 'cache', encoder_epochs=TINY_EPOCHS,
+                       verbose=False)
     monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path))
-
-    def no_generation(*args, **kwargs):
-        raise AssertionError('the cache in $HANDGRAD_DATA/cache should have been used')
-
     monkeypatch.setattr(mnist_scenes, 'build_mnist_scenes', no_generation)
-    data = load_mnist_scenes(size=TINY, encoder_epochs=TINY_EPOCHS, verbose=False)
+    monkeypatch.setattr(scene_encoder, 'build_scene_features', no_generation)
+    data = load_scene_dataset(size=TINY, encoder_epochs=TINY_EPOCHS, verbose=False)
     assert len(data['test_images']) == TINY[2]
 
 
-def test_cache_is_regenerated_when_the_version_changes(tmp_path, patched_mnist, monkeypatch):
-    load_mnist_scenes(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS, verbose=False)
-    builds = []
-    real_build = mnist_scenes.build_mnist_scenes
+def counting(monkeypatch, module, name):
+    """Replace module.name by a wrapper that records its calls; returns the record."""
+    calls, real = [], getattr(module, name)
 
-    def counting_build(*args, **kwargs):
-        builds.append(args)
-        return real_build(*args, **kwargs)
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(mnist_scenes, 'build_mnist_scenes', counting_build)
-    load_mnist_scenes(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS, verbose=False)
-    assert builds == []
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_cache_is_regenerated_when_the_version_changes(tmp_path, patched_mnist, monkeypatch,
+                                                       capsys):
+    def load():
+        load_scene_dataset(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS,
+                           verbose=True)
+
+    load()
+    scene_builds = counting(monkeypatch, mnist_scenes, 'build_mnist_scenes')
+    feature_builds = counting(monkeypatch, scene_encoder, 'build_scene_features')
+    load()
+    assert scene_builds == [] and feature_builds == []
+    # new scenes: both caches are made again (the features' key holds the scenes' key)
     monkeypatch.setattr(mnist_scenes, 'CACHE_VERSION', mnist_scenes.CACHE_VERSION + 1)
-    load_mnist_scenes(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS, verbose=False)
-    assert len(builds) == 1
-    load_mnist_scenes(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS, verbose=False)
-    assert len(builds) == 1, 'the regenerated cache replaced the old one'
+    capsys.readouterr()
+    load()
+    assert len(scene_builds) == 1 and len(feature_builds) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / SCENES_FILE.format(0)} was made by another version" in err
+    assert f"{tmp_path / FEATURES_FILE.format(0)} was made by another version" in err
+    # a new encoder: the features only
+    monkeypatch.setattr(scene_encoder, 'CACHE_VERSION', scene_encoder.CACHE_VERSION + 1)
+    load()
+    assert len(scene_builds) == 1 and len(feature_builds) == 2
+    load()
+    assert len(scene_builds) == 1 and len(feature_builds) == 2, \
+        'the regenerated caches replaced the old ones'
+    assert sorted(os.listdir(tmp_path)) == [SCENES_FILE.format(0), FEATURES_FILE.format(0)]
+
+
+def test_an_unreadable_cache_is_generated_again(tmp_path, patched_mnist, capsys):
+    (tmp_path / SCENES_FILE.format(0)).write_bytes(b'not an npz file')
+    data = load_mnist_scenes(size=TINY, cache_dir=tmp_path, verbose=True)
+    err = capsys.readouterr().err
+    assert f"ignoring unreadable cache {tmp_path / SCENES_FILE.format(0)}" in err
+    assert "no cache" in err and "another version" not in err
+    np.testing.assert_array_equal(
+        load_mnist_scenes(size=TINY, cache_dir=tmp_path, verbose=False)['train_images'],
+        data['train_images'])
 
 
 def test_cache_directories_and_read_only_fallback(tmp_path, monkeypatch, patched_mnist):
@@ -456,20 +537,21 @@ def test_cache_directories_and_read_only_fallback(tmp_path, monkeypatch, patched
         assert mnist_scenes.cache_dirs(cache_dir=tmp_path / 'c', for_writing=for_writing) \
             == [str(tmp_path / 'c')]
     # a first directory that cannot be written (here a file where a directory should
-    # be; in CI the shared data folder is read-only): the cache goes to the next one
+    # be; in CI the shared data folder is read-only): the caches go to the next one
     blocked, writable = tmp_path / 'blocked', tmp_path / 'rw'
     blocked.write_text('not a directory')
     monkeypatch.setattr(mnist_scenes, 'cache_dirs', lambda data_dir=None, cache_dir=None,
                         for_writing=False: [str(blocked), str(writable)])
-    load_mnist_scenes(size=TINY, encoder_epochs=TINY_EPOCHS, verbose=False)
-    assert os.listdir(writable) == ['mnist_scenes_seed0_24-8-8_encoder1-1.npz']
+    load_scene_dataset(size=TINY, encoder_epochs=TINY_EPOCHS, verbose=False)
+    assert sorted(os.listdir(writable)) == [SCENES_FILE.format(0), FEATURES_FILE.format(0)]
 
 
 def test_bad_sizes_are_rejected():
-    with pytest.raises(ValueError, match='size must be one of'):
-        load_mnist_scenes(size='huge')
-    with pytest.raises(ValueError, match='three positive counts'):
-        load_mnist_scenes(size=(10, 0, 5))
+    for load in (load_mnist_scenes, load_scene_dataset):
+        with pytest.raises(ValueError, match='size must be one of'):
+            load(size='huge')
+        with pytest.raises(ValueError, match='three positive counts'):
+            load(size=(10, 0, 5))
 
 
 # ----------------------------------------------------------------------------- real MNIST
@@ -478,8 +560,8 @@ def test_real_mnist_scenes_do_not_leak(tmp_path):
     """real MNIST: test scenes are drawn with MNIST test images, train and val scenes with
     the first 55,000 and the last 5,000 MNIST train images."""
     X_train, _, X_test, _ = real_mnist()
-    data = load_mnist_scenes(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS,
-                             verbose=False)
+    data = load_scene_dataset(size=TINY, cache_dir=tmp_path, encoder_epochs=TINY_EPOCHS,
+                              verbose=False)
     assert_dataset(data, TINY)
     assert data['train_sources'].max() < 55000
     val_sources = data['val_sources'][data['val_sources'] >= 0]

@@ -1,12 +1,15 @@
-"""cnn.Sequential: summary counts derived by hand, numeric gradients (float64), dropout
+"""sequential.Sequential: summary counts derived by hand, numeric gradients (float64), dropout
 train/test modes and reproducibility, equivalence with ConvNet, bad configurations."""
 import numpy as np
 import pytest
 
-from cnn import (
+from checkpoint import load_params, save_params
+from cnn import ConvNet
+from gradient_check import eval_numerical_gradient, rel_error
+from layers import softmax_loss
+from sequential import (
     Affine,
     Conv,
-    ConvNet,
     Dropout,
     Flatten,
     Layer,
@@ -14,11 +17,7 @@ from cnn import (
     MaxPool,
     ReLU,
     Sequential,
-    load_params,
-    save_params,
 )
-from gradient_check import eval_numerical_gradient, rel_error
-from layers import softmax_loss
 from solver import Solver
 
 
@@ -435,7 +434,7 @@ def test_bad_configurations_raise_clear_errors(input_shape, layers, message):
     (lambda: Conv(4, 3, pad=-1), r"Conv pad must be a non-negative int or 'same'"),
     (lambda: MaxPool(2, stride=0), r"MaxPool stride must be a positive int"),
     (lambda: Affine(2.5), r"Affine units must be a positive int"),
-    (lambda: Dropout(keep=0), r"Dropout keep \(the probability of keeping a unit\) must be in \(0, 1\]"),
+    (lambda: Dropout(keep=0), r"Dropout keep is the dropout KEEP probability and must be in \(0, 1\]"),
     (lambda: Dropout(keep=1.5), r"must be in \(0, 1\], got 1.5"),
 ])
 def test_bad_layer_arguments(make, message):

@@ -1,10 +1,13 @@
-"""The normalization layers of cnn.Sequential (BatchNorm, LayerNorm, GroupNorm): numeric
+"""The normalization layers of sequential.Sequential (BatchNorm, LayerNorm, GroupNorm): numeric
 gradients through whole networks (float64), running statistics as layer state (train
 vs inference), saved, loaded and resumed; bad configurations."""
 import numpy as np
 import pytest
 
-from cnn import (
+from checkpoint import load_params, save_params
+from fashion_classification import fashion_cnn_layers
+from layers import batchnorm_forward
+from sequential import (
     Affine,
     BatchNorm,
     Conv,
@@ -13,11 +16,7 @@ from cnn import (
     MaxPool,
     ReLU,
     Sequential,
-    fashion_cnn_layers,
-    load_params,
-    save_params,
 )
-from layers import batchnorm_forward
 from solver import Solver
 from test_sequential import check_gradients, randomize_biases, rows_of
 

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import checkpoint
 import fileio
 import solver as solver_module
 from solver import NonFiniteLossError, Solver
@@ -190,7 +191,7 @@ def test_checkpoints_are_plain_npz_keep_latest_and_best(tmp_path):
     names = sorted(os.listdir(tmp_path / 'new_dir'))      # no temporary files left
     assert names == sorted({f'net_epoch_{best_epoch}.npz', 'net_epoch_3.npz'})
     arrays, meta = read_checkpoint(prefix + '_epoch_3.npz')
-    assert meta['format'] == solver_module.CHECKPOINT_FORMAT
+    assert meta['format'] == checkpoint.CHECKPOINT_FORMAT
     assert meta['epoch'] == 3 and meta['iteration'] == 12
     assert meta['optim_configs']['W1']['t'] == 12
     assert meta['val_acc_history'] == solver.val_acc_history
@@ -253,36 +254,36 @@ def test_resume_refuses_pickles_and_foreign_files_without_running_them(tmp_path)
     RunsCode.marker = str(marker)
     crafted = tmp_path / 'net_epoch_9.pkl'
     crafted.write_bytes(pickle.dumps({'params': RunsCode()}))
-    with pytest.raises(solver_module.CheckpointError, match=r"net_epoch_9\.pkl is a pickle"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"net_epoch_9\.pkl is a pickle"):
         solver.resume(str(crafted))
     assert not marker.exists()
     # a pickle named like a checkpoint is refused too
     disguised = tmp_path / 'net_epoch_9.npz'
     disguised.write_bytes(crafted.read_bytes())
-    with pytest.raises(solver_module.CheckpointError, match="is a pickle"):
+    with pytest.raises(checkpoint.CheckpointError, match="is a pickle"):
         solver.resume(str(disguised))
     # an .npz with an object array (which only unpickling could load)
     objects = tmp_path / 'objects.npz'
     np.savez(objects, **{'checkpoint.json': np.array([RunsCode()], dtype=object)})
-    with pytest.raises(solver_module.CheckpointError, match="objects.npz is truncated or corrupt"):
+    with pytest.raises(checkpoint.CheckpointError, match="objects.npz is truncated or corrupt"):
         solver.resume(str(objects))
     assert not marker.exists()
     # other files, an archive without the metadata, a missing file, a truncated checkpoint
     text = tmp_path / 'notes.txt'
     text.write_text('hello')
-    with pytest.raises(solver_module.CheckpointError, match="notes.txt is not a handgrad checkpoint"):
+    with pytest.raises(checkpoint.CheckpointError, match="notes.txt is not a handgrad checkpoint"):
         solver.resume(str(text))
     plain = tmp_path / 'params.npz'
     np.savez(plain, W1=np.zeros(3))
-    with pytest.raises(solver_module.CheckpointError, match="params.npz .* has no checkpoint.json"):
+    with pytest.raises(checkpoint.CheckpointError, match="params.npz .* has no checkpoint.json"):
         solver.resume(str(plain))
-    with pytest.raises(solver_module.CheckpointError, match="cannot read checkpoint .*missing.npz"):
+    with pytest.raises(checkpoint.CheckpointError, match="cannot read checkpoint .*missing.npz"):
         solver.resume(str(tmp_path / 'missing.npz'))
     good = tmp_path / 'good.npz'
     solver.save_checkpoint(str(good))
     truncated = tmp_path / 'truncated.npz'
     truncated.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
-    with pytest.raises(solver_module.CheckpointError, match="truncated.npz is truncated or corrupt"):
+    with pytest.raises(checkpoint.CheckpointError, match="truncated.npz is truncated or corrupt"):
         solver.resume(str(truncated))
 
 
@@ -330,6 +331,40 @@ def test_resume_is_bit_identical_to_uninterrupted_run(tmp_path):
     assert full_solver.optim_configs['W2']['t'] == resumed_solver.optim_configs['W2']['t']
     np.testing.assert_array_equal(full_solver.optim_configs['W2']['m'],
                                   resumed_solver.optim_configs['W2']['m'])
+
+
+def test_checkpoint_format_is_fixed_a_plain_numpy_file_resumes_identically(tmp_path):
+    # The file format does not change with the code (checkpoints of earlier versions
+    # load): a checkpoint rewritten with np.savez alone, under the format's literal
+    # name, resumes exactly as the Solver's own file does.
+    data = make_data(N=50)
+    kwargs = dict(update_rule='adam', optim_config={'learning_rate': 1e-2}, lr_decay=0.9,
+                  batch_size=16, num_train_samples=20, seed=7, verbose=False)
+    full = TwoLayerNet(seed=0)
+    full_solver = Solver(full, data, num_epochs=3, **kwargs)
+    full_solver.train()
+
+    prefix = str(tmp_path / 'run')
+    Solver(TwoLayerNet(seed=0), data, num_epochs=1, checkpoint_name=prefix, **kwargs).train()
+    arrays, meta = read_checkpoint(prefix + '_epoch_1.npz')
+    assert meta['format'] == 'handgrad-solver-checkpoint-2'
+    assert set(meta) == {'format', 'epoch', 'iteration', 'optim_configs', 'best_val_acc',
+                         'loss_history', 'train_acc_history', 'val_acc_history', 'rng_state',
+                         'kwargs', 'model_attributes'}
+    assert {name.split('/')[0] for name in arrays} == {'params', 'best_params', 'optim',
+                                                      'train_sample_idx'}
+    plain = str(tmp_path / 'plain.npz')
+    np.savez(plain, **arrays,
+             **{'checkpoint.json': np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+
+    resumed = TwoLayerNet(seed=99)
+    resumed_solver = Solver(resumed, data, num_epochs=3, **kwargs)
+    resumed_solver.resume(plain)
+    resumed_solver.train()
+    for p in full.params:
+        assert np.array_equal(full.params[p], resumed.params[p]), p
+    assert full_solver.loss_history == resumed_solver.loss_history
+    assert full_solver.val_acc_history == resumed_solver.val_acc_history
 
 
 def add_noise(X, rng):

@@ -1,4 +1,4 @@
-"""Freezing, head replacement and .npz save/load (cnn.py, solver.py), and
+"""Freezing, head replacement and .npz save/load (sequential.py, checkpoint.py, solver.py), and
 transfer_learning.py: its helpers, and its --quick run end to end (skipped, with the
 reason, when Fashion-MNIST, MNIST or the ants-vs-bees folder is missing)."""
 import json
@@ -9,9 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-import cnn
+import sequential
 import transfer_learning as tl
-from cnn import (
+from checkpoint import load_params, save_params
+from data import DatasetNotFoundError, find_dataset_dir, find_hymenoptera_dir
+from randomness import init_weights
+from sequential import (
     Affine,
     Conv,
     Dropout,
@@ -20,11 +23,7 @@ from cnn import (
     MaxPool,
     ReLU,
     Sequential,
-    load_params,
-    save_params,
 )
-from data import DatasetNotFoundError, find_dataset_dir, find_hymenoptera_dir
-from softmax import init_weights
 from solver import Solver
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,12 +67,12 @@ def test_frozen_params_stay_bit_identical_through_training():
 
 def test_frozen_params_get_no_gradient_and_no_backward_work(monkeypatch):
     calls = []
-    original = cnn.conv2d_backward
+    original = sequential.conv2d_backward
 
     def counting(dout, cache, need_dx=True):
         calls.append(need_dx)
         return original(dout, cache, need_dx)
-    monkeypatch.setattr(cnn, "conv2d_backward", counting)
+    monkeypatch.setattr(sequential, "conv2d_backward", counting)
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((5, 2, 8, 8)), np.array([0, 1, 2, 0, 1])
     model = small_model()

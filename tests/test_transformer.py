@@ -34,8 +34,8 @@ def ffn_margin(model, features, captions):
     """The smallest |pre-activation| of the feed-forward ReLUs in the first training call:
     a numeric step must not cross a ReLU kink."""
     model.training_steps = 0
-    _, caches, _ = model._forward(model._check_features(features), captions[:, :-1],
-                                  np.random.default_rng([model.seed, 0]))
+    _, caches, _ = model._forward(features, captions[:, :-1], train=True,
+                                  rng=np.random.default_rng([model.seed, 0]))
     return min(np.abs(blocks[2][0][0][3]).min() for blocks in caches[3])   # fc1 out
 
 
@@ -84,7 +84,6 @@ def test_parameters_and_shapes():
 
 def test_words_see_only_earlier_words():
     model, features = perturbed(1, 1.0)
-    features = model._check_features(features)
     words = CAPTIONS[:, :-1]
     scores, _, _ = model._forward(features, words)
     changed = words.copy()
@@ -110,7 +109,7 @@ def test_sample_conventions_and_attention():
     np.testing.assert_allclose(weights.sum(axis=-1), 1, rtol=1e-12)
     # greedy: word t is the argmax of the decoder on <START> and words 0..t-1 (no dropout)
     prefix = np.concatenate([np.full((2, 1), 1), captions[:, :3]], axis=1)
-    scores, _, _ = model._forward(model._check_features(features), prefix)
+    scores, _, _ = model._forward(features, prefix)
     np.testing.assert_array_equal(scores.argmax(axis=-1), captions)
     np.testing.assert_array_equal(model.sample(features, 4), captions)   # no randomness
     assert model.sample(features, 0).shape == (2, 0)
@@ -128,6 +127,17 @@ def test_dropout_masks_follow_the_training_counter():
     assert model.loss(features, CAPTIONS)[0] == first != second
     no_dropout, _ = perturbed(4, 1.0)
     assert no_dropout.loss(features, CAPTIONS)[0] == no_dropout.loss(features, CAPTIONS)[0]
+
+
+def test_without_a_seed_the_masks_come_from_numpys_global_state():
+    model, features = perturbed(4, 0.6)
+    model.seed = None      # as rnn's decoders: np.random.seed makes the masks reproducible
+    np.random.seed(0)
+    first = model.loss(features, CAPTIONS)[0]
+    np.random.seed(0)
+    assert model.loss(features, CAPTIONS)[0] == first
+    np.random.seed(1)
+    assert model.loss(features, CAPTIONS)[0] != first
 
 
 def first_word_accuracy(model, X, y):

@@ -464,11 +464,42 @@ def inlined(text, module, module_text, importer):
     if clash:
         raise ReleaseError(f"{importer.path}: inlining the definitions it needs from {module} "
                            f"(not in the handout) would clash with its names {', '.join(clash)}")
-    body_lines = module_text.splitlines()[doc.end_lineno if doc is not None else 0:]
+    # its imports join the file's own (those the file lacks, after its last import), so
+    # that no import stands in the middle of the file; its definitions go at the end
+    lines = module_text.splitlines()
+    imports = [stmt for stmt in tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom))]
+    skip = {i for stmt in imports for i in range(stmt.lineno - 1, stmt.end_lineno)}
+    body_lines = [line for i, line in enumerate(lines)
+                  if i >= (doc.end_lineno if doc is not None else 0) and i not in skip]
+    text_tree = ast.parse(text)
+    have = {ast.dump(stmt) for stmt in text_tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom))}
+    missing = [stmt for stmt in imports if ast.dump(stmt) not in have]
+    standard = [ast.get_source_segment(module_text, stmt) for stmt in missing if _is_stdlib(stmt)]
+    others = [ast.get_source_segment(module_text, stmt) for stmt in missing if not _is_stdlib(stmt)]
+    text = with_imports(text, others)
+    if standard:   # the standard library's imports come first, in a group of their own
+        text_lines = text.split('\n')
+        first = min((stmt.lineno for stmt in ast.parse(text).body
+                     if isinstance(stmt, (ast.Import, ast.ImportFrom))), default=None)
+        if first is None:
+            text = with_imports(text, standard)
+        else:
+            text = '\n'.join(text_lines[:first - 1] + standard + [''] + text_lines[first - 1:])
     header = [f"# ----------------------------------------------------------------------------- "
               f"from {module[:-3]}", f"# (shipped here rather than as a file of its own: the "
                                      f"code above needs these)"]
     return tidy(text.splitlines() + ['', ''] + header + body_lines)
+
+
+def _is_stdlib(stmt):
+    """True if the import statement imports from Python's standard library."""
+    name = (stmt.names[0].name if isinstance(stmt, ast.Import) else stmt.module or '').split('.')[0]
+    if hasattr(sys, 'stdlib_module_names'):   # Python 3.10+
+        return name in sys.stdlib_module_names
+    import importlib.util
+    spec = importlib.util.find_spec(name)
+    return bool(spec and spec.origin and 'site-packages' not in spec.origin
+                and os.path.dirname(spec.origin) != REPO)
 
 
 def _same_import(tree_a, tree_b, name):

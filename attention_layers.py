@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from validation import check_dout, check_positive_int, real_array
+from validation import check_positive_int, real_array, real_dout
 
 
 def causal_mask(T):
@@ -133,7 +133,7 @@ def scaled_dot_product_attention_backward(dout, cache):
     - dv: gradient of shape (..., S, dv).
     """
     q, k, v, P = cache
-    dout = _checked_dout(dout, P.shape[:-1] + v.shape[-1:])
+    dout = real_dout(dout, P.shape[:-1] + v.shape[-1:])
     dv = P.swapaxes(-1, -2) @ dout
     dP = dout @ v.swapaxes(-1, -2)
     dz = P * (dP - (P * dP).sum(axis=-1, keepdims=True)) / math.sqrt(q.shape[-1])
@@ -232,7 +232,7 @@ def multi_head_attention_backward(dout, cache):
       of scores, which the softmax ignores.
     """
     query, key, value, params, num_heads, concat, attention_cache = cache
-    dout = _checked_dout(dout, query.shape)
+    dout = real_dout(dout, query.shape)
     grads = {}
     dconcat, grads["W_o"], grads["b_o"] = _affine_backward(concat, params["W_o"], dout)
     dQ, dK, dV = scaled_dot_product_attention_backward(_split_heads(dconcat, num_heads),
@@ -247,13 +247,6 @@ def multi_head_attention_backward(dout, cache):
 # The argument checks of the layers above, one call per layer. The rules shared with the
 # other layer files (real_array, check_dout, check_positive_int) live in the validation
 # module.
-
-
-def _checked_dout(dout, expected_shape):
-    """dout as a real array of the forward output's shape (ValueError naming both otherwise)."""
-    dout = real_array("dout", dout)
-    check_dout(dout, expected_shape)
-    return dout
 
 
 def _check_encoding_size(T, E):

@@ -28,7 +28,7 @@ Notation: sigma(a) = 1 / (1 + exp(-a)) with sigma' = sigma (1 - sigma); tanh' = 
 """
 import numpy as np
 
-from validation import check_dout, check_ndim, real_array
+from validation import check_dout, check_ndim, real_array, real_dout
 
 # ----------------------------------------------------------------------------- vanilla RNN
 
@@ -82,7 +82,7 @@ def rnn_step_backward(dnext_h, cache):
     - db: gradient with respect to b, of shape (H,).
     """
     Wx, Wh, x, prev_h, h_raw = cache
-    dnext_h = _checked_dout(dnext_h, h_raw.shape, "dnext_h")
+    dnext_h = real_dout(dnext_h, h_raw.shape, "dnext_h")
     next_h = np.tanh(h_raw)
     da = dnext_h * (1 - next_h * next_h)
     dx = da @ Wx.T
@@ -164,7 +164,7 @@ def rnn_backward(dh, cache):
     - db: gradient with respect to b, of shape (H,).
     """
     x, h0, Wx, Wh, b, h = cache
-    dh = _checked_dout(dh, h.shape, "dh")
+    dh = real_dout(dh, h.shape, "dh")
     T, N, D = x.shape
     H = h0.shape[1]
     da = np.empty(h.shape, dtype=np.result_type(dh, h, Wh))
@@ -382,7 +382,7 @@ def lstm_backward(dh, cache):
     - db: gradient with respect to b, of shape (4H,).
     """
     x, h0, Wx, Wh, b, gates, c, h = cache
-    dh = _checked_dout(dh, h.shape, "dh")
+    dh = real_dout(dh, h.shape, "dh")
     T, N, D = x.shape
     H = h0.shape[1]
     dtype = np.result_type(dh, h, Wh)
@@ -447,7 +447,7 @@ def word_embedding_backward(dout, cache):
     """
     x, W = cache
     indices = np.asarray(x)
-    dout = _checked_dout(dout, indices.shape + W.shape[1:])
+    dout = real_dout(dout, indices.shape + W.shape[1:])
     dW = np.zeros(W.shape, dtype=np.result_type(W, dout))
     np.add.at(dW, indices, dout)
     return dW
@@ -497,7 +497,7 @@ def temporal_fc_backward(dout, cache):
     - db: gradient with respect to b, of shape (M,).
     """
     x, w, b, out = cache
-    dout = _checked_dout(dout, out.shape)
+    dout = real_dout(dout, out.shape)
     N, T, D = x.shape
     M = w.shape[1]
     dout_rows = dout.reshape(N * T, M)
@@ -725,13 +725,6 @@ def attention_step_backward(dcontext, cache, dalpha=None):
 def _reals(**named):
     """Each named argument as real_array(name, value), in order."""
     return [real_array(name, value) for name, value in named.items()]
-
-
-def _checked_dout(dout, expected_shape, name="dout"):
-    """An upstream gradient as a real array of the forward output's shape."""
-    dout = real_array(name, dout)
-    check_dout(dout, expected_shape, name)
-    return dout
 
 
 def _checked_douts(expected_shape, **named):

@@ -21,6 +21,10 @@ the old one in config. Hyperparameters are turned into Python floats before use,
 a NumPy float64 scalar would silently promote float32 weights to float64.
 
 Notation below: lr = learning_rate, g = dw, and all operations are elementwise.
+
+nesterov_momentum and adamw compute exactly what torch.optim.SGD(momentum, nesterov=True)
+and torch.optim.AdamW compute, step for step (the benchmark bench/optim_vs_torch compares
+them with PyTorch, when it is installed).
 """
 import numpy as np
 
@@ -71,6 +75,11 @@ def sgd_momentum(w, dw, config=None):
     - momentum: scalar in [0, 1) giving the decay of the velocity (default 0.9);
       momentum = 0 is plain SGD.
     - velocity: array of w's shape, the running velocity (state).
+
+    torch.optim.SGD(momentum=...) keeps its velocity in gradient units instead
+    (b = momentum * b + g, next_w = w - lr * b): the same weights at a constant learning
+    rate (v = -lr * b), but after a learning-rate change the velocity built so far keeps
+    its old scale here, while torch's next step uses the new rate throughout.
     """
     config, (lr, momentum) = _float_config(config, learning_rate=1e-2, momentum=0.9)
     v = config.get('velocity', np.zeros_like(w))
@@ -150,3 +159,79 @@ def adam(w, dw, config=None):
     next_w = w - lr * m_hat / (np.sqrt(v_hat) + epsilon)
     config['m'], config['v'], config['t'] = m, v, t
     return next_w.astype(w.dtype, copy=False), config
+
+
+def nesterov_momentum(w, dw, config=None):
+    """
+    Stochastic gradient descent with Nesterov momentum, as torch.optim.SGD(momentum=...,
+    nesterov=True) computes it.
+
+    Plain momentum takes the gradient at w and then steps along the velocity. Nesterov's
+    version takes the gradient where the velocity is about to carry the weights, so it
+    corrects an overshoot one step earlier. Written so that the gradient is needed only at
+    the stored weights (Sutskever et al., 2013: the stored w is that look-ahead point), the
+    step adds the new velocity once more, scaled by momentum:
+
+        v      = momentum * v + g                     (v starts at 0)
+        next_w = w - lr * (g + momentum * v)
+
+    The velocity is kept in gradient units (torch's momentum buffer), not in weight units
+    as in sgd_momentum. cs231n's notes write the same rule with a velocity u = -lr * v:
+
+        u      = momentum * u - lr * g
+        next_w = w - momentum * u_prev + (1 + momentum) * u
+
+    Both give the same weights while the learning rate is constant (expand either one:
+    next_w = w - lr * ((1 + momentum) * g + momentum^2 * v_prev)). They differ once the
+    learning rate changes (the Solver's lr_decay): here the whole next step uses the new
+    rate, as with torch's schedulers; in cs231n's form the velocity built so far keeps the
+    old one. This one is chosen so that it equals torch step for step.
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-2).
+    - momentum: scalar in [0, 1), the decay of the velocity (default 0.9); momentum = 0
+      is plain SGD.
+    - velocity: array of w's shape, the decaying sum of past gradients (state; torch's
+      momentum_buffer).
+    """
+    config, (lr, momentum) = _float_config(config, learning_rate=1e-2, momentum=0.9)
+    v = config.get('velocity', np.zeros_like(w))
+    v = momentum * v + dw
+    next_w = w - lr * (dw + momentum * v)
+    config['velocity'] = v
+    return next_w.astype(w.dtype, copy=False), config
+
+
+def adamw(w, dw, config=None):
+    """
+    AdamW (Loshchilov and Hutter, 2019): Adam with decoupled weight decay, as
+    torch.optim.AdamW computes it.
+
+    L2 regularization adds reg * w to the gradient; Adam then divides that term by
+    sqrt(v_hat) like the rest of the gradient, so weights with large gradients are hardly
+    decayed at all. AdamW instead shrinks every weight by the same factor, apart from the
+    gradient, and then takes Adam's step on the gradient alone:
+
+        w      = (1 - lr * weight_decay) * w          (decoupled weight decay)
+        t      = t + 1                                (t starts at 0)
+        m      = beta1 * m + (1 - beta1) * g          (m starts at 0)
+        v      = beta2 * v + (1 - beta2) * g^2        (v starts at 0)
+        m_hat  = m / (1 - beta1^t)
+        v_hat  = v / (1 - beta2^t)
+        next_w = w - lr * m_hat / (sqrt(v_hat) + epsilon)
+
+    The last five lines are adam's (see adam); weight_decay = 0 is exactly adam. The
+    decay uses the current learning rate, so the Solver's lr_decay lowers it too, as
+    torch's schedulers do. Every parameter given to the rule is decayed, biases included
+    (in the Solver: every trained parameter), as torch.optim.AdamW does for the
+    parameters it is given.
+
+    config format:
+    - learning_rate: scalar learning rate (default 1e-3).
+    - weight_decay: scalar, the decay per unit of learning rate (default 1e-2, torch's).
+    - beta1, beta2, epsilon: as in adam (defaults 0.9, 0.999, 1e-8).
+    - m, v, t: adam's state.
+    """
+    config, (lr, weight_decay) = _float_config(config, learning_rate=1e-3, weight_decay=1e-2)
+    decayed = w * (1 - lr * weight_decay)   # a Python float: float32 weights stay float32
+    return adam(decayed, dw, config)

@@ -9,7 +9,8 @@
 - Sequential runs them in the order written: forward(X, train) -> (out, caches),
   backward(dout, caches) -> (dX, grads), loss(X, y); layer state buffers (model.state),
   a summary table of output shapes and parameter counts, frozen parameters
-  (freeze/unfreeze) and a replaceable last layer (replace_head).
+  (freeze/unfreeze), a replaceable last layer (replace_head) and an L2 penalty on the
+  weights (reg).
 
 checkpoint.save_params / load_params write and read a model's parameters and state.
 The layers train with the fast (blocked) convolution, pooling, batch norm and layer norm
@@ -460,6 +461,11 @@ class Sequential:
     lowest layer that has a trainable parameter, so a frozen bottom of the network costs
     only its forward pass.
 
+    L2 regularization: reg > 0 adds 0.5 * reg * (sum of the squared weights W of the
+    Conv and Affine layers) to the loss and reg * W to their gradients, as ConvNet's reg
+    does; biases, normalization parameters and frozen weights are not penalized (see
+    loss and regularized_params).
+
     Dropout randomness: training call number k (k = model.training_steps, counted from 0)
     draws its dropout masks from np.random.default_rng([model.seed, k]), so a seeded run is
     reproducible. The counter is listed in checkpoint_state, so Solver checkpoints save it
@@ -469,7 +475,7 @@ class Sequential:
     checkpoint_state = ("training_steps",)  # saved and restored by Solver checkpoints
 
     def __init__(self, input_shape, layers, weight_scale=None, dtype=np.float32, seed=None,
-                 pool_before_relu=False):
+                 pool_before_relu=False, reg=0.0):
         """
         Inputs:
         - input_shape: shape of one sample, e.g. (C, H, W) for images or (D,).
@@ -482,11 +488,17 @@ class Sequential:
         - seed: seed of the initial weights and of the dropout masks (None: random).
         - pool_before_relu: run a ReLU that is directly followed by a MaxPool after the
           pool (same numbers, less work; see above). Default False: the written order.
+        - reg: strength of the L2 penalty 0.5 * reg * sum of the squared weights W of
+          every layer (see loss). Default 0.0: none.
 
         Raises ValueError, naming the layer, if a layer does not fit its input (e.g. a
         kernel larger than the image), if LogSoftmax is not last, or if the network does
-        not end in a vector of class scores.
+        not end in a vector of class scores, and for a reg that is not a number >= 0.
         """
+        if not (isinstance(reg, numbers.Real) and not isinstance(reg, bool)
+                and np.isfinite(reg) and reg >= 0):
+            raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
+        self.reg = float(reg)
         self.input_shape = tuple(int(d) for d in input_shape)
         self.layers = list(layers)
         self.dtype = np.dtype(dtype)
@@ -642,6 +654,13 @@ class Sequential:
           log-probabilities if the network ends in LogSoftmax, else class scores.
         - else (training, dropout on): a tuple (loss, grads), grads a dict with the keys
           of self.params (less the frozen ones).
+
+        With reg > 0 the loss has an L2 penalty on the weights, as ConvNet's: with the
+        trained weights W (every layer's parameter named W: Conv and Affine weights; not
+        biases, not the normalization layers' gamma and beta; not frozen weights, which
+        are constants of the network)
+
+            loss += 0.5 * reg * sum of W^2,      dW += reg * W
         """
         if y is None:
             return self.forward(X)[0]
@@ -650,7 +669,18 @@ class Sequential:
             loss, dout = nll_loss(out, y)
         else:
             loss, dout = softmax_loss(out, y)
-        return loss, self.backward(dout, caches, need_dx=False)[1]
+        grads = self.backward(dout, caches, need_dx=False)[1]
+        if self.reg:
+            for name in self.regularized_params():
+                loss += 0.5 * self.reg * np.sum(self.params[name] ** 2)
+                grads[name] = grads[name] + self.reg * self.params[name]
+        return loss, grads
+
+    def regularized_params(self):
+        """Names of the parameters the L2 penalty reg applies to: every layer's weights W
+        ('conv1_W', 'fc1_W', ...), except frozen ones, in the order of model.params."""
+        weights = {f"{name}_W" for name in self.names}
+        return [key for key in self.params if key in weights and key not in self.frozen]
 
     # ------------------------------------------------------------------ transfer learning
 
@@ -743,7 +773,8 @@ class Sequential:
         """
         The model as a table: one row per layer with its name, what it is, its output
         shape (of one sample, without the batch axis N) and its number of parameters, then
-        the total. Returns the table as a string, and prints it if print_table is True.
+        the total (and with reg > 0 a line naming the penalized weights). Returns the
+        table as a string, and prints it if print_table is True.
         """
         header = ("layer", "type", "output shape", "params")
         rows = [("input", "", _shape_text(self.input_shape), "")]
@@ -753,6 +784,10 @@ class Sequential:
         if self.frozen:
             trainable = sum(self.params[key].size for key in self.trainable_params())
             rows.append(("trainable", "", "", f"{trainable:,}"))
+        penalty = ""
+        if self.reg:
+            penalty = (f"\nL2 regularization reg = {self.reg:g} on "
+                       + (", ".join(self.regularized_params()) or "no weights"))
         widths = [max(len(row[i]) for row in [header] + rows) for i in range(4)]
 
         def line(row):
@@ -762,6 +797,7 @@ class Sequential:
         rule = "-" * len(line(header))
         body, totals = (rows[:-2], rows[-2:]) if self.frozen else (rows[:-1], rows[-1:])
         table = "\n".join([line(header), rule, *map(line, body), rule, *map(line, totals)])
+        table += penalty
         if print_table:
             print(table)
         return table

@@ -33,6 +33,11 @@ Example (captioning, where the "accuracy" is BLEU computed from sampled captions
                             'X_val': val_features, 'y_val': val_captions},
                     update_rule='adam', metric=bleu, num_train_samples=500)
 
+Sanity check before a long run (the course's "overfit a tiny subset"): a correct model
+learns 50 examples by heart, in some tens of epochs:
+
+    epochs, train_acc = overfit_small_subset(model, data, num_samples=50)   # 1.0 expected
+
 Training is organised in epochs. Each epoch is one pass over the training set in a new
 random order: ceil(N / batch_size) iterations, the last batch possibly smaller, so every
 sample is used exactly once per epoch. After each epoch the Solver
@@ -86,8 +91,11 @@ class Solver:
       and y_* has the same number of rows (labels (N,) or captions (N, T), ...).
 
     Optional keyword arguments:
-    - update_rule: name of a rule in optim.py ('sgd', 'sgd_momentum', 'rmsprop', 'adam')
-      or a callable with the same interface. Default 'sgd'.
+    - update_rule: name of a rule in optim.py ('sgd', 'sgd_momentum',
+      'nesterov_momentum', 'rmsprop', 'adam', 'adamw') or a callable with the same
+      interface. Default 'sgd'. 'nesterov_momentum' and 'adamw' equal torch.optim.SGD(
+      momentum, nesterov=True) and torch.optim.AdamW step for step; adamw's weight_decay
+      (in optim_config) applies to every trained parameter, biases included.
     - optim_config: dict of hyperparameters for the update rule; every parameter gets its
       own copy. Default {} (the rule's defaults).
     - lr_decay: each learning rate is multiplied by this after every epoch. Default 1.0.
@@ -270,11 +278,15 @@ class Solver:
             predictions.append(np.argmax(scores, axis=1))
         return float(np.mean(np.concatenate(predictions) == y))
 
-    def train(self):
+    def train(self, stop_at_train_acc=None):
         """
         Run epochs self.epoch + 1 .. num_epochs, then load the best parameters into
         model.params. After resume(), this continues the interrupted run; to train longer
         afterwards, raise self.num_epochs and call train() again.
+
+        stop_at_train_acc: if set, stop after the first epoch whose training metric
+        (accuracy by default) is at least this value, e.g. 1.0 to overfit a small subset
+        (see overfit_small_subset). Default None: run all the epochs.
 
         Raises NonFiniteLossError if a minibatch loss is nan or inf.
         """
@@ -328,6 +340,8 @@ class Solver:
                 print(f"(Epoch {self.epoch} / {self.num_epochs}) "
                       f"loss {loss_sum / num_train:.4f}, train {name} {train_acc:.4f}, "
                       f"val {name} {val_acc:.4f}, {time.perf_counter() - start:.1f} s")
+            if stop_at_train_acc is not None and train_acc >= stop_at_train_acc:
+                break
 
         # At the end of training swap the best parameters into the model
         self._restore_best_params()
@@ -725,3 +739,59 @@ def epoch_means(loss_history, num_train, batch_size):
     losses = np.asarray(loss_history, dtype=np.float64)
     return [float(np.dot(losses[e * per_epoch:(e + 1) * per_epoch], sizes) / num_train)
             for e in range(len(losses) // per_epoch)]
+
+
+def overfit_small_subset(model, data, num_samples=50, max_epochs=200, **solver_kwargs):
+    """
+    The "overfit a tiny subset" sanity check: a network whose loss and gradients are right
+    learns a few dozen training examples by heart, reaching 100% training accuracy within
+    some tens of epochs. If it does not, fix that before training on all the data: look
+    for a wrong gradient (gradient_check.check_model_gradients), a learning rate far too
+    small or too large, or too much regularization.
+
+    Trains model in place with a Solver on the first num_samples training examples,
+    validating on the same examples, until the training accuracy is 1.0 (all of them
+    right) or max_epochs epochs have run.
+
+    Inputs:
+    - model: any model the Solver trains (trained in place: build a fresh one for the
+      real run).
+    - data: dict with 'X_train' and 'y_train' (other keys are not used).
+    - num_samples: how many of the first training examples to learn.
+    - max_epochs: stop after this many epochs if the accuracy is still below 1.0.
+    - solver_kwargs: Solver keyword arguments (update_rule, optim_config, batch_size,
+      seed, verbose, ...). The defaults here suit the check: update_rule 'adam',
+      optim_config {'learning_rate': 1e-3}, batch_size 25, verbose False. num_epochs,
+      num_train_samples and num_val_samples are set by this function. With a metric of
+      your own, "accuracy" below is that metric.
+
+    Returns a tuple of:
+    - epochs: the number of epochs run: the first epoch that reached accuracy 1.0, or
+      max_epochs.
+    - train_accuracy: the best training accuracy reached (1.0 on success); model.params
+      holds the parameters that reached it.
+
+    Raises ValueError for num_samples or max_epochs that are not positive ints, data
+    with fewer than num_samples training examples, and the Solver kwargs set here.
+    """
+    for name, value in (('num_samples', num_samples), ('max_epochs', max_epochs)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    fixed = sorted({'num_epochs', 'num_train_samples', 'num_val_samples'} & set(solver_kwargs))
+    if fixed:
+        raise ValueError(f"overfit_small_subset sets {', '.join(fixed)} itself "
+                         f"(max_epochs is the number of epochs); leave them out")
+    missing = [key for key in ('X_train', 'y_train') if key not in data]
+    if missing:
+        raise ValueError(f"data is missing {', '.join(missing)}")
+    if len(data['X_train']) < num_samples:
+        raise ValueError(f"data has {len(data['X_train'])} training examples, fewer than "
+                         f"num_samples={num_samples}")
+    X, y = data['X_train'][:num_samples], data['y_train'][:num_samples]
+    options = {'update_rule': 'adam', 'optim_config': {'learning_rate': 1e-3},
+               'batch_size': 25, 'verbose': False, **solver_kwargs,
+               'num_epochs': int(max_epochs), 'num_train_samples': None,
+               'num_val_samples': None}
+    solver = Solver(model, {'X_train': X, 'y_train': y, 'X_val': X, 'y_val': y}, **options)
+    solver.train(stop_at_train_acc=1.0)
+    return solver.epoch, float(solver.best_val_acc)

@@ -1,4 +1,4 @@
-"""Dataset loading for handgrad: MNIST, Fashion-MNIST, COCO captions, image folders.
+"""Dataset loading for handgrad: MNIST, Fashion-MNIST, CIFAR-10, COCO captions, image folders.
 
     from data import load_mnist, train_val_split
     X_train, y_train, X_test, y_test = load_mnist()      # uint8, raw 0..255
@@ -30,6 +30,11 @@ __all__ = [
     'find_dataset_dir', 'download_dataset', 'read_idx', 'write_idx',
     'DatasetNotFoundError', 'ChecksumError', 'IdxFormatError',
 ]
+
+# CIFAR-10 from its python (pickled, read by a restricted unpickler) or binary batches: cifar10.py
+from .cifar10 import CIFAR10_CLASSES, CifarFormatError, find_cifar10_dir, load_cifar10  # noqa: E402
+
+__all__ += ['load_cifar10', 'find_cifar10_dir', 'CIFAR10_CLASSES', 'CifarFormatError']
 
 # COCO captioning in the course's format (the .h5 files need the optional h5py): coco.py
 from .coco import find_coco_dir, load_coco_data  # noqa: E402

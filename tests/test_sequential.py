@@ -9,6 +9,7 @@ from gradient_check import eval_numerical_gradient, rel_error
 from layers import softmax_loss
 from sequential import (
     Affine,
+    BatchNorm,
     Conv,
     Dropout,
     Flatten,
@@ -291,6 +292,82 @@ def test_float32_by_default_and_he_init():
     assert np.asarray(loss).dtype == np.float32
     assert all(grad.dtype == np.float32 for grad in grads.values())
     assert model.loss(X).dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- L2 penalty
+
+def small_regularized_model(reg, **kwargs):
+    """2 -> fc 2 -> relu -> batch norm -> fc 2, with hand-chosen parameters."""
+    model = Sequential((2,), [Affine(2), ReLU(), BatchNorm(), Affine(2)], dtype=np.float64,
+                       seed=0, reg=reg, **kwargs)
+    model.params.update(fc1_W=np.array([[1.0, 2.0], [3.0, -1.0]]), fc1_b=np.array([0.5, -0.5]),
+                        fc2_W=np.array([[0.5, 0.0], [0.0, -2.0]]), fc2_b=np.array([1.0, 2.0]),
+                        batchnorm1_gamma=np.array([3.0, 4.0]),
+                        batchnorm1_beta=np.array([1.0, -1.0]))
+    return model
+
+
+def test_reg_adds_half_reg_times_squared_weights_and_reg_w_to_their_gradients():
+    X, y = np.array([[1.0, 0.5], [-0.5, 2.0], [0.3, 0.1]]), np.array([0, 1, 1])
+    plain_loss, plain = small_regularized_model(0.0).loss(X, y)
+    loss, grads = small_regularized_model(0.5).loss(X, y)
+    # sum of squared weights: fc1_W 1 + 4 + 9 + 1 = 15, fc2_W 0.25 + 4 = 4.25 -> 19.25;
+    # penalty 0.5 * 0.5 * 19.25 = 4.8125. Biases, gamma and beta are not penalized.
+    assert loss - plain_loss == pytest.approx(4.8125, abs=1e-12)
+    np.testing.assert_allclose(grads["fc1_W"] - plain["fc1_W"], [[0.5, 1.0], [1.5, -0.5]],
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grads["fc2_W"] - plain["fc2_W"], [[0.25, 0.0], [0.0, -1.0]],
+                               rtol=0, atol=1e-12)
+    for name in ("fc1_b", "fc2_b", "batchnorm1_gamma", "batchnorm1_beta"):
+        np.testing.assert_array_equal(grads[name], plain[name])
+    assert small_regularized_model(0.5).regularized_params() == ["fc1_W", "fc2_W"]
+
+
+def test_reg_zero_is_the_unregularized_model():
+    X, y = np.array([[1.0, 0.5], [-0.5, 2.0], [0.3, 0.1]]), np.array([0, 1, 1])
+    model = small_regularized_model(0.0)
+    loss, grads = model.loss(X, y)
+    out, caches = small_regularized_model(0.0).forward(X, train=True)
+    expected_loss, dout = softmax_loss(out, y)
+    assert loss == expected_loss
+    assert Sequential((2,), [Affine(2)]).reg == 0.0
+    assert "L2" not in model.summary()
+
+
+def test_regularized_gradients_match_numeric_ones():
+    rng = np.random.default_rng(3)
+    model = Sequential((2, 6, 6), [
+        Conv(3, 3, pad="same"), BatchNorm(), ReLU(), MaxPool(2), Affine(5), ReLU(),
+        Dropout(keep=0.7), Affine(4)], weight_scale=0.5, dtype=np.float64, seed=5, reg=0.3)
+    randomize_biases(model, rng)
+    check_gradients(model, rng.standard_normal((4, 2, 6, 6)), np.array([0, 3, 1, 2]))
+
+
+def test_reg_skips_frozen_weights_and_covers_a_replaced_head():
+    X, y = np.array([[1.0, 0.5], [-0.5, 2.0]]), np.array([0, 1])
+    model = small_regularized_model(0.5)
+    model.freeze("fc1")
+    loss, grads = model.loss(X, y)
+    plain_loss, _ = small_regularized_model(0.0).loss(X, y)
+    assert model.regularized_params() == ["fc2_W"]
+    assert loss - plain_loss == pytest.approx(0.5 * 0.5 * 4.25, abs=1e-12)
+    assert "fc1_W" not in grads
+    model.replace_head(3, seed=0)
+    assert model.regularized_params() == ["fc2_W"] and model.params["fc2_W"].shape == (2, 3)
+    assert model.summary().splitlines()[-1] == "L2 regularization reg = 0.5 on fc2_W"
+
+
+def test_reg_keeps_float32():
+    model = Sequential((3,), [Affine(4), ReLU(), Affine(2)], seed=0, reg=1e-3)
+    loss, grads = model.loss(np.ones((2, 3)), np.array([0, 1]))
+    assert np.asarray(loss).dtype == np.float32
+    assert all(grad.dtype == np.float32 for grad in grads.values())
+
+
+@pytest.mark.parametrize("reg", [-0.1, float("nan"), float("inf"), "0.1", None, True])
+def test_bad_reg_is_refused(reg):
+    with pytest.raises(ValueError, match=r"reg must be a finite number >= 0, got"):
+        Sequential((3,), [Affine(2)], reg=reg)
 
 
 def test_solver_trains_it_and_resume_is_exact(tmp_path):

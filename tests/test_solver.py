@@ -416,6 +416,83 @@ def test_defaults():
     assert s.epoch == 0 and s.best_params == {} and s.loss_history == []
 
 
+@pytest.mark.parametrize('name, expected_step', [
+    # one full-batch step from the start (velocity and moments 0), by hand:
+    # nesterov: v = g, w -= lr (g + mu v) = lr (1 + mu) g
+    ('nesterov_momentum', lambda w, g: w - 0.1 * 1.9 * g),
+    # adamw: w (1 - lr wd), then Adam's first step lr g / (|g| + eps)
+    ('adamw', lambda w, g: w * (1 - 0.1 * 0.5) - 0.1 * g / (np.abs(g) + 1e-8)),
+])
+def test_new_update_rules_are_selectable_by_name(name, expected_step):
+    data = make_data(N=20)
+    model = TwoLayerNet(seed=3)
+    start = {p: w.copy() for p, w in model.params.items()}
+    _, grads = model.loss(data['X_train'], data['y_train'])
+    solver = Solver(model, data, update_rule=name, batch_size=20, num_epochs=1, verbose=False,
+                    optim_config={'learning_rate': 0.1, 'momentum': 0.9, 'weight_decay': 0.5})
+    assert solver.update_rule is getattr(solver_module.optim, name)
+    solver.train()   # one iteration; the first epoch's parameters are the best so far
+    for p in model.params:
+        np.testing.assert_allclose(model.params[p], expected_step(start[p], grads[p]),
+                                   rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- overfit check
+
+def test_overfit_small_subset_reaches_full_accuracy_and_reports_the_epoch():
+    data = make_data(N=200)
+    model = TwoLayerNet(H=32)
+    epochs, accuracy = solver_module.overfit_small_subset(
+        model, data, num_samples=50, max_epochs=100, optim_config={'learning_rate': 2e-2},
+        batch_size=10, seed=0)
+    assert accuracy == 1.0 and 1 < epochs < 100
+    # the model holds parameters that classify all 50 examples right
+    assert np.mean(np.argmax(model.loss(data['X_train'][:50]), axis=1)
+                   == data['y_train'][:50]) == 1.0
+    # it stopped at the first epoch with accuracy 1.0: one epoch fewer is not enough
+    again = TwoLayerNet(H=32)
+    solver = Solver(again, {'X_train': data['X_train'][:50], 'y_train': data['y_train'][:50],
+                            'X_val': data['X_val'], 'y_val': data['y_val']},
+                    update_rule='adam', optim_config={'learning_rate': 2e-2}, batch_size=10,
+                    num_epochs=epochs, num_train_samples=None, seed=0, verbose=False)
+    solver.train()
+    assert solver.train_acc_history[-1] == 1.0 and max(solver.train_acc_history[:-1]) < 1.0
+
+
+def test_overfit_small_subset_uses_the_first_samples_and_stops_at_full_accuracy():
+    # ThresholdModel: t grows by lr = 1 per iteration; all 10 samples (x = 0..9, label 0)
+    # are right once t >= 9: 2 iterations per epoch, so after epoch 5 (t = 10), not 4 (t = 8).
+    model = ThresholdModel()
+    epochs, accuracy = solver_module.overfit_small_subset(
+        model, index_data(30), num_samples=10, max_epochs=50, update_rule='sgd',
+        optim_config={'learning_rate': 1.0}, batch_size=5, seed=0)
+    assert (epochs, accuracy) == (5, 1.0)
+    assert len(model.batches) == 10
+    np.testing.assert_array_equal(np.sort(np.concatenate(model.batches[:2])), np.arange(10))
+
+
+def test_overfit_small_subset_stops_at_max_epochs_when_it_cannot_fit():
+    # 50 random labels of 10 classes through a single hidden unit: impossible.
+    rng = np.random.default_rng(0)
+    data = {'X_train': rng.standard_normal((50, 8)), 'y_train': rng.integers(0, 10, 50)}
+    model = TwoLayerNet(H=1, C=10)
+    epochs, accuracy = solver_module.overfit_small_subset(
+        model, data, max_epochs=15, optim_config={'learning_rate': 1e-2}, seed=0)
+    assert epochs == 15 and 0 < accuracy < 1.0
+
+
+def test_overfit_small_subset_refuses_bad_arguments():
+    data = make_data(N=20)
+    for kwargs, message in [({'num_samples': 0}, "num_samples must be a positive int"),
+                            ({'max_epochs': 2.5}, "max_epochs must be a positive int"),
+                            ({'num_samples': 21}, "20 training examples, fewer than"),
+                            ({'num_epochs': 3}, "sets num_epochs itself")]:
+        with pytest.raises(ValueError, match=message):
+            solver_module.overfit_small_subset(TwoLayerNet(), data, **kwargs)
+    with pytest.raises(ValueError, match="y_train"):
+        solver_module.overfit_small_subset(TwoLayerNet(), {'X_train': data['X_train']})
+
+
 def test_resume_rejects_mismatched_params_and_warns_on_changed_kwargs(tmp_path):
     data = make_data()
     path = str(tmp_path / 'ckpt.npz')
@@ -466,7 +543,7 @@ def test_unknown_kwargs_and_bad_values_raise():
     with pytest.raises(ValueError, match="bacth_size, learning_rate"):
         Solver(TwoLayerNet(), data, learning_rate=1e-3, bacth_size=10)
     with pytest.raises(ValueError, match="update_rule"):
-        Solver(TwoLayerNet(), data, update_rule='adamw')
+        Solver(TwoLayerNet(), data, update_rule='adagrad')
     with pytest.raises(ValueError, match="W3"):
         Solver(TwoLayerNet(), data, trainable=['W3'])
     with pytest.raises(ValueError, match="y_train"):

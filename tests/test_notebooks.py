@@ -2,6 +2,7 @@
 limit per notebook), and the committed notebooks carry no outputs."""
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,10 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(NOTEBOOK_DIR, "*.ipynb")))
 TIMEOUT = 600              # seconds per cell (nbclient's limit)
 NOTEBOOK_BUDGET = 900      # seconds for a whole notebook, enforced by killing its process
 NEEDS_MNIST = {"02_classifiers", "03_equivariance", "04_captioning", "05_normalization"}
+# every figure a notebook draws must reach its output (importing a module that switched
+# matplotlib to Agg after %matplotlib inline once made notebook 02 show none of its four)
+IMAGES = {"01_layers": 2, "02_classifiers": 4, "03_equivariance": 2, "04_captioning": 3,
+          "05_normalization": 2, "06_attention": 1, "07_grading": 0}
 
 
 def name_of(path):
@@ -27,7 +32,7 @@ def name_of(path):
 def test_the_notebooks_are_there():
     assert {name_of(p) for p in NOTEBOOKS} >= {
         "01_layers", "02_classifiers", "03_equivariance", "04_captioning", "05_normalization",
-        "06_attention", "07_grading"}
+        "06_attention", "07_grading", "08_sanity_checks"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=name_of)
@@ -81,5 +86,11 @@ def test_notebook_runs(path, tmp_path):
     errors = [output for cell in notebook.cells if cell.cell_type == "code"
               for output in cell.outputs if output.get("output_type") == "error"]
     assert not errors
-    if name_of(path) != "07_grading":
-        assert images >= 1, f"{name_of(path)} drew no picture"
+    expected = IMAGES.get(name_of(path), 1)
+    assert images >= expected, f"{name_of(path)} showed {images} pictures, expected {expected}"
+    if name_of(path) == "07_grading":   # alice hands in handgrad's own layers: full marks
+        text = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                       for output in cell.outputs if output.get("output_type") == "stream")
+        score = re.search(r"alice:\s+(\d+)/(\d+)", text)
+        assert score and score.group(1) == score.group(2), (
+            f"alice (handgrad's own layers) should get full marks: {text[:1500]}")

@@ -633,8 +633,7 @@ def main(argv=None):
         description="Grade a submission against API.md, running it in a sandbox: by default "
                     "every function of layers.py, rnn_layers.py and attention_layers.py; with "
                     "--assignment, that assignment's files (e.g. cnn-rnn: layers.py, rnn_layers.py, "
-                    "softmax.py, cnn.py, rnn.py).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "softmax.py, cnn.py, rnn.py).")
     parser.add_argument('--target', metavar='DIR', default=HERE,
                         help="folder of the implementation to grade (default: ours)")
     parser.add_argument('--only', metavar='NAME', action='append', default=[],
@@ -664,7 +663,8 @@ def main(argv=None):
     parser.add_argument('--grader-memory-mb', type=positive_number(int), metavar='MB',
                         default=GRADER_MEMORY_MB,
                         help="address space the grader process itself may add while it "
-                             "grades (a submission's answers that need more fail their test)")
+                             "grades (a submission's answers that need more fail their test; "
+                             "default %(default)s)")
     parser.add_argument('--same-user', action='store_true',
                         help="as root, run the submission as root's own user anyway: the "
                              "weaker isolation of a non-root grader, for testing it")
@@ -680,7 +680,7 @@ def main(argv=None):
                         "student); needs --csv")
     parser.add_argument('--csv', metavar='PATH', help="with --batch: write one row per student")
     parser.add_argument('--jobs', type=positive_number(int), default=1,
-                        help="with --batch: graders running at once")
+                        help="with --batch: graders running at once (default 1)")
     parser.add_argument('--results-dir', metavar='DIR', help="with --batch: where each student's "
                         "results.json goes (default: a results/ folder beside the CSV)")
     parser.add_argument('--gradescope-package', metavar='ZIP', help="write a Gradescope "

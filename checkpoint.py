@@ -284,7 +284,7 @@ def _read_checkpoint_file(path):
 
     def corrupt(reason):
         return CheckpointError(f"checkpoint {path} is truncated or corrupt ({reason}); resume "
-                               f"from another one (Solver.resume_latest skips it)")
+                               f"from an earlier one")
     try:
         arrays = read_arrays(path)
     except ArchiveError as error:

@@ -41,7 +41,11 @@ results/quick/), each path printed at the end:
     fashion_classification.json every number of the run
     fashion_conv1_filters.png, fashion_conv2_filters.png   with --plot-filters
 Checkpoints go to --checkpoint-dir (one series per learning rate); --resume continues
-interrupted runs and skips finished ones.
+interrupted runs and skips finished ones (and trains a larger --epochs on). It is refused,
+before any training, when no learning rate has a checkpoint there, or when one was written
+with another --batch-size, --keep-prob, --batchnorm, --dtype, --seed or --quick (the
+message names the flag): a resumed run continues the checkpoint's weights and optimizer
+state, and its per-epoch losses are computed with the checkpoint's batch size.
 
 In a notebook:
     from fashion_classification import build_model, plot_filters
@@ -60,7 +64,8 @@ import numpy as np  # noqa: E402
 
 from checkpoint import load_params, model_arrays, save_params  # noqa: E402
 from data import load_fashion_mnist, standardized_splits  # noqa: E402
-from plots import epoch_axis, fit_title, note_short_run, plot_accuracy, save_figure  # noqa: E402
+from plots import (TRAIN_COLOUR, VAL_COLOUR, epoch_axis, fit_title, legend_outside, log_axis,  # noqa: E402
+                   note_short_run, plot_accuracy, run_style, save_figure)
 from sequential import (  # noqa: E402
     Affine, BatchNorm, Conv, Dropout, LogSoftmax, MaxPool, ReLU, Sequential)
 from solver import epoch_means  # noqa: E402
@@ -85,7 +90,23 @@ def parse_args(argv=None):
                              "have no bias), to compare with the plain network")
     parser.add_argument("--plot-filters", action="store_true",
                         help="also save pictures of the conv1 and conv2 kernels of the best run")
-    return t.parse(parser, argv)
+    args = t.parse(parser, argv)
+    t.check_resume(args, {checkpoint_name(args, lr): run_settings(args)
+                          for lr in args.learning_rates})
+    return args
+
+
+RUN_SETTINGS = ("batch_size", "keep_prob", "batchnorm", "dtype", "seed", "quick")
+
+
+def run_settings(args):
+    """The flags a learning rate's checkpoints are written with; --resume refuses others."""
+    return experiment.run_settings(args, *RUN_SETTINGS)
+
+
+def checkpoint_name(args, lr):
+    """The checkpoint series of learning rate lr: <checkpoint-dir>/fashion_lr<lr>."""
+    return os.path.join(args.checkpoint_dir, f"fashion_lr{lr:g}")
 
 
 def load_data(data_dir, dtype, quick):
@@ -152,8 +173,8 @@ def train(task):
         model, train_data,
         dict(update_rule="sgd", optim_config={"learning_rate": lr}, batch_size=args.batch_size,
              num_epochs=args.epochs, print_every=200, seed=args.seed),
-        checkpoint_name=os.path.join(args.checkpoint_dir, f"fashion_lr{lr:g}"),
-        resume=args.resume, label=f"lr {lr:g}")
+        checkpoint_name=checkpoint_name(args, lr), resume=args.resume, label=f"lr {lr:g}",
+        settings=run_settings(args))
     history = solver.val_acc_history
     record = {
         "learning_rate": lr,
@@ -178,23 +199,27 @@ def accuracy(model, X, y, batch_size=500):
 
 
 def plot_comparison(records, path, title):
-    """Two panels: mean training loss and validation accuracy per epoch, one line per lr."""
+    """Two panels: mean training loss (log scale, TRAIN_COLOUR) and validation accuracy
+    (VAL_COLOUR) per epoch; each learning rate has its own marker and line style."""
     import matplotlib.pyplot as plt
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for record in records:
+    for k, record in enumerate(records):
         label = f"lr {record['learning_rate']:g}"
         losses, accs = record["epoch_losses"], record["val_acc_history"]
-        ax_loss.plot(np.arange(1, len(losses) + 1), losses, marker="o", label=label)
-        ax_acc.plot(np.arange(1, len(accs) + 1), accs, marker="o", label=label)
-    ax_loss.set_ylabel("mean training loss (NLL)")
-    ax_loss.set_yscale("log")
+        ax_loss.plot(np.arange(1, len(losses) + 1), losses, color=TRAIN_COLOUR,
+                     label=f"{label} train", **run_style(k))
+        ax_acc.plot(np.arange(1, len(accs) + 1), accs, color=VAL_COLOUR,
+                    label=f"{label} val", **run_style(k))
+    ax_loss.set_ylabel("mean training loss (NLL, log scale)")
     ax_acc.set_ylabel("validation accuracy")
     num_epochs = max((len(r["val_acc_history"]) for r in records), default=1)
-    note_short_run(ax_acc, {r["learning_rate"]: r["val_acc_history"] for r in records})
     for ax in (ax_loss, ax_acc):
         epoch_axis(ax, num_epochs)
         ax.grid(alpha=0.3)
-        ax.legend()
+        legend_outside(ax, "below")
+    log_axis(ax_loss)
+    note_short_run(ax_acc, {r["learning_rate"]: r["val_acc_history"] for r in records},
+                   colours={r["learning_rate"]: VAL_COLOUR for r in records})
     fig.suptitle(fit_title(title, 110), fontsize=11)
     return save_figure(fig, path)
 
@@ -242,7 +267,7 @@ def plot_strongest_channels(weights, path, per_filter=4, columns=8):
     strongest = np.argsort(-norms, axis=1, kind="stable")[:, :per_filter]
     limit = float(np.abs(weights).max()) or 1.0
     rows = int(np.ceil(F / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.25 * columns + 1, 1.45 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.25 * columns + 1, 1.7 * rows), squeeze=False)
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.45")
     for f, ax in enumerate(axes.ravel()):
         ax.set_xticks([])
@@ -254,10 +279,12 @@ def plot_strongest_channels(weights, path, per_filter=4, columns=8):
         tiles[:per_filter] = weights[f, strongest[f]]
         image = ax.imshow(kernel_mosaic(tiles.reshape(side, side, kh, kw)), cmap=cmap,
                           vmin=-limit, vmax=limit, interpolation="nearest")
-        ax.set_title(f"f{f + 1}: c{','.join(str(c + 1) for c in strongest[f])}", fontsize=7)
+        # two short lines: one line of 4 channel numbers ran into the neighbour's title
+        ax.set_title(f"f{f + 1}\nc {' '.join(str(c + 1) for c in strongest[f])}", fontsize=7,
+                     linespacing=1.1)
     fig.suptitle(f"conv2: the {per_filter} strongest of each filter's {C} input-channel kernels "
-                 f"({kh}x{kw}),\nfilter f1..f{F}; title: their input channels c (conv1 filters), "
-                 f"strongest first", fontsize=9)
+                 f"({kh}x{kw}),\nfilter f1..f{F}; under f: their input channels c (conv1 "
+                 f"filters), strongest first", fontsize=9)
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight (red > 0 > blue)")
     return save_figure(fig, path)
 
@@ -327,9 +354,9 @@ def main(argv=None):
     network = "Fashion-MNIST CNN with batch norm" if args.batchnorm else "Fashion-MNIST CNN"
     files = {
         "loss_plot": plot_accuracy(
-            {f"lr {lr:g}": best["epoch_losses"]}, f"{name}_loss.png",
+            {f"lr {lr:g} train": best["epoch_losses"]}, f"{name}_loss.png",
             f"{network}, plain SGD lr {lr:g} (best on validation):\ntraining loss",
-            ylabel="mean training loss per epoch (NLL)"),
+            ylabel="mean training loss per epoch (NLL)", split="train", log_scale=True),
         "accuracy_plot": plot_accuracy(
             {f"validation ({len(data['y_val']):,} images)": best["val_acc_history"],
              f"training (fixed {train_subset:,}-image subset)": best["train_acc_history"]},

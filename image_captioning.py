@@ -63,15 +63,22 @@ from one epoch to the next while the loss falls smoothly.
 Written under <--results-dir>/<--run-name> (default results/full/, with --quick
 results/quick/), each path printed at the end:
     captioning_loss.png            mean training loss per epoch, one line per model
-    captioning_bleu4.png           validation BLEU-4 per epoch (dashed: training subset)
-    captioning_examples.png        test images with every model's caption and a reference
-    captioning_attention.png       attention model: a heatmap over the image for each word
+    captioning_bleu4.png           BLEU-4 per epoch (orange: validation, blue: training subset)
+    captioning_examples.png        test images with every model's caption (and how many of
+                                   the scene's digits it names) and a reference
+    captioning_attention.png       attention model: a heatmap over the image for each digit
+                                   its caption names, one colour scale with a colourbar
     captioning_transformer_attention.png   transformer: its last layer's attention of each
-                                   head over the image, for each word
+                                   head over the image, for each digit named, one colour
+                                   scale with a colourbar
     captions_<model>.json          the generated caption of every test image, keyed by id
     image_captioning.json          every number of the run
 Checkpoints go to --checkpoint-dir, one series per model and dataset; --resume continues
-a stopped run and skips finished ones.
+a stopped run and skips finished ones (and trains a larger --epochs on). It is refused,
+before any training, when no model has a checkpoint there, or when one was written with
+other flags of that model (--batch-size, --learning-rate, --lr-decay, --grad-clip,
+--max-train, --dtype, --seed, and the model's sizes and dropout; the message names the
+flag).
 
 Speed: the matrices here are small, and on a busy 2-core machine OpenBLAS threads wait
 for each other: the --quick run took 72 s with one BLAS thread and 371 s with two. So the
@@ -89,7 +96,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bleu import bleu_scores, corpus_bleu, decode_captions, group_references  # noqa: E402
-from plots import epoch_axis, fit_title, note_short_run, plot_accuracy, save_figure  # noqa: E402
+from plots import (TRAIN_COLOUR, VAL_COLOUR, epoch_axis, fit_title, legend_outside,  # noqa: E402
+                   note_short_run, plot_accuracy, run_style, save_figure)
 from rnn import AttentionCaptioningRNN, CaptioningRNN  # noqa: E402
 from transformer import CaptioningTransformer  # noqa: E402
 from solver import epoch_means  # noqa: E402
@@ -153,7 +161,39 @@ def parse_args(argv=None):
                      f"--heads {args.heads} (the transformer's heads split the word vector)")
     if args.quick and args.dataset == "coco" and args.max_train is None:
         args.max_train = 2000
+    models = args.models or [name for name in MODELS   # COCO: no grid, no attention model
+                             if name != "attention" or args.dataset != "coco"]
+    t.check_resume(args, {checkpoint_name(args, name): run_settings(args, name)
+                          for name in models})
     return args
+
+
+COMMON_SETTINGS = ("batch_size", "learning_rate", "lr_decay", "grad_clip", "max_train", "dtype",
+                   "seed")
+MODEL_SETTINGS = {
+    "rnn": ("wordvec_dim", "hidden_dim"),
+    "lstm": ("wordvec_dim", "hidden_dim", "keep_prob"),
+    "attention": ("wordvec_dim", "hidden_dim", "attention_dim", "keep_prob"),
+    "transformer": ("wordvec_dim", "heads", "layers", "transformer_keep_prob"),
+}
+
+
+def run_settings(args, name):
+    """The flags model name's checkpoints are written with; --resume refuses others (the
+    dataset, --quick's subset and --raw-features are in the checkpoint's name)."""
+    return experiment.run_settings(args, *COMMON_SETTINGS, *MODEL_SETTINGS[name])
+
+
+def dataset_name(args):
+    """'mnist-scenes', 'mnist-scenes-small' (--quick), 'coco' or 'coco-raw' (--raw-features)."""
+    if args.dataset == "mnist-scenes":
+        return "mnist-scenes" + ("-small" if args.quick else "")
+    return "coco" + ("-raw" if args.raw_features else "")
+
+
+def checkpoint_name(args, name):
+    """The checkpoint series of model name: <checkpoint-dir>/captioning_<dataset>_<name>."""
+    return os.path.join(args.checkpoint_dir, f"captioning_{dataset_name(args)}_{name}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -182,7 +222,7 @@ def _load_mnist_scenes(args):
     from scene_encoder import load_scene_dataset
     size = "small" if args.quick else "default"
     scenes = load_scene_dataset(args.data_dir, seed=args.seed, size=size, cache_dir=args.cache_dir)
-    data = {"name": "mnist-scenes" + ("-small" if args.quick else ""),
+    data = {"name": dataset_name(args),
             "word_to_idx": scenes["word_to_idx"], "idx_to_word": scenes["idx_to_word"],
             "grid": tuple(scenes["info"]["grid"])}
     for split in ("train", "val", "test"):
@@ -204,7 +244,7 @@ def _load_coco(args):
     coco = load_coco_data(args.data_dir, max_train=args.max_train,
                           pca_features=not args.raw_features, seed=args.seed)
     idx_to_word = coco["idx_to_word"]
-    data = {"name": "coco" + ("-raw" if args.raw_features else ""),
+    data = {"name": dataset_name(args),
             "word_to_idx": coco["word_to_idx"], "idx_to_word": idx_to_word, "grid": None}
 
     def split_data(features, captions, image_idxs, urls, ids):
@@ -383,8 +423,8 @@ def train(name, data, args):
              lr_decay=args.lr_decay, batch_size=args.batch_size, num_epochs=args.epochs,
              grad_clip=args.grad_clip or None, metric=bleu4, num_train_samples=1000,
              print_every=200, seed=args.seed),
-        checkpoint_name=os.path.join(args.checkpoint_dir, f"captioning_{data['name']}_{name}"),
-        resume=args.resume, label=name)
+        checkpoint_name=checkpoint_name(args, name), resume=args.resume, label=name,
+        settings=run_settings(args, name))
     history = solver.val_acc_history
     record = {
         "model": name,
@@ -421,11 +461,27 @@ def caption_text(words):
     return " ".join(words) if words else "(empty caption)"
 
 
+def digits_right(words, references):
+    """
+    How many of an MNIST scene's digits a caption names: (right, total), with total the
+    number of digits in the scene (the digit words of its first reference; every reference
+    names them all) and right how many of them the caption names (a digit counts as often
+    as it is in both; order ignored). None when the references name no digit (COCO).
+    """
+    from collections import Counter
+    truth = Counter(word for word in references[0] if word.isdigit())
+    if not truth:
+        return None
+    named = Counter(word for word in words if word.isdigit())
+    return sum((truth & named).values()), sum(truth.values())
+
+
 def plot_examples(data, ids, captions_by_model, path):
     """
     One row per test image: the image (or its URL), then each model's caption and the
     image's first reference caption. A caption that equals one of the image's references
-    word for word is drawn in green.
+    word for word is drawn in green; on MNIST scenes each caption is followed by how many
+    of the scene's digits it names (digits_right).
 
     Inputs:
     - data: the dict of load_data.
@@ -450,9 +506,12 @@ def plot_examples(data, ids, captions_by_model, path):
                           ha="center", va="center", fontsize=6)
         ax_image.set_title(f"test image {test['ids'][i]}", fontsize=8)
         references = [caption_text(ref) for ref in test["references"][i]]
-        entries = [(f"{name}: {caption_text(captions[i])}",
-                    "tab:green" if caption_text(captions[i]) in references else "black")
-                   for name, captions in captions_by_model.items()]
+        entries = []
+        for name, captions in captions_by_model.items():
+            right = digits_right(captions[i], test["references"][i])
+            entries.append((f"{name}: {caption_text(captions[i])}"
+                            + ("" if right is None else f"   ({right[0]} of {right[1]} digits right)"),
+                            "tab:green" if caption_text(captions[i]) in references else "black"))
         entries.append((f"reference: {references[0]}", "0.4"))
         for line, (text, color) in enumerate(entries):
             ax_text.text(0, 1 - (line + 0.5) / lines, text, color=color, fontsize=9,
@@ -487,13 +546,100 @@ def upsample_attention(weights, grid, canvas_shape):
     return np.kron(np.reshape(weights, grid), np.ones((cell_h, cell_w)))
 
 
+ATTENTION_PANELS = 6   # heat maps per caption in the attention figures (see attention_positions)
+
+
+def attention_positions(words, max_panels=ATTENTION_PANELS):
+    """
+    The positions t of a caption's words that get a heat map: the words that name a digit
+    (the steps where the decoder has to find one digit on the canvas), at most max_panels;
+    a caption without a digit gets its first max_panels words. A panel per word (17 for a
+    four-digit caption) made the figures too wide to read.
+    """
+    digits = [t for t, word in enumerate(words) if word.isdigit()]
+    return (digits or list(range(len(words))))[:max_panels]
+
+
+def caption_words(captions, i, idx_to_word):
+    """The words of caption i of an int array (N, T), up to (without) <END>."""
+    words = [idx_to_word[w] for w in captions[i]]
+    return words[:words.index("<END>")] if "<END>" in words else words
+
+
+def draw_attention_maps(data, blocks, path, title, colour_label, gamma=1.0):
+    """
+    Attention heat maps over the grid, upsampled to the canvas, with the digits drawn on
+    top; every panel on one colour scale (0 to the largest weight shown), with a colourbar.
+
+    Inputs:
+    - data: the dict of load_data (test images and a grid).
+    - blocks: list of (i, words, positions, rows), one per test image: its position i in
+      the test split, its caption words, the positions t of the words shown, and rows, a
+      list of (row label or None, weights (len(positions), L)).
+    - path: PNG file to write; title: figure title; colour_label: the colourbar's label.
+    - gamma: 1 for a linear colour scale, 0.5 for a square-root one (small weights visible
+      next to a peaked head's large ones); the colourbar is labelled in weights either way.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import PowerNorm
+    test, grid = data["test"], data["grid"]
+    columns = 1 + max(len(positions) for _, _, positions, _ in blocks)
+    heights = []
+    for *_, rows in blocks:
+        heights += [0.3] + [1.0] * len(rows)        # a line for the caption, then the maps
+    labelled = any(len(rows) > 1 for *_, rows in blocks)   # room for the row labels
+    height = (1.45 if labelled else 1.75) * sum(heights) + 0.5
+    fig = plt.figure(figsize=(1.55 * columns + 0.8, height))
+    spec = fig.add_gridspec(len(heights), columns + 1, height_ratios=heights,
+                            width_ratios=[1] * columns + [0.07], hspace=0.3,
+                            wspace=0.25 if labelled else 0.08,
+                            top=1 - 0.45 / height, bottom=0.1 / height)
+    vmax = max(float(np.max(weights)) for *_, rows in blocks for _, weights in rows) or 1.0
+    norm = PowerNorm(gamma, vmin=0, vmax=vmax)
+    row = 0
+    for i, words, positions, rows in blocks:
+        image = test["images"][i]
+        caption = fig.add_subplot(spec[row, :columns])
+        caption.axis("off")
+        caption.text(0, 0, fit_title(f"test image {test['ids'][i]}, caption: "
+                                     f"\"{caption_text(words)}\"", 25 * columns),
+                     fontsize=9, va="bottom", transform=caption.transAxes)
+        row += 1
+        for k, (label, weights) in enumerate(rows):
+            if k == 0:
+                ax = fig.add_subplot(spec[row, 0])
+                ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+                ax.set_title("the image", fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            for c, (t, w) in enumerate(zip(positions, weights)):
+                ax = fig.add_subplot(spec[row, c + 1])
+                shown = ax.imshow(upsample_attention(w, grid, image.shape), cmap="viridis",
+                                  norm=norm)
+                # the digits on top, white where there is ink, see-through elsewhere
+                ax.imshow(np.ones_like(image), cmap="gray", vmin=0, vmax=1,
+                          alpha=0.75 * image / 255.0)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if k == 0:
+                    ax.set_title(f"\"{words[t]}\" (word {t + 1})", fontsize=8)
+                if c == 0 and label:
+                    ax.set_ylabel(label, fontsize=8)
+            row += 1
+    bar = fig.colorbar(shown, cax=fig.add_subplot(spec[1:, columns]))
+    bar.set_label(colour_label, fontsize=8)
+    fig.suptitle(fit_title(title, 20 * columns), fontsize=10)
+    return save_figure(fig, path)
+
+
 def plot_attention(data, ids, captions, alphas, path):
     """
-    Attention heatmaps: one row per test image, one panel per generated word (up to and
-    including <END>), each showing the weights of the context read in the step that
-    generated that word (alphas[:, t] for word t). The query of that step is the state
-    before the word, so the model decides where to look before it speaks; it may also
-    read a digit a step early and name it from memory, which the maps then show.
+    Attention heat maps of the attention model: one block per test image with its caption,
+    and a panel for each word that names a digit (attention_positions), showing the
+    weights of the context read in the step that generated that word (alphas[:, t] for
+    word t). The query of that step is the state before the word, so the model decides
+    where to look before it speaks; it may also have read the digit a step early and name
+    it from memory, which the map then shows as looking elsewhere.
 
     Inputs:
     - data: the dict of load_data (needs test images and a grid).
@@ -505,49 +651,24 @@ def plot_attention(data, ids, captions, alphas, path):
     All panels share one colour scale, shown by the colorbar: a cell's weight (the
     weights of a step sum to 1 over the L cells), so panels can be compared.
     """
-    import matplotlib.pyplot as plt
-    test, idx_to_word = data["test"], data["idx_to_word"]
-    end = data["word_to_idx"]["<END>"]
-    panels = []
+    blocks = []
     for i in ids:
-        words = [idx_to_word[w] for w in captions[i]]
-        length = words.index("<END>") + 1 if end in captions[i] else len(words)
-        panels.append(words[:length])
-    columns = max(len(words) for words in panels) + 1
-    fig, axes = plt.subplots(len(ids), columns, figsize=(1.25 * columns + 0.8, 1.55 * len(ids)),
-                             squeeze=False)
-    vmax = max(float(alphas[i, :len(words)].max()) for i, words in zip(ids, panels))
-    for row, (i, words) in enumerate(zip(ids, panels)):
-        image = test["images"][i]
-        axes[row, 0].imshow(image, cmap="gray", vmin=0, vmax=255)
-        axes[row, 0].set_title(f"test image {test['ids'][i]}", fontsize=7)
-        for t, word in enumerate(words):
-            ax = axes[row, t + 1]
-            heat = upsample_attention(alphas[i, t], data["grid"], image.shape)
-            shown = ax.imshow(heat, cmap="viridis", vmin=0, vmax=vmax)
-            # the digits on top, white where there is ink, see-through elsewhere
-            ax.imshow(np.ones_like(image), cmap="gray", vmin=0, vmax=1,
-                      alpha=0.75 * image / 255.0)
-            ax.set_title(word, fontsize=9)
-        for ax in axes[row]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        for ax in axes[row, len(words) + 1:]:
-            ax.axis("off")
+        words = caption_words(captions, i, data["idx_to_word"])
+        positions = attention_positions(words)
+        blocks.append((i, words, positions, [(None, alphas[i, positions])]))
     rows, cols = data["grid"]
-    fig.suptitle(fit_title(f"Attention weights of the step that generated each word ({rows} x "
-                           f"{cols} grid upsampled to the canvas)", 130), fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.94, 1))
-    bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
-    bar.set_label("attention weight of a cell", fontsize=8)
-    return save_figure(fig, path)
+    return draw_attention_maps(
+        data, blocks, path, f"Attention model: where it looks in the step that generates each "
+        f"digit of its caption ({rows} x {cols} grid upsampled to the canvas)",
+        "attention weight of a cell (a step's weights sum to 1)")
 
 
 def plot_transformer_attention(data, ids, captions, weights, path):
     """
     The transformer's attention, per head: for each test image a block of rows, one per
-    head of the last decoder layer, and one panel per generated word (up to <END>) with
-    that head's weights over the grid at the position that generated the word.
+    head of the last decoder layer, and a panel for each word that names a digit
+    (attention_positions) with that head's weights over the grid at the position that
+    generated the word.
 
     Inputs:
     - data: the dict of load_data (test images and a grid).
@@ -556,72 +677,48 @@ def plot_transformer_attention(data, ids, captions, weights, path):
     - weights: array (N_test, T, heads, L) from CaptioningTransformer.sample.
     - path: PNG file to write.
 
-    Each panel has its own colour scale (a head's weights over the cells sum to 1; heads
-    differ in how peaked they are), the largest weight noted above the panel.
+    All panels share one colour scale, shown by the colourbar (a head's weights over the
+    cells sum to 1): a peaked head is bright on one cell, a head that spreads out is dim
+    everywhere, and heads can be compared. The scale is a square root, so that the
+    spread-out heads' small weights still show.
     """
-    import matplotlib.pyplot as plt
-    test, idx_to_word = data["test"], data["idx_to_word"]
-    heads = weights.shape[2]
-    panels = []
+    blocks = []
     for i in ids:
-        words = [idx_to_word[w] for w in captions[i]]
-        panels.append(words[:words.index("<END>") + 1] if "<END>" in words else words)
-    columns = max(len(words) for words in panels) + 1
-    rows = len(ids) * heads
-    fig, axes = plt.subplots(rows, columns, figsize=(1.15 * columns + 0.4, 1.25 * rows + 0.5),
-                             squeeze=False)
-    for block, (i, words) in enumerate(zip(ids, panels)):
-        image = test["images"][i]
-        for h in range(heads):
-            row = axes[block * heads + h]
-            if h == 0:
-                row[0].imshow(image, cmap="gray", vmin=0, vmax=255)
-                row[0].set_title(f"test image {test['ids'][i]}", fontsize=7)
-            else:
-                row[0].axis("off")
-            for t, word in enumerate(words):
-                ax = row[t + 1]
-                heat = upsample_attention(weights[i, t, h], data["grid"], image.shape)
-                ax.imshow(heat, cmap="viridis")
-                ax.imshow(np.ones_like(image), cmap="gray", vmin=0, vmax=1, alpha=0.75 * image / 255.0)
-                ax.set_title(f"{word} ({weights[i, t, h].max():.2f})" if h == 0
-                             else f"max {weights[i, t, h].max():.2f}", fontsize=7)
-                if t == 0:
-                    ax.set_ylabel(f"head {h + 1}", fontsize=8)
-            for ax in row:
-                ax.set_xticks([])
-                ax.set_yticks([])
-            for ax in row[len(words) + 1:]:
-                ax.axis("off")
+        words = caption_words(captions, i, data["idx_to_word"])
+        positions = attention_positions(words)
+        blocks.append((i, words, positions, [(f"head {h + 1}", weights[i, positions, h])
+                                             for h in range(weights.shape[2])]))
     grid_rows, grid_cols = data["grid"]
-    fig.suptitle(fit_title(f"Transformer, last layer: each head's attention over the {grid_rows} x "
-                           f"{grid_cols} grid at the position that generated each word (in "
-                           f"brackets: the largest weight)", 120), fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return draw_attention_maps(
+        data, blocks, path, f"Transformer, last layer: each head's attention over the "
+        f"{grid_rows} x {grid_cols} grid at the position that generates each digit",
+        "attention weight of a cell (a head's weights sum to 1; square-root scale)", gamma=0.5)
 
 
 def plot_curves(records, data, results_dir):
-    """Mean training loss and validation BLEU-4 per epoch, one line per model."""
+    """Mean training loss (log scale) and BLEU-4 per epoch: colour is the split (train /
+    val), marker and line style the model, the same in both figures."""
     loss_path = plot_accuracy(
         {r["model"]: r["epoch_losses"] for r in records},
         os.path.join(results_dir, "captioning_loss.png"),
         f"{data['name']}: training loss per caption\n(cross-entropy summed over its words)",
-        ylabel="mean training loss per epoch")
+        ylabel="mean training loss per epoch", split="train", log_scale=True)
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
-    for r in records:
+    for k, r in enumerate(records):
         epochs = np.arange(1, len(r["val_bleu4_history"]) + 1)
         keep = r.get("dropout_keep_prob", 1.0)
         name = r["model"] + (f" (dropout keep {keep:g})" if keep < 1 else "")
-        line, = ax.plot(epochs, r["val_bleu4_history"], marker="o", label=f"{name} val")
-        ax.plot(epochs, r["train_bleu4_history"], ls="--", color=line.get_color(), alpha=0.6,
-                label=f"{name} train subset")
+        ax.plot(epochs, r["val_bleu4_history"], color=VAL_COLOUR, label=f"{name} val",
+                **run_style(k))
+        ax.plot(epochs, r["train_bleu4_history"], color=TRAIN_COLOUR, alpha=0.7,
+                label=f"{name} train subset", **run_style(k))
     epoch_axis(ax, max((len(r["val_bleu4_history"]) for r in records), default=1))
-    note_short_run(ax, {r["model"]: r["val_bleu4_history"] for r in records})
+    note_short_run(ax, {r["model"]: r["val_bleu4_history"] for r in records},
+                   colours={r["model"]: VAL_COLOUR for r in records})
     ax.set_ylabel("BLEU-4 (greedy captions)")
     ax.set_title(fit_title(f"{data['name']}: BLEU-4 per epoch"), fontsize=10)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     ax.grid(alpha=0.3)
     bleu_path = save_figure(fig, os.path.join(results_dir, "captioning_bleu4.png"))
     return loss_path, bleu_path

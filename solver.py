@@ -584,7 +584,7 @@ class Solver:
             try:
                 saved = read_checkpoint(path)
             except CheckpointError as error:
-                warnings.warn(f"skipping {path}: {error}")
+                warnings.warn(str(error))   # it names the file; the next one is tried
                 continue
             self._restore(path, saved)
             return path

@@ -65,7 +65,11 @@ results/quick/), each path printed at the end:
     transfer_<target>_<scenario>.npz          the trained target networks' parameters
     transfer_learning.json                    every number of the run
 The source pretraining is checkpointed in --checkpoint-dir; --resume continues it (or
-reuses it when finished).
+reuses it when finished; the target trainings are not checkpointed and run again). It is
+refused, before any training, when there is no source checkpoint there, with
+--source-params (which skips the pretraining), or when the checkpoint was written with
+another --source-batch-size, --learning-rate, --keep-prob, --dtype, --seed or --quick
+(the message names the flag).
 """
 import experiment
 
@@ -83,7 +87,8 @@ from data import load_fashion_mnist, load_hymenoptera, load_mnist, train_val_spl
 from fashion_classification import fashion_cnn_layers  # noqa: E402
 from fileio import write_atomic  # noqa: E402
 from layers import log_softmax_forward  # noqa: E402
-from plots import epoch_axis, fit_title, note_short_run, save_figure  # noqa: E402
+from plots import (VAL_COLOUR, epoch_axis, fit_title, log_axis, note_short_run,  # noqa: E402
+                   run_style, save_figure, split_colour)
 from sequential import Sequential  # noqa: E402
 from solver import NonFiniteLossError, Solver  # noqa: E402
 
@@ -121,7 +126,28 @@ def parse_args(argv=None):
                  "per value)", type=t.positive_int, nargs="+")
     parser.add_argument("--keep-prob", type=t.keep_probability, default=0.75,
                         help="dropout KEEP probability of the network (PyTorch's p is 1 - this)")
-    return t.parse(parser, argv)
+    args = t.parse(parser, argv)
+    if args.resume and args.source_params:
+        raise t.ResumeError("--resume continues the source pretraining, which --source-params "
+                            "skips (the target trainings are not checkpointed): run without "
+                            "--resume")
+    t.check_resume(args, {source_checkpoint_name(args): source_settings(args)},
+                   batch_flag="--source-batch-size")
+    return args
+
+
+SOURCE_SETTINGS = ("source_batch_size", "learning_rate", "keep_prob", "dtype", "seed", "quick")
+
+
+def source_settings(args):
+    """The flags the source pretraining's checkpoints are written with; --resume refuses
+    others."""
+    return experiment.run_settings(args, *SOURCE_SETTINGS)
+
+
+def source_checkpoint_name(args):
+    """The source pretraining's checkpoint series: <checkpoint-dir>/transfer_source."""
+    return os.path.join(args.checkpoint_dir, "transfer_source")
 
 
 # ----------------------------------------------------------------------------- data
@@ -244,7 +270,8 @@ def evaluate(model, X, y, batch_size=500):
 
 
 def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch_size=32,
-                augment=None, seed=0, verbose=True, checkpoint_name=None, resume=False):
+                augment=None, seed=0, verbose=True, checkpoint_name=None, resume=False,
+                settings=None):
     """
     Train model.trainable_params() (all parameters not frozen) with Adam via the Solver.
 
@@ -255,7 +282,10 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
       the Solver; augment: the Solver's augment hook for training batches, or None.
     - checkpoint_name, resume: Solver checkpoints after every epoch (and the losses so
       far in '<checkpoint_name>_losses.json'); resume continues from
-      the newest complete '<checkpoint_name>_epoch_<k>.npz' if there is one.
+      the newest complete '<checkpoint_name>_epoch_<k>.npz' if there is one
+      (experiment.ResumeError if it does not fit the model).
+    - settings: the flags that define this run (experiment.run_settings), written
+      beside the checkpoints for the --resume check (experiment.check_resume), or None.
 
     After every epoch the Solver calls the metric below on the whole training set and on
     the validation set; it returns the accuracy (which the Solver uses to keep the best
@@ -282,7 +312,9 @@ def train_model(model, data, num_epochs, learning_rate=1e-3, lr_decay=1.0, batch
                     print_every=10**9, verbose=verbose, metric=acc, num_train_samples=None,
                     num_val_samples=None, augment=augment, seed=seed,
                     checkpoint_name=checkpoint_name)
-    latest = resume and solver.resume_latest()
+    latest = resume and checkpoint_name and experiment.resume_latest(solver)
+    if checkpoint_name and settings is not None:
+        experiment.save_settings(checkpoint_name, settings)
     if latest:
         if os.path.exists(losses_file):   # written before the checkpoint: may be ahead
             with open(losses_file) as f:
@@ -345,8 +377,8 @@ def pretrain_source(args, normalization):
     os.makedirs(args.checkpoint_dir, exist_ok=True)
     record = train_model(model, data, args.source_epochs, args.learning_rate, 1.0,
                          args.source_batch_size, make_augment(2, flip=False), args.seed,
-                         checkpoint_name=os.path.join(args.checkpoint_dir, "transfer_source"),
-                         resume=args.resume)
+                         checkpoint_name=source_checkpoint_name(args), resume=args.resume,
+                         settings=source_settings(args))
     path = save_params(model, os.path.join(args.results_dir, "transfer_source.npz"))
     return path, record
 
@@ -389,25 +421,28 @@ def visualize_model(model, X, y, images, class_names, path, num_images=12, seed=
 
 
 def plot_curves(records, path, title):
-    """Loss and accuracy per epoch, train (dashed) and validation (solid), per scenario."""
+    """Loss (log scale) and accuracy per epoch: colour is the split (TRAIN_COLOUR,
+    VAL_COLOUR), marker and line style the scenario; one legend under both panels."""
     import matplotlib.pyplot as plt
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for (scenario, record), colour in zip(records.items(), ("C0", "C1", "C2")):
+    for k, (scenario, record) in enumerate(records.items()):
         epochs = np.arange(1, len(record["val_acc"]) + 1)
-        for split, style in (("train", "--"), ("val", "-")):
-            ax_loss.plot(epochs, record[f"{split}_loss"], style, color=colour,
-                         label=f"{scenario} {split}")
-            ax_acc.plot(epochs, record[f"{split}_acc"], style, color=colour,
-                        label=f"{scenario} {split}")
-    ax_loss.set_ylabel("mean cross-entropy loss")
-    ax_loss.set_yscale("log")
+        for split in ("train", "val"):
+            style = dict(color=split_colour(split), label=f"{scenario} {split}", **run_style(k))
+            ax_loss.plot(epochs, record[f"{split}_loss"], **style)
+            ax_acc.plot(epochs, record[f"{split}_acc"], **style)
+    ax_loss.set_ylabel("mean cross-entropy loss (log scale)")
     ax_acc.set_ylabel("accuracy")
     num_epochs = max(len(r["val_acc"]) for r in records.values())
-    note_short_run(ax_acc, {s: r["val_acc"] for s, r in records.items()})
     for ax in (ax_loss, ax_acc):
         epoch_axis(ax, num_epochs)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    log_axis(ax_loss)
+    note_short_run(ax_acc, {s: r["val_acc"] for s, r in records.items()},
+                   colours={s: VAL_COLOUR for s in records})
+    handles, labels = ax_loss.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.06),
+               ncol=len(records), fontsize=8)
     fig.suptitle(fit_title(title, 110), fontsize=11)
     return save_figure(fig, path)
 

@@ -240,3 +240,20 @@ def test_overfit_50_mnist_digits_from_the_command_line(tmp_path):
     line = [line for line in run.stdout.splitlines() if line.startswith("overfit 50 examples")]
     assert len(line) == 1 and " 100% train accuracy after " in line[0], run.stdout
     assert not (tmp_path / "results").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_resume_of_a_final_training_with_other_flags_is_refused_before_training(tmp_path):
+    """The final trainings' checkpoints record the flags; --resume with another batch size
+    (its loss curve would be converted with the wrong batch count) is refused, exit 2."""
+    write_tiny_cifar10(tmp_path / "data" / "cifar-10-batches-bin")
+    common = ("--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--quick",
+              "--models", "mlp", "--hidden-sizes", "8")
+    first = run_script(tmp_path, *common, "--batch-size", "30")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    refused = run_script(tmp_path, *common, "--batch-size", "45", "--resume")
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert refused.stderr.startswith("error: checkpoint ") and "cifar10_mlp_epoch_1.npz was " \
+        "written with --batch-size 30, this run has --batch-size 45" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and "sweep" not in refused.stdout
+    again = run_script(tmp_path, *common, "--batch-size", "30", "--resume")
+    assert again.returncode == 0 and "resumed from" in again.stdout, again.stderr[-2000:]

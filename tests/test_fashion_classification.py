@@ -105,3 +105,55 @@ def test_quick_smoke_run_and_resume(tmp_path):
         runs = json.load(f)["runs"]
     assert [r["val_acc_history"] for r in runs] == [r["val_acc_history"] for r in summary["runs"]]
     assert [r["epoch_losses"] for r in runs] == [r["epoch_losses"] for r in summary["runs"]]
+
+
+def test_resume_without_a_checkpoint_of_these_learning_rates_is_refused(tmp_path):
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "fashion_lr0.5_epoch_1.npz").write_bytes(b"")   # another lr's
+    run = run_script("--quick", "--resume", "--checkpoint-dir", str(tmp_path),
+                     "--learning-rates", "0.01", "0.1")
+    assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr
+    assert run.stderr == (
+        f"error: --resume: nothing to resume in {tmp_path / 'quick'} (run name 'quick'): no "
+        f"checkpoint fashion_lr0.01_epoch_*.npz or fashion_lr0.1_epoch_*.npz there; run "
+        f"without --resume to start afresh, or give the --run-name (and --checkpoint-dir) of "
+        f"the run to continue\n")
+
+
+def test_resume_refuses_other_flags_and_continues_to_more_epochs_exactly(tmp_path):
+    """The epoch losses are computed from the per-iteration losses with the batch size, so
+    a resumed run must have the checkpoint's: another one is refused (also when only the
+    checkpoint records it), as are other flags of the network; more --epochs continue
+    the run to exactly the numbers of an uninterrupted one (float64: in float32 the conv
+    weights' memory layout changes the last bit, see the report of issue 25)."""
+    fashion_mnist_dir()
+    common = ["--quick", "--learning-rates", "0.01", "--dtype", "float64", "--results-dir",
+              str(tmp_path / "results"), "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    first = run_script(*common, "--epochs", "1")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    checkpoint = tmp_path / "checkpoints" / "quick" / "fashion_lr0.01_epoch_1.npz"
+    for flags, message in (
+            (["--batch-size", "128"], "--batch-size 64, this run has --batch-size 128"),
+            (["--keep-prob", "0.5", "--batchnorm"],
+             "--keep-prob 0.75 and no --batchnorm, this run has --keep-prob 0.5 and --batchnorm"),
+            (["--dtype", "float32"], "--dtype float64, this run has --dtype float32")):
+        refused = run_script(*common, "--resume", "--epochs", "2", *flags)
+        assert refused.returncode == 2 and refused.stdout == "", refused.stderr
+        assert refused.stderr == (f"error: checkpoint {checkpoint} was written with {message}: "
+                                  f"run without --resume or with the same flags\n")
+    os.remove(tmp_path / "checkpoints" / "quick" / "fashion_lr0.01_settings.json")
+    refused = run_script(*common, "--resume", "--batch-size", "128")
+    assert refused.returncode == 2 and "--batch-size 64, this run has --batch-size 128" in refused.stderr
+
+    resumed = run_script(*common, "--resume", "--epochs", "2")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {checkpoint} after epoch 1" in resumed.stdout
+    straight = run_script(*common, "--epochs", "2", "--run-name", "straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    runs = []
+    for name in ("quick", "straight"):
+        with open(tmp_path / "results" / name / "fashion_classification.json") as f:
+            runs.append(json.load(f)["runs"][0])
+    assert len(runs[0]["epoch_losses"]) == 2
+    for key in ("epoch_losses", "val_acc_history", "train_acc_history"):
+        assert runs[0][key] == runs[1][key], key

@@ -217,3 +217,74 @@ def test_quick_run_end_to_end_and_resume_with_chosen_images(tmp_path):
     assert resumed["args"]["images"] == [7, 3]
     bad = run_script(*args, "--resume", "--images", "200")
     assert bad.returncode != 0 and "--images 200: not a test image id" in bad.stderr
+
+
+def run_cli(*args, cwd):
+    """image_captioning.py as a command in cwd (exit code and stderr as a user sees them)."""
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=REPO)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return subprocess.run([sys.executable, os.path.join(REPO, "image_captioning.py"), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_resume_on_tiny_coco_refuses_other_flags_warns_in_one_line_and_continues(tmp_path):
+    """--resume: refused with nothing to resume (naming what it looked for) and with other
+    flags of a model (naming them); an unreadable newest checkpoint is skipped with a
+    one-line warning; more --epochs give exactly the uninterrupted run's numbers."""
+    pytest.importorskip("h5py", reason="the COCO files are HDF5: pip install h5py")
+    from test_coco import write_tiny_coco
+    write_tiny_coco(str(tmp_path / "coco_captioning"))
+    common = ["--dataset", "coco", "--data-dir", str(tmp_path), "--batch-size", "4",
+              "--hidden-dim", "8", "--wordvec-dim", "6", "--heads", "2", "--models", "rnn",
+              "transformer"]
+    folder = os.path.join("checkpoints", "full")
+    nothing = run_cli(*common, "--resume", cwd=tmp_path)
+    assert nothing.returncode == 2 and nothing.stdout == ""
+    assert nothing.stderr.startswith(f"error: --resume: nothing to resume in {folder} (run "
+                                     f"name 'full'): the folder does not exist; run without "
+                                     f"--resume")
+    first = run_cli(*common, "--epochs", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    other = run_cli(*common[:-2], "lstm", "--resume", cwd=tmp_path)
+    assert other.returncode == 2 and other.stderr == (
+        f"error: --resume: nothing to resume in {folder} (run name 'full'): no checkpoint "
+        f"captioning_coco_lstm_epoch_*.npz there; run without --resume to start afresh, or "
+        f"give the --run-name (and --checkpoint-dir) of the run to continue\n")
+    rnn, transformer = (os.path.join(folder, f"captioning_coco_{name}_epoch_1.npz")
+                        for name in ("rnn", "transformer"))
+    for flags, message in (
+            (["--batch-size", "8"], f"{rnn} was written with --batch-size 4, this run has "
+                                    f"--batch-size 8"),
+            (["--heads", "3"], f"{transformer} was written with --heads 2, this run has --heads 3"),
+            (["--learning-rate", "0.01", "--keep-prob", "0.5"],
+             f"{rnn} was written with --learning-rate 0.002, this run has --learning-rate 0.01")):
+        refused = run_cli(*common, "--resume", *flags, cwd=tmp_path)
+        assert refused.returncode == 2 and refused.stdout == "", refused.stderr
+        assert refused.stderr == (f"error: checkpoint {message}: run without --resume or with "
+                                  f"the same flags\n")
+
+    # --heads is no setting of the rnn: resuming only it is fine. Its newest checkpoint is
+    # unreadable: skipped with one line of warning, and the run resumes the one before.
+    with open(os.path.join(tmp_path, folder, "captioning_coco_rnn_epoch_2.npz"), "wb") as f:
+        f.write(b"PK\x03\x04 cut off")
+    resumed = run_cli(*common[:-1], "--heads", "3", "--epochs", "2", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {rnn} after epoch 1" in resumed.stdout
+    skipped = os.path.join(folder, "captioning_coco_rnn_epoch_2.npz")
+    assert resumed.stderr.startswith(f"warning: checkpoint {skipped} is "
+                                     f"truncated or corrupt"), resumed.stderr
+    assert len(resumed.stderr.splitlines()) == 1 and "warnings.warn" not in resumed.stderr
+
+    # the transformer continues to 2 epochs as well; both equal an uninterrupted run
+    resumed = run_cli(*common, "--epochs", "2", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0 and resumed.stderr == "", resumed.stderr[-2000:]
+    assert resumed.stdout.count("resumed from") == 2
+    straight = run_cli(*common, "--epochs", "2", "--run-name", "straight", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    models = []
+    for name in ("full", "straight"):
+        with open(tmp_path / "results" / name / "image_captioning.json") as f:
+            models.append(json.load(f)["models"])
+    assert [len(m["epoch_losses"]) for m in models[0]] == [2, 2]
+    for key in ("epoch_losses", "val_bleu4_history", "train_bleu4_history", "test_bleu"):
+        assert [m[key] for m in models[0]] == [m[key] for m in models[1]], key

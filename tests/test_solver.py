@@ -299,7 +299,7 @@ def test_resume_latest_takes_the_newest_complete_checkpoint(tmp_path):
     newest = tmp_path / 'run_epoch_3.npz'
     newest.write_bytes(newest.read_bytes()[:100])
     solver = Solver(TwoLayerNet(seed=0), data, num_epochs=3, checkpoint_name=prefix, **kwargs)
-    with pytest.warns(UserWarning, match=r"skipping .*run_epoch_3\.npz"):
+    with pytest.warns(UserWarning, match=r"run_epoch_3\.npz is truncated or corrupt"):
         assert solver.resume_latest() == prefix + '_epoch_2.npz'
     assert solver.epoch == 2 and not leftover.exists()
     assert Solver(TwoLayerNet(), data, verbose=False).resume_latest() is None   # no name

@@ -308,3 +308,49 @@ def test_quick_run_end_to_end(tmp_path):
     for key in ("conv1_W", "conv2_b", "fc1_W", "fc2_W"):
         np.testing.assert_array_equal(frozen[key], source[key])
     assert not np.array_equal(frozen["fc3_W"], source["fc3_W"])
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "transfer_learning.py", *args], cwd=REPO,
+                          env=dict(os.environ, MPLBACKEND="Agg"), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_resume_is_refused_before_loading_anything(tmp_path):
+    """--resume continues the source pretraining only: refused without its checkpoint,
+    with --source-params, and with other flags of the pretraining (naming them)."""
+    folder = tmp_path / "quick"
+    folder.mkdir()
+    (folder / "fashion_lr0.01_epoch_1.npz").write_bytes(b"")   # another script's checkpoint
+    common = ["--quick", "--resume", "--checkpoint-dir", str(tmp_path)]
+    cases = [([], f"error: --resume: nothing to resume in {folder} (run name 'quick'): no "
+                  f"checkpoint transfer_source_epoch_*.npz there; run without --resume to start "
+                  f"afresh, or give the --run-name (and --checkpoint-dir) of the run to continue"),
+             (["--source-params", "source.npz"],
+              "error: --resume continues the source pretraining, which --source-params skips (the "
+              "target trainings are not checkpointed): run without --resume")]
+    for flags, message in cases:
+        run = run_cli(*common, *flags)
+        assert (run.returncode, run.stdout, run.stderr) == (2, "", message + "\n")
+
+    # a source checkpoint written with --source-batch-size 10 (here of a small network:
+    # the check reads the settings before any model exists)
+    args = tl.parse_args(["--quick", "--checkpoint-dir", str(tmp_path), "--keep-prob", "0.5"])
+    tl.train_model(small_model(), toy_data(), 1, batch_size=10, verbose=False,
+                   checkpoint_name=tl.source_checkpoint_name(args),
+                   settings=tl.source_settings(args))
+    with open(folder / "transfer_source_settings.json") as f:
+        assert json.load(f)["--keep-prob"] == 0.5
+    checkpoint = folder / "transfer_source_epoch_1.npz"
+    for flags, message in (
+            (["--keep-prob", "0.5", "--source-batch-size", "10"], None),
+            (["--keep-prob", "0.5"], "--source-batch-size 10, this run has --source-batch-size 64"),
+            (["--source-batch-size", "10", "--seed", "1"],
+             "--keep-prob 0.5 and --seed 0, this run has --keep-prob 0.75 and --seed 1")):
+        if message is None:   # the same flags: accepted
+            assert tl.parse_args(["--checkpoint-dir", str(tmp_path), *common[:2], *flags]).resume
+            continue
+        run = run_cli(*common, *flags)
+        assert (run.returncode, run.stdout) == (2, ""), run.stderr
+        assert run.stderr == (f"error: checkpoint {checkpoint} was written with {message}: run "
+                              f"without --resume or with the same flags\n")

@@ -57,7 +57,7 @@ import numpy as np  # noqa: E402
 from checkpoint import checkpoint_epochs  # noqa: E402
 from cnn import ConvNet  # noqa: E402
 from data import CifarFormatError, DatasetNotFoundError, load_cifar10, load_mnist  # noqa: E402
-from data import standardized_splits, train_val_split  # noqa: E402
+from data import standardized_splits  # noqa: E402
 from plots import plot_accuracy, plot_loss  # noqa: E402
 from softmax import SoftmaxClassifier  # noqa: E402
 
@@ -161,16 +161,8 @@ def load_cifar10_splits(data_dir, dtype, limits=None):
     """
     X_train, y_train, X_test, y_test = load_cifar10(data_dir)
     num_val = NUM_VAL if len(X_train) >= 10 * NUM_VAL else max(1, len(X_train) // 10)
-    X_train, y_train, X_val, y_val = train_val_split(X_train, y_train, num_val=num_val)
-    splits = {"train": (X_train, y_train), "val": (X_val, y_val), "test": (X_test, y_test)}
-    if limits is not None:
-        splits = {name: (X[:n], y[:n]) for (name, (X, y)), n in zip(splits.items(), limits)}
-    scaled = splits["train"][0] / 255.0
-    mean, std = float(scaled.mean()), float(scaled.std())
-    data = {}
-    for name, (X, y) in splits.items():
-        data[f"X_{name}"] = ((X / 255.0 - mean) / std).astype(dtype)
-        data[f"y_{name}"] = y.astype(np.int64)
+    data, _ = standardized_splits(X_train, y_train, X_test, y_test, num_val=num_val,
+                                  dtype=dtype, limits=limits)
     return data
 
 

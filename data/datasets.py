@@ -520,21 +520,22 @@ def train_val_split(X, y, num_val=5000):
 def standardized_splits(X_train, y_train, X_test, y_test, num_val=5000, dtype=np.float32,
                         limits=None):
     """
-    The usual preparation of a 28x28 grayscale dataset for the networks: split the
-    training set with train_val_split, scale pixels to [0, 1], then subtract the mean and
-    divide by the standard deviation of all TRAINING pixels (one scalar each, so the
-    validation and test sets never leak into the statistics), and add a channel axis.
+    The usual preparation of an image dataset for the networks: split the training set
+    with train_val_split, scale pixels to [0, 1], then subtract the mean and divide by the
+    standard deviation of all TRAINING pixels (one scalar each, so the validation and test
+    sets never leak into the statistics), and give grayscale images (N, H, W) a channel
+    axis.
 
     Inputs:
-    - X_train: uint8 images of shape (N, H, W); y_train: labels of shape (N,).
-    - X_test: uint8 images of shape (N_test, H, W); y_test: labels of shape (N_test,).
+    - X_train: uint8 images of shape (N, H, W) or (N, C, H, W); y_train: labels (N,).
+    - X_test: uint8 images of the same layout (N_test, ...); y_test: labels (N_test,).
     - num_val: number of validation images, taken from the end of the training set.
     - dtype: dtype of the returned images.
     - limits: None, or (num_train, num_val, num_test) to keep only the first images of
       each split (smoke runs); the statistics come from the kept training images.
 
     Returns a tuple of:
-    - data: dict with X_train (N - num_val, 1, H, W), y_train, X_val, y_val, X_test, y_test
+    - data: dict with X_train (N - num_val, C, H, W) (C = 1 for grayscale), y_train, X_val, y_val, X_test, y_test
       (labels as int64).
     - stats: dict with the training pixels' 'pixel_mean' and 'pixel_std' (of X / 255).
     """
@@ -546,6 +547,7 @@ def standardized_splits(X_train, y_train, X_test, y_test, num_val=5000, dtype=np
     mean, std = float(scaled.mean()), float(scaled.std())
     data = {}
     for name, (X, y) in splits.items():
-        data[f"X_{name}"] = ((X / 255.0 - mean) / std).astype(dtype)[:, None]
+        standardized = ((X / 255.0 - mean) / std).astype(dtype)
+        data[f"X_{name}"] = standardized[:, None] if X.ndim == 3 else standardized
         data[f"y_{name}"] = y.astype(np.int64)
     return data, {"pixel_mean": mean, "pixel_std": std}

@@ -77,8 +77,11 @@ or can be raised for a whole process by its environment:
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 python train.py
 
 That is a process-wide setting, so handgrad never changes it on import; --malloc-tuning
-sets it for both workers. --rss runs one CNN epoch per side in a fresh process and prints
-its resident memory before the epoch and its peak during it (Linux).
+sets it for both workers. --rss adds each row's memory, in MiB: the peak resident size of
+each side's worker while it builds and runs the row (its data included), above what the
+worker held before (the interpreter and the libraries), then the ratio; and it runs one
+CNN epoch per side in a fresh process and prints its resident memory before the epoch and
+its peak during it (Linux).
 
 The OpenBLAS kernel matters too: where OPENBLAS_CORETYPE forces an older kernel (shown in
 the first line when threadpoolctl is installed), NumPy's matrix products run on that one.
@@ -473,11 +476,16 @@ def memory_mib(field):
                 return int(line.split()[1]) / 1024
 
 
+def reset_peak_memory():
+    """Reset VmHWM, the peak resident size, to the current resident size (Linux only)."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
 def epoch_memory(run):
     """Resident memory before one call of run() and its peak during it (Linux only)."""
     before = memory_mib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")   # resets VmHWM, the peak, to the current resident size
+    reset_peak_memory()
     run()
     return {"before": before, "peak": memory_mib("VmHWM")}
 
@@ -498,6 +506,10 @@ def worker(side, threads):
             continue
         key = json.dumps([request["kind"], request["parameter"]])
         if key not in built:
+            # a fresh worker serves one row: what it holds before building the row is the
+            # interpreter and the libraries; the row's memory is its peak above that
+            resident_before_row = memory_mib("VmRSS")
+            reset_peak_memory()
             built[key] = make(request["kind"], request["parameter"])
             built[key]()
         run, times, cpu_times = built[key], [], []
@@ -506,7 +518,8 @@ def worker(side, threads):
             run()
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
-        print(json.dumps({"times": times, "cpu": cpu_times}), flush=True)
+        print(json.dumps({"times": times, "cpu": cpu_times,
+                          "row_mib": memory_mib("VmHWM") - resident_before_row}), flush=True)
 
 
 class Worker:
@@ -571,7 +584,8 @@ def main():
                         help="also print the CPU time (all threads) of each side: a check on "
                              "wall-clock numbers taken on a busy machine")
     parser.add_argument("--rss", action="store_true",
-                        help="also report the peak RSS of one CNN epoch per side")
+                        help="also report each row's peak memory per side and the peak RSS "
+                             "of one CNN epoch per side")
     parser.add_argument("--worker", choices=["handgrad", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -590,7 +604,8 @@ def main():
           f"malloc tuning {'on' if args.malloc_tuning else 'off'}")
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     print(f"\n{'row (float32, forward + backward)':<44} {'handgrad ms':>12} "
-          f"{'torch ms':>10} {'ratio':>6} {'(turns)':>13}")
+          f"{'torch ms':>10} {'ratio':>6} {'(turns)':>13}"
+          + (f"   {'MiB':>3} {'handgrad':>7} {'torch':>7} {'ratio':>5}" if args.rss else ""))
     for name, kind, parameter, runs in cases(args):
         # fresh workers for every row: glibc adapts its thresholds to the largest block a
         # process has freed, so an earlier row would otherwise change this row's page faults
@@ -598,6 +613,7 @@ def main():
                    for side in ("handgrad", "torch")}
         times = {"handgrad": [], "torch": []}
         cpu = {"handgrad": [], "torch": []}
+        row_mib = {"handgrad": 0.0, "torch": 0.0}
         turn_ratios = []
         for turn in range(args.repeats):
             order = ("handgrad", "torch") if turn % 2 == 0 else ("torch", "handgrad")
@@ -606,6 +622,7 @@ def main():
                 answer = workers[side].ask(kind=kind, parameter=parameter, runs=runs)
                 times[side] += answer["times"]
                 cpu[side] += answer["cpu"]
+                row_mib[side] = max(row_mib[side], answer["row_mib"])
                 turn_times[side] = float(np.median(answer["times"]))
             turn_ratios.append(turn_times["handgrad"] / turn_times["torch"])
         for worker_process in workers.values():
@@ -616,6 +633,9 @@ def main():
         if args.cpu_time:
             mine_cpu, theirs_cpu = (1000 * float(np.median(cpu[s])) for s in ("handgrad", "torch"))
             line += f"   cpu ms {mine_cpu:9.2f} {theirs_cpu:9.2f} {mine_cpu / theirs_cpu:6.2f}"
+        if args.rss:
+            line += (f"   MiB {row_mib['handgrad']:7.1f} {row_mib['torch']:7.1f} "
+                     f"{row_mib['handgrad'] / max(row_mib['torch'], 0.1):5.2f}")
         print(line, flush=True)
     print("load average at end:   " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     if args.rss:

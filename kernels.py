@@ -16,17 +16,21 @@ layers.py shows the formulas; this file makes them fast:
 - Max pooling separably (rows, then columns) by strided slices, with
   `keep_choices=True` recording where the maxima are so that backward does not search
   again.
-- Batch norm (plain and spatial) and layer norm with fewer passes over the arrays: the
-  sums are einsum reductions on (N, C, H*W) views (no transposed copies, no temporary
-  products) and outputs are finished in place. Their caches are their own.
+- Batch norm (plain and spatial), layer norm and group norm with the reference's two-pass
+  statistics in fewer, cheaper passes over the arrays: sums by einsum, BLAS products with
+  ones and np.vecdot (no temporary products), vectors added along rows or columns by BLAS
+  ger in place, and backward passes that need only two sums (of dout and of
+  dout * centered) before dx = dout * A - centered * K - R. Their caches are their own.
 
 This is not cs231n's fast_layers.py (whose name it avoids, so both can sit in one folder).
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from scipy.linalg import blas
 
 from validation import (check_bn_param, check_conv_arguments, check_dout, check_eps, check_ndim,
-                        check_pool_arguments, check_scale_shift, real_array, real_dout)
+                        check_pool_arguments, check_scale_shift, checked_cell, checked_groupnorm,
+                        real_array, real_dout)
 
 
 def conv_forward(x, w):
@@ -343,47 +347,290 @@ def _max_pool(x, pool_param, with_choices):
 
 
 
-# ---------------------------------------------------------------------- normalization
-# The same formulas as layers.py with fewer passes over the arrays: the per-feature sums
-# (and sums of products) are einsum reductions, which write no temporary array, and the
-# outputs are finished in place. The statistics of batch norm run over axes (0, 2) of a
-# (N, C, P) view (P = H * W pixels, or 1 for (N, D) inputs), those of layer norm over the
-# features of each row. Caches are this module's own.
+# ---------------------------------------------------------------------------- LSTM
+# rnn_layers.lstm_forward / lstm_backward with the same matrix products, arranged for
+# speed: the recurrent product of each step runs in the orientation OpenBLAS does fastest,
+# the gates are activated in place in the array that held their pre-activations, and every
+# per-step result is written into preallocated arrays (no concatenation, few temporaries).
+# The caches are this module's own.
 
-def _batchnorm_forward(rows, gamma, beta, bn_param, dtype):
-    """Batch norm of rows (N, C, P) over axes (0, 2); returns (out rows, cache)."""
-    N, C, P = rows.shape
+def lstm_forward(x, h0, Wx, Wh, b):
+    """
+    rnn_layers.lstm_forward, fast: the same values (to rounding) and errors. Returns h
+    (T, N, H) and a cache (x, h0, Wx, Wh, gates, c, tanh_c, h) for lstm_backward.
+    """
+    x, h0, Wx, Wh, b = checked_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, gates=4)
+    T, N, D = x.shape
+    H = h0.shape[1]
+    dtype = np.result_type(x, h0, Wx, Wh, b, np.float16)   # integer inputs give float64
+    x, h0, Wx, Wh, b = (array.astype(dtype, copy=False) for array in (x, h0, Wx, Wh, b))
+    # gates[t] starts as the input part x[t] @ Wx + b of every step (one product) and
+    # becomes the activated [i, f, o, g] of step t in place
+    gates = (x.reshape(T * N, D) @ Wx).reshape(T, N, 4 * H)
+    gates += b
+    c, tanh_c, h = (np.empty((T, N, H), dtype) for _ in range(3))
+    prev_h, prev_c = h0, np.zeros((N, H), dtype)
+    for t in range(T):
+        a = gates[t]
+        add_product(a, prev_h, Wh)   # a += h[t-1] @ Wh
+        ifo, g = a[:, :3 * H], a[:, 3 * H:]
+        _sigmoid_in_place(ifo)
+        np.tanh(g, out=g)
+        i, f, o = ifo[:, :H], ifo[:, H:2 * H], ifo[:, 2 * H:]
+        np.multiply(f, prev_c, out=c[t])
+        c[t] += i * g
+        np.tanh(c[t], out=tanh_c[t])
+        np.multiply(o, tanh_c[t], out=h[t])
+        prev_h, prev_c = h[t], c[t]
+    return h, (x, h0, Wx, Wh, gates, c, tanh_c, h)
+
+
+def lstm_backward(dh, cache):
+    """
+    rnn_layers.lstm_backward, fast: returns dx (T, N, D), dh0 (N, H), dWx (D, 4H),
+    dWh (H, 4H), db (4H,) from the cache of kernels.lstm_forward.
+    """
+    x, h0, Wx, Wh, gates, c, tanh_c, h = cache
+    dh = real_dout(dh, h.shape, "dh")
+    T, N, D = x.shape
+    H = h0.shape[1]
+    dtype = np.result_type(dh, h, Wh)
+    da = np.empty((T, N, 4 * H), dtype)
+    dprev_h, dprev_c = np.zeros((N, H), dtype), np.zeros((N, H), dtype)
+    dc, sigmoid_slope = np.empty((N, H), dtype), np.empty((N, 3 * H), dtype)
+    dprev_h_rows = np.empty((H, N), dtype)
+    zero_c = np.zeros((N, H), c.dtype)
+    for t in reversed(range(T)):
+        ifo, g = gates[t, :, :3 * H], gates[t, :, 3 * H:]
+        i, f, o = ifo[:, :H], ifo[:, H:2 * H], ifo[:, 2 * H:]
+        dnext_h = dh[t] + dprev_h
+        # dc = dnext_c + dnext_h * o * (1 - tanh(c)^2)
+        np.multiply(tanh_c[t], tanh_c[t], out=dc)
+        np.subtract(1, dc, out=dc)
+        dc *= o
+        dc *= dnext_h
+        dc += dprev_c
+        # da = [dc * g, dc * prev_c, dnext_h * tanh(c)] * ifo * (1 - ifo), dc * i * (1 - g^2)
+        da_t = da[t]
+        np.multiply(dc, g, out=da_t[:, :H])
+        np.multiply(dc, c[t - 1] if t > 0 else zero_c, out=da_t[:, H:2 * H])
+        np.multiply(dnext_h, tanh_c[t], out=da_t[:, 2 * H:3 * H])
+        np.subtract(1, ifo, out=sigmoid_slope)
+        sigmoid_slope *= ifo
+        da_t[:, :3 * H] *= sigmoid_slope
+        dg = da_t[:, 3 * H:]
+        np.multiply(g, g, out=dg)
+        np.subtract(1, dg, out=dg)
+        dg *= i
+        dg *= dc
+        np.multiply(dc, f, out=dprev_c)
+        # da[t] @ Wh.T computed as (Wh @ da[t].T).T, the faster orientation
+        dprev_h = np.matmul(Wh, da_t.T, out=dprev_h_rows).T
+    da_rows = da.reshape(T * N, 4 * H)
+    dx = (da_rows @ Wx.T).reshape(T, N, D)
+    dWx = x.reshape(T * N, D).T @ da_rows
+    # dWh = sum_t h[t-1].T @ da[t] with h[-1] = h0, without stacking h0 onto h
+    dWh = h0.T @ da[0] if T else np.zeros(Wh.shape, dtype)
+    if T > 1:
+        dWh += h[:-1].reshape((T - 1) * N, H).T @ da[1:].reshape((T - 1) * N, 4 * H)
+    db = da_rows.sum(axis=0)
+    return dx, dprev_h, dWx, dWh, db
+
+
+def add_product(out, left, right):
+    """
+    out += left @ right in place, for a C-contiguous 2-D out. For float32 and float64 this
+    is one BLAS gemm call with beta = 1, which adds the product while computing it (no
+    temporary product, no second pass over out) and, for the LSTM's (N, H) @ (H, 4H),
+    runs in OpenBLAS's faster orientation: out.T += right.T @ left.T in Fortran order.
+    """
+    gemm = _GEMM.get(out.dtype.char)
+    if gemm is None or left.dtype != out.dtype or right.dtype != out.dtype or \
+            not out.flags.c_contiguous or 0 in out.shape or 0 in left.shape:
+        out += left @ right
+        return out
+    result = gemm(1.0, right.T, left.T, beta=1.0, c=out.T, overwrite_c=True)
+    if not np.shares_memory(result, out):   # f2py had to copy: write the result back
+        out[...] = result.T
+    return out
+
+
+_GEMM = {"f": blas.sgemm, "d": blas.dgemm}
+
+
+def _sigmoid_in_place(a):
+    """a = sigma(a) = (1 + tanh(a / 2)) / 2, rnn_layers' formula, in place."""
+    a *= 0.5
+    np.tanh(a, out=a)
+    a += 1
+    a *= 0.5
+
+
+# ---------------------------------------------------------------------- normalization
+# The formulas of layers.py, with the same two-pass statistics (the mean is subtracted
+# before squaring), in as few passes over the big arrays as NumPy allows. What a pass
+# costs decides how each step is written (one thread, float32, (64, 1024) and
+# (64, 32, 28, 28) arrays):
+# - sums along rows are einsum("rp->r"), along columns a BLAS product ones @ a, sums of
+#   products np.vecdot of rows: one read, no temporary (.sum(axis) is 1.5-3x slower).
+# - adding a vector along rows or columns is BLAS ger (A += outer(u, v), in place), ~2x
+#   faster than broadcasting, which calls NumPy's inner loop once per row (~0.1 us each).
+# - multiplying each row by its own value is einsum("rp,r->rp") (~20% faster than
+#   broadcasting); multiplying columns by a vector broadcasts on a view with 8 times
+#   fewer, longer rows and the vector tiled to match.
+# - the backward passes need only sums of dout and of dout * centered (per row, channel
+#   or group); the rest follows on small arrays, and dx = dout * A - centered * K - R
+#   with A, K, R constant along the reduced axes.
+# Caches are this module's own; centered = x - mean is cached instead of xhat.
+
+_GER = {np.dtype(np.float32): blas.sger, np.dtype(np.float64): blas.dger}
+
+if hasattr(np, "vecdot"):   # NumPy >= 2.0
+    def _row_dots(a, b):
+        """(a * b).sum(axis=1) of two matrices, without the product array."""
+        return np.vecdot(a, b)
+else:
+    def _row_dots(a, b):
+        """(a * b).sum(axis=1) of two matrices, without the product array."""
+        return np.einsum("rp,rp->r", a, b)
+
+
+def _row_sums(a):
+    """a.sum(axis=1) of a matrix: einsum streams through rows (BLAS gemv, as fast on
+    arrays in cache, is 2x slower on arrays it must read from memory)."""
+    return np.einsum("rp->r", a)
+
+
+def _add_outer(a, u, v):
+    """a += outer(u, v) in place for a C-contiguous matrix a, returned: BLAS ger on a.T,
+    which is Fortran-ordered, so nothing is copied (adding ones * v or u * ones rounds
+    as a + v or a + u[:, None] does)."""
+    ger = _GER.get(a.dtype)
+    if ger is None or a.size == 0:   # float16, longdouble, empty: NumPy
+        a += u[:, None] * v
+    else:
+        ger(1.0, v.astype(a.dtype, copy=False), u.astype(a.dtype, copy=False), a=a.T,
+            overwrite_a=True)
+    return a
+
+
+def _scale_rows(a, values):
+    """a * values[:, None] (a matrix), new."""
+    return np.einsum("rp,r->rp", a, values.astype(a.dtype, copy=False))
+
+
+def _scale_columns(a, values):
+    """a * values (a (N, D), values (D,)), new: broadcast on (N/8, 8 D) rows (when 8
+    divides N) against values tiled 8 times, one inner-loop call per 8 rows."""
+    N, D = a.shape
+    t = 8 if N % 8 == 0 else 1
+    tiled = np.empty((t, D), a.dtype)
+    tiled[...] = values
+    return (a.reshape(N // t, t * D) * tiled.reshape(t * D)).reshape(N, D)
+
+
+def _channel_sums(a):
+    """a.sum(axis=(0, 2)) of a (N, C, P)."""
+    N, C, P = a.shape
+    sums = a.reshape(N, C) if P == 1 else _row_sums(a.reshape(N * C, P)).reshape(N, C)
+    return np.ones(N, a.dtype) @ sums
+
+
+def _channel_dots(a, b):
+    """(a * b).sum(axis=(0, 2)) of two (N, C, P) arrays (for P == 1 through one product
+    array: vecdot down strided columns is 40x slower)."""
+    N, C, P = a.shape
+    if P == 1:
+        dots = (a * b).reshape(N, C)
+    else:
+        dots = _row_dots(a.reshape(N * C, P), b.reshape(N * C, P)).reshape(N, C)
+    return np.ones(N, a.dtype) @ dots
+
+
+def _scale_channels(a, values):
+    """a * values[c] for a C-contiguous (N, C, P) and values (C,), new."""
+    N, C, P = a.shape
+    if P == 1:
+        return _scale_columns(a.reshape(N, C), values).reshape(a.shape)
+    return _scale_rows(a.reshape(N * C, P), np.tile(values, N)).reshape(a.shape)
+
+
+def _add_to_channels(a, values):
+    """a += values[c] in place for a C-contiguous (N, C, P) and values (C,)."""
+    N, C, P = a.shape
+    if P == 1:
+        _add_outer(a.reshape(N, C), np.ones(N, a.dtype), values)
+    else:
+        _add_outer(a.reshape(N * C, P), np.tile(values, N), np.ones(P, a.dtype))
+
+
+def _as_reference_dtypes(dout, dtypes, dx, dgamma, dbeta):
+    """dx, dgamma, dbeta in the dtypes layers.py's backward passes give them (NumPy's
+    promotion of what each is computed from there: dout, gamma's dtype and xhat's dtypes
+    given in `dtypes`); no-ops unless the inputs mixed dtypes."""
+    gamma_dtype, xhat_dtype = dtypes
+    return (dx.astype(np.result_type(dout, gamma_dtype, xhat_dtype), copy=False),
+            dgamma.astype(np.result_type(dout, xhat_dtype), copy=False),
+            dbeta.astype(dout.dtype, copy=False))
+
+
+def _batchnorm_forward(x, gamma, beta, bn_param):
+    """
+    Batch norm of x (N, C, P) over axes (0, 2), in the dtype of the output:
+
+        mean = sum x / (N P),   var = sum (x - mean)^2 / (N P),   inv_std = 1/sqrt(var + eps),
+        out = (x - mean) * (gamma inv_std) + beta          (per channel c),
+
+    in test mode with the running statistics. Passes: centered = x - mean (a copy and
+    ger), two reductions in train mode, one product and a ger for out.
+    Returns (out, cache).
+    """
+    N, C, P = x.shape
+    dtype = np.result_type(x, gamma, beta)
     mode, eps, momentum, running_mean, running_var = check_bn_param(bn_param, C, dtype, N)
+    # layers' xhat has x's dtype in train mode, the running statistics' in test mode
+    dtypes = (gamma.dtype, x.dtype if mode == "train" else dtype)
+    gamma, beta = gamma.astype(dtype, copy=False), beta.astype(dtype, copy=False)
     count = N * P
+    centered = x.astype(dtype, order="C")   # a copy, centered in place below
     if mode == "train":
-        mean = np.einsum("ncp->c", rows) / count
-        centered = rows - mean[:, None]
-        var = np.einsum("ncp,ncp->c", centered, centered) / count
+        mean = _channel_sums(centered) / count
+        _add_to_channels(centered, -mean)
+        var = _channel_dots(centered, centered) / count
         bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mean
         bn_param["running_var"] = momentum * running_var + (1 - momentum) * var
     else:
-        centered, var = rows - running_mean[:, None], running_var
+        _add_to_channels(centered, -running_mean)
+        var = running_var
     inv_std = 1 / np.sqrt(var + eps)
-    out = centered * (gamma * inv_std)[:, None]
-    out += beta[:, None]
-    return out.astype(dtype, copy=False), (mode, centered, inv_std, gamma)
+    out = _scale_channels(centered, gamma * inv_std)
+    _add_to_channels(out, beta)
+    return out, (mode, centered, inv_std, gamma, dtypes)
 
 
-def _batchnorm_backward(rows, cache):
-    """dx rows, dgamma, dbeta of _batchnorm_forward (the closed form of batchnorm_backward_alt,
-    with xhat = centered * inv_std folded into the coefficients)."""
-    mode, centered, inv_std, gamma = cache
-    count = centered.shape[0] * centered.shape[2]
-    dbeta = np.einsum("ncp->c", rows)
-    dgamma = np.einsum("ncp,ncp->c", rows, centered) * inv_std
-    scale = (gamma * inv_std)[:, None]
-    if mode == "test":
-        return rows * scale, dgamma, dbeta
-    correction = centered * (dgamma * inv_std / count)[:, None]   # xhat * dgamma / count
-    correction += (dbeta / count)[:, None]
-    dx = rows - correction
-    dx *= scale
-    return dx, dgamma, dbeta
+def _batchnorm_backward(dout, cache):
+    """
+    dx, dgamma, dbeta of _batchnorm_forward, dout (N, C, P): batchnorm_backward_alt's
+    closed form with xhat = centered * inv_std and scale = gamma * inv_std,
+
+        dbeta = sum dout,   dgamma = inv_std * sum dout * centered,
+        dx = scale * dout - centered * (scale inv_std dgamma / (N P)) - scale dbeta / (N P)
+
+    (test mode: dx = scale * dout). Passes: two reductions, then dx by two products, a
+    difference and a ger.
+    """
+    mode, centered, inv_std, gamma, dtypes = cache
+    given = dout
+    dout = np.ascontiguousarray(dout, np.result_type(dout, centered))
+    count = dout.shape[0] * dout.shape[2]
+    dbeta = _channel_sums(dout)
+    dgamma = _channel_dots(dout, centered) * inv_std
+    scale = gamma * inv_std
+    dx = _scale_channels(dout, scale)
+    if mode == "train":
+        dx -= _scale_channels(centered, scale * inv_std * dgamma / count)
+        _add_to_channels(dx, -scale * dbeta / count)
+    return _as_reference_dtypes(given, dtypes, dx, dgamma, dbeta)
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -391,17 +638,16 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     x = real_array("x", x)
     check_ndim("x", x, 2, "(N, D)")
     gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per feature of x (N, D)")
-    out, cache = _batchnorm_forward(x[:, :, None], gamma, beta, bn_param,
-                                    np.result_type(x, gamma, beta))
-    return out[:, :, 0], (cache, x.shape)
+    out, cache = _batchnorm_forward(x.reshape(*x.shape, 1), gamma, beta, bn_param)
+    return out.reshape(x.shape), (cache, x.shape)
 
 
 def batchnorm_backward(dout, cache):
     """layers.batchnorm_backward_alt, fast: returns dx (N, D), dgamma, dbeta (D,)."""
     cache, shape = cache
     dout = real_dout(dout, shape)
-    dx, dgamma, dbeta = _batchnorm_backward(dout[:, :, None], cache)
-    return dx[:, :, 0], dgamma, dbeta
+    dx, dgamma, dbeta = _batchnorm_backward(dout.reshape(*shape, 1), cache)
+    return dx.reshape(shape), dgamma, dbeta
 
 
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
@@ -410,8 +656,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     check_ndim("x", x, 4, "(N, C, H, W)")
     N, C, H, W = x.shape
     gamma, beta = check_scale_shift(gamma, beta, (C,), "one per channel of x (N, C, H, W)")
-    out, cache = _batchnorm_forward(x.reshape(N, C, H * W), gamma, beta, bn_param,
-                                    np.result_type(x, gamma, beta))
+    out, cache = _batchnorm_forward(x.reshape(N, C, H * W), gamma, beta, bn_param)
     return out.reshape(x.shape), (cache, x.shape)
 
 
@@ -425,30 +670,118 @@ def spatial_batchnorm_backward(dout, cache):
 
 
 def layernorm_forward(x, gamma, beta, ln_param):
-    """layers.layernorm_forward, fast: the same values and errors."""
+    """
+    layers.layernorm_forward, fast: the same values and errors. Per row n,
+
+        centered = x - mean_d x,   inv_std = 1 / sqrt(mean_d centered^2 + eps),
+        out = centered * outer(inv_std, gamma) + beta,
+
+    the outer product built by one ger, so that out is one same-shape product and a ger
+    (scaling rows then columns would be two broadcast products).
+    """
     x = real_array("x", x)
     check_ndim("x", x, 2, "(N, D)")
-    D = x.shape[1]
+    N, D = x.shape
     gamma, beta = check_scale_shift(gamma, beta, (D,), "one per feature of x (N, D)")
     eps = check_eps("ln_param", ln_param)
-    centered = x - (np.einsum("nd->n", x) / max(D, 1))[:, None]
-    inv_std = 1 / np.sqrt(np.einsum("nd,nd->n", centered, centered) / max(D, 1) + eps)
-    xhat = centered
-    xhat *= inv_std[:, None]
-    out = xhat * gamma
-    out += beta
-    return out, (xhat, inv_std, gamma)
+    dtype = np.result_type(x, gamma, beta)
+    dtypes = (gamma.dtype, x.dtype)
+    gamma, beta = gamma.astype(dtype, copy=False), beta.astype(dtype, copy=False)
+    count = max(D, 1)
+    centered = x.astype(dtype, order="C")   # a copy, centered in place
+    _add_outer(centered, -_row_sums(centered) / count, np.ones(D, dtype))
+    inv_std = 1 / np.sqrt(_row_dots(centered, centered) / count + eps)
+    scale = _add_outer(np.zeros((N, D), dtype), inv_std, gamma)
+    out = centered * scale
+    _add_outer(out, np.ones(N, dtype), beta)
+    return out, (centered, inv_std, scale, gamma, dtypes)
 
 
 def layernorm_backward(dout, cache):
-    """layers.layernorm_backward, fast: returns dx (N, D), dgamma, dbeta (D,)."""
-    xhat, inv_std, gamma = cache
-    dout = real_dout(dout, xhat.shape)
-    D = max(xhat.shape[1], 1)
-    dgamma, dbeta = np.einsum("nd,nd->d", dout, xhat), np.einsum("nd->d", dout)
-    dxhat = dout * gamma
-    correction = xhat * (np.einsum("nd,nd->n", dxhat, xhat) / D)[:, None]
-    correction += (np.einsum("nd->n", dxhat) / D)[:, None]
-    dxhat -= correction
-    dxhat *= inv_std[:, None]
-    return dxhat, dgamma, dbeta
+    """
+    layers.layernorm_backward, fast: returns dx (N, D), dgamma, dbeta (D,). With
+    product = dout * centered (the one temporary) and scale = outer(inv_std, gamma):
+
+        dgamma = inv_std @ product,   dbeta = sum_n dout,
+        dx = dout * scale - centered * (inv_std^3 (product @ gamma) / D)
+             - inv_std (dout @ gamma) / D,
+
+    layers' inv_std * (dxhat - mean_d dxhat - xhat * mean_d(dxhat * xhat)) expanded with
+    dxhat = dout * gamma and xhat = centered * inv_std.
+    """
+    centered, inv_std, scale, gamma, dtypes = cache
+    given = real_dout(dout, centered.shape)
+    N, D = centered.shape
+    count = max(D, 1)
+    dout = np.ascontiguousarray(given, np.result_type(given, centered))
+    product = dout * centered
+    dgamma = inv_std @ product
+    dbeta = np.ones(N, dout.dtype) @ dout
+    dx = dout * scale
+    dx -= _scale_rows(centered, inv_std ** 3 * (product @ gamma) / count)
+    _add_outer(dx, -inv_std * (dout @ gamma) / count, np.ones(D, dx.dtype))
+    return _as_reference_dtypes(given, dtypes, dx, dgamma, dbeta)
+
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    """
+    layers.spatial_groupnorm_forward, fast: the same values and errors. With x as rows of
+    groups (N G, L), L = C/G H W, and of channels (N C, H W):
+
+        centered = x - mean_L x,   inv_std = 1 / sqrt(mean_L centered^2 + eps)  (per group),
+        out = centered * (inv_std[n, g] gamma[c]) + beta[c]                     (per channel row).
+
+    Passes: a sum, the centering (a copy and a ger), a sum of squares, one row-scaling
+    product and a ger.
+    """
+    x, gamma, beta, eps = checked_groupnorm(x, gamma, beta, G, gn_param)
+    N, C, H, W = x.shape
+    dtype = np.result_type(x, gamma, beta)
+    dtypes = (gamma.dtype, x.dtype)
+    gamma, beta = gamma.astype(dtype, copy=False).ravel(), beta.astype(dtype, copy=False).ravel()
+    size = C // G * H * W   # values per group
+    count = max(size, 1)
+    centered = x.astype(dtype, order="C")   # a copy, centered in place
+    groups = centered.reshape(N * G, size)
+    _add_outer(groups, -_row_sums(groups) / count, np.ones(size, dtype))
+    inv_std = 1 / np.sqrt(_row_dots(groups, groups) / count + eps)
+    channels = centered.reshape(N * C, H * W)
+    out = _scale_rows(channels, (inv_std.reshape(N, G, 1) * gamma.reshape(G, C // G)).ravel())
+    _add_outer(out, np.tile(beta, N), np.ones(H * W, dtype))
+    return out.reshape(x.shape), (centered, inv_std, gamma, G, dtypes)
+
+
+def spatial_groupnorm_backward(dout, cache):
+    """
+    layers.spatial_groupnorm_backward, fast: returns dx (N, C, H, W), dgamma, dbeta
+    (1, C, 1, 1). From the per-(n, c) sums U = sum_hw dout and V = sum_hw dout * centered
+    alone (s = inv_std[n, g], L the group's size):
+
+        dbeta = sum_n U,   dgamma = sum_n s V,
+        b = sum_(c in g) gamma U = sum dxhat,   a = s sum_(c in g) gamma V = sum dxhat * xhat,
+        dx = dout * (s gamma) - centered * (s^2 a / L) - s b / L,
+
+    layers' s * (dxhat - mean dxhat - xhat * mean(dxhat * xhat)) over each group, expanded.
+    Passes: two reductions, then dx by two row-scaling products, a difference and a ger.
+    """
+    centered, inv_std, gamma, G, dtypes = cache
+    given = real_dout(dout, centered.shape)
+    N, C, H, W = centered.shape
+    size = C // G * H * W
+    count = max(size, 1)
+    dout = np.ascontiguousarray(given, np.result_type(given, centered))
+    channels, centered_channels = dout.reshape(N * C, H * W), centered.reshape(N * C, H * W)
+    U = _row_sums(channels).reshape(N, G, C // G)
+    V = _row_dots(channels, centered_channels).reshape(N, G, C // G)
+    inv_std, gamma = inv_std.reshape(N, G), gamma.reshape(G, C // G)
+    s = inv_std[:, :, None]
+    dbeta, dgamma = U.sum(axis=0), (V * s).sum(axis=0)
+    b = (U * gamma).sum(axis=2)
+    a = inv_std * (V * gamma).sum(axis=2)
+    dx = _scale_rows(channels, (s * gamma).ravel())
+    groups = centered.reshape(N * G, size)
+    dx_groups = dx.reshape(N * G, size)
+    dx_groups -= _scale_rows(groups, (inv_std ** 2 * a / count).ravel())
+    _add_outer(dx_groups, -(inv_std * b / count).ravel(), np.ones(size, dx.dtype))
+    return _as_reference_dtypes(given, dtypes, dx.reshape(centered.shape),
+                                dgamma.reshape(1, C, 1, 1), dbeta.reshape(1, C, 1, 1))

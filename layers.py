@@ -34,7 +34,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from validation import (as_array, check_bn_param, check_conv_arguments, check_dout, check_eps,
                         check_keep_prob, check_ndim, check_pool_arguments, check_scale_shift,
-                        real_array, real_dout)
+                        checked_groupnorm, real_array, real_dout)
 
 # ----------------------------------------------------------------------------- fully connected
 
@@ -816,7 +816,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     - out: output of shape (N, C, H, W).
     - cache: (xhat, inv_std, gamma, G): xhat (N, G, C/G, H, W), inv_std (N, G, 1, 1, 1).
     """
-    x, gamma, beta, eps = _checked_groupnorm(x, gamma, beta, G, gn_param)
+    x, gamma, beta, eps = checked_groupnorm(x, gamma, beta, G, gn_param)
     N, C, H, W = x.shape
     groups = x.reshape(N, G, C // G, H, W)
     xhat, inv_std = _standardize(groups, (2, 3, 4), eps)
@@ -975,14 +975,12 @@ def _checked_features(x, gamma, beta):
     return x, gamma, beta
 
 
-def _checked_channels(x, gamma, beta, keepdims=False):
-    """x (N, C, H, W), and gamma and beta of one value per channel, (C,) or with keepdims
-    (1, C, 1, 1), as real arrays."""
+def _checked_channels(x, gamma, beta):
+    """x (N, C, H, W), and gamma and beta of one value per channel (C,), as real arrays
+    (group norm's (1, C, 1, 1) ones: validation.checked_groupnorm)."""
     x = real_array("x", x)
     check_ndim("x", x, 4, "(N, C, H, W)")
-    C = x.shape[1]
-    gamma, beta = check_scale_shift(gamma, beta, (1, C, 1, 1) if keepdims else (C,),
-                                    "one per channel of x (N, C, H, W)")
+    gamma, beta = check_scale_shift(gamma, beta, (x.shape[1],), "one per channel of x (N, C, H, W)")
     return x, gamma, beta
 
 
@@ -1001,13 +999,3 @@ def _checked_layernorm(x, gamma, beta, ln_param):
     x, gamma, beta = _checked_features(x, gamma, beta)
     return x, gamma, beta, check_eps("ln_param", ln_param)
 
-
-def _checked_groupnorm(x, gamma, beta, G, gn_param):
-    """x, gamma, beta (1, C, 1, 1) as _checked_channels, G a positive integer dividing C,
-    and gn_param's eps."""
-    x, gamma, beta = _checked_channels(x, gamma, beta, keepdims=True)
-    C = x.shape[1]
-    if not (isinstance(G, (int, np.integer)) and not isinstance(G, bool) and G >= 1 and C % G == 0):
-        raise ValueError(f"G must be a positive integer dividing the C={C} channels of x, "
-                         f"got G={G!r}")
-    return x, gamma, beta, check_eps("gn_param", gn_param)

@@ -17,18 +17,19 @@ whose target is <NULL> do not count (the mask of temporal_softmax_loss). caption
 these conventions, with the checks of the captions and lengths the models are given.
 
 The layer functions are imported by name at module level and called as bare names, so
-that course graders can monkeypatch e.g. `rnn.temporal_fc_forward` and see it used.
+that course graders can monkeypatch e.g. `rnn.temporal_fc_forward` and see it used. The
+LSTM over the whole sequence is kernels.py's fast version of rnn_layers.py's (equal to it:
+tests/test_fast_lstm.py); everything else is rnn_layers.py's.
 """
 import numpy as np
 
 from captions import check_captions, check_max_length, special_tokens, start_words
+from kernels import lstm_backward, lstm_forward
 from layers import dropout_backward, dropout_forward, fc_backward, fc_forward
 from randomness import dropout_rng, gaussian, train_dropout_param
 from rnn_layers import (
     attention_step_backward,
     attention_step_forward,
-    lstm_backward,
-    lstm_forward,
     lstm_step_backward,
     lstm_step_forward,
     rnn_backward,

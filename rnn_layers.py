@@ -28,7 +28,8 @@ Notation: sigma(a) = 1 / (1 + exp(-a)) with sigma' = sigma (1 - sigma); tanh' = 
 """
 import numpy as np
 
-from validation import check_dout, check_ndim, real_array, real_dout
+from validation import (check_cell_shapes, check_dout, check_ndim, checked_cell, real_array,
+                        real_dout)
 
 # ----------------------------------------------------------------------------- vanilla RNN
 
@@ -51,7 +52,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     - next_h: next hidden state, of shape (N, H).
     - cache: (Wx, Wh, x, prev_h, h_raw), h_raw (N, H) the pre-tanh value (contract order).
     """
-    x, prev_h, Wx, Wh, b = _checked_cell(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, gates=1)
+    x, prev_h, Wx, Wh, b = checked_cell(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, gates=1)
     h_raw = x @ Wx + prev_h @ Wh + b
     next_h = np.tanh(h_raw)
     return next_h, (Wx, Wh, x, prev_h, h_raw)
@@ -121,7 +122,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     - h: hidden states of every time step, of shape (T, N, H).
     - cache: (x, h0, Wx, Wh, b, h).
     """
-    x, h0, Wx, Wh, b = _checked_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, gates=1)
+    x, h0, Wx, Wh, b = checked_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, gates=1)
     T, N, D = x.shape
     H = h0.shape[1]
     projected = (x.reshape(T * N, D) @ Wx + b).reshape(T, N, H)
@@ -332,7 +333,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     - cache: (x, h0, Wx, Wh, b, gates, c, h), with gates (T, N, 4H) the activated
       [i, f, o, g] of every step and c (T, N, H) the cell states.
     """
-    x, h0, Wx, Wh, b = _checked_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, gates=4)
+    x, h0, Wx, Wh, b = checked_cell(x, "(T, N, D)", "h0", h0, Wx, Wh, b, gates=4)
     T, N, D = x.shape
     H = h0.shape[1]
     projected = (x.reshape(T * N, D) @ Wx + b).reshape(T, N, 4 * H)
@@ -735,44 +736,13 @@ def _checked_douts(expected_shape, **named):
     return douts
 
 
-def _checked_cell(x, x_layout, h_name, h, Wx, Wh, b, gates):
-    """x, h, Wx, Wh, b of a recurrent cell as real arrays, their shapes checked."""
-    x, h, Wx, Wh, b = _reals(**{"x": x, h_name: h, "Wx": Wx, "Wh": Wh, "b": b})
-    _check_cell_shapes(x, x_layout, h_name, h, Wx, Wh, b, gates)
-    return x, h, Wx, Wh, b
-
-
 def _checked_lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     x, prev_h, prev_c, Wx, Wh, b = _reals(x=x, prev_h=prev_h, prev_c=prev_c, Wx=Wx, Wh=Wh, b=b)
-    _check_cell_shapes(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, 4)
+    check_cell_shapes(x, "(N, D)", "prev_h", prev_h, Wx, Wh, b, 4)
     if np.shape(prev_c) != prev_h.shape:
         raise ValueError(f"prev_c has shape {np.shape(prev_c)}, expected the shape of prev_h "
                          f"{prev_h.shape}")
     return x, prev_h, prev_c, Wx, Wh, b
-
-
-def _check_cell_shapes(x, x_layout, h_name, h, Wx, Wh, b, gates):
-    """
-    Shapes of a recurrent cell's inputs: x (..., N, D) with the given layout, h (N, H),
-    Wx (D, G), Wh (H, G), b (G,) with G = gates * H (1 for the RNN, 4 for the LSTM).
-    """
-    check_ndim("x", x, len(x_layout.split(",")), x_layout)
-    check_ndim(h_name, h, 2, "(N, H)")
-    N, D = x.shape[-2:]
-    H = h.shape[1]
-    G, g_name = gates * H, ("H" if gates == 1 else f"{gates}H")
-    if h.shape[0] != N:
-        raise ValueError(f"{h_name} has shape {h.shape}, expected ({N}, H) to match N={N} of x "
-                         f"{x.shape}")
-    if np.shape(Wx) != (D, G):
-        raise ValueError(f"Wx has shape {np.shape(Wx)}, expected (D, {g_name}) = ({D}, {G}) for "
-                         f"x {x.shape} and {h_name} {h.shape}")
-    if np.shape(Wh) != (H, G):
-        raise ValueError(f"Wh has shape {np.shape(Wh)}, expected (H, {g_name}) = ({H}, {G}) for "
-                         f"{h_name} {h.shape}")
-    if np.shape(b) != (G,):
-        raise ValueError(f"b has shape {np.shape(b)}, expected ({G},) = ({g_name},) for "
-                         f"{h_name} {h.shape}")
 
 
 def _checked_embedding(x, W):

@@ -31,6 +31,8 @@ from kernels import (
     max_pool_forward,
     spatial_batchnorm_backward,
     spatial_batchnorm_forward,
+    spatial_groupnorm_backward,
+    spatial_groupnorm_forward,
 )
 from layers import (
     dropout_backward,
@@ -45,8 +47,6 @@ from layers import (
     relu_backward,
     relu_forward,
     softmax_loss,
-    spatial_groupnorm_backward,
-    spatial_groupnorm_forward,
 )
 from randomness import dropout_rng, init_weights, next_mask_seed
 from validation import check_keep_prob
@@ -339,9 +339,9 @@ class LayerNorm(Layer):
 
 class GroupNorm(Layer):
     """
-    Group normalization (layers.spatial_groupnorm_forward) of images (C, H, W): the
-    channels of each sample in `groups` groups of C / groups, each standardized over its
-    channels and pixels; the same in training and inference.
+    Group normalization (layers.spatial_groupnorm_forward, kernels.py's fast version) of
+    images (C, H, W): the channels of each sample in `groups` groups of C / groups, each
+    standardized over its channels and pixels; the same in training and inference.
     Parameters: gamma and beta (1, C, 1, 1), initialized to 1 and 0.
     """
 

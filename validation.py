@@ -153,6 +153,19 @@ def check_bn_param(bn_param, D, dtype, N):
     return mode, eps, float(momentum), *running
 
 
+def checked_groupnorm(x, gamma, beta, G, gn_param):
+    """x (N, C, H, W), gamma and beta (1, C, 1, 1) as real arrays, G a positive integer
+    dividing C, and gn_param's eps: (x, gamma, beta, eps) of a spatial group norm."""
+    x = real_array("x", x)
+    check_ndim("x", x, 4, "(N, C, H, W)")
+    C = x.shape[1]
+    gamma, beta = check_scale_shift(gamma, beta, (1, C, 1, 1), "one per channel of x (N, C, H, W)")
+    if not (isinstance(G, (int, np.integer)) and not isinstance(G, bool) and G >= 1 and C % G == 0):
+        raise ValueError(f"G must be a positive integer dividing the C={C} channels of x, "
+                         f"got G={G!r}")
+    return x, gamma, beta, check_eps("gn_param", gn_param)
+
+
 def check_positive_int(name, value):
     """value if it is a positive integer (bool excluded); ValueError naming it otherwise."""
     if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
@@ -170,3 +183,35 @@ def check_keep_prob(name, value):
         raise ValueError(f"{name} is the dropout KEEP probability and must be in (0, 1], "
                          f"got {value!r}")
     return float(value)
+
+
+def checked_cell(x, x_layout, h_name, h, Wx, Wh, b, gates):
+    """x, h, Wx, Wh, b of a recurrent cell as real arrays, their shapes checked."""
+    x, h, Wx, Wh, b = (real_array(name, value) for name, value in
+                        (("x", x), (h_name, h), ("Wx", Wx), ("Wh", Wh), ("b", b)))
+    check_cell_shapes(x, x_layout, h_name, h, Wx, Wh, b, gates)
+    return x, h, Wx, Wh, b
+
+
+def check_cell_shapes(x, x_layout, h_name, h, Wx, Wh, b, gates):
+    """
+    Shapes of a recurrent cell's inputs: x (..., N, D) with the given layout, h (N, H),
+    Wx (D, G), Wh (H, G), b (G,) with G = gates * H (1 for the RNN, 4 for the LSTM).
+    """
+    check_ndim("x", x, len(x_layout.split(",")), x_layout)
+    check_ndim(h_name, h, 2, "(N, H)")
+    N, D = x.shape[-2:]
+    H = h.shape[1]
+    G, g_name = gates * H, ("H" if gates == 1 else f"{gates}H")
+    if h.shape[0] != N:
+        raise ValueError(f"{h_name} has shape {h.shape}, expected ({N}, H) to match N={N} of x "
+                         f"{x.shape}")
+    if np.shape(Wx) != (D, G):
+        raise ValueError(f"Wx has shape {np.shape(Wx)}, expected (D, {g_name}) = ({D}, {G}) for "
+                         f"x {x.shape} and {h_name} {h.shape}")
+    if np.shape(Wh) != (H, G):
+        raise ValueError(f"Wh has shape {np.shape(Wh)}, expected (H, {g_name}) = ({H}, {G}) for "
+                         f"{h_name} {h.shape}")
+    if np.shape(b) != (G,):
+        raise ValueError(f"b has shape {np.shape(b)}, expected ({G},) = ({g_name},) for "
+                         f"{h_name} {h.shape}")

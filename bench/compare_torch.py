@@ -24,10 +24,11 @@ Rows (float32, forward + backward, milliseconds):
   "cnn epoch, pool before relu" is the same network with Sequential's explicit
   pool_before_relu=True (the ReLU runs on the 4x smaller pooled array; the same numbers).
 - mlp epoch: softmax.SoftmaxClassifier 784 - 100 - 10 vs nn.Sequential, same epoch.
-- lstm: lstm_forward + lstm_backward, T=16, N=64, D=256, H=512, vs a PyTorch step loop
-  written the same way (one input-projection matmul, then h @ Wh per step; autograd does
-  the backward) and vs nn.LSTM.
-- captioning step: word embedding (V=1000), LSTM, temporal affine to V scores, masked
+- lstm: kernels.lstm_forward + lstm_backward (what CaptioningRNN trains with), T=16, N=64,
+  D=256, H=512, vs a PyTorch step loop written the same way (one input-projection matmul,
+  then h @ Wh per step; autograd does the backward) and vs nn.LSTM; "reference" times
+  rnn_layers.py's version vs nn.LSTM.
+- captioning step: word embedding (V=1000), kernels' LSTM, temporal affine to V scores, masked
   temporal softmax loss and all gradients; PyTorch with nn.Embedding, nn.LSTM, nn.Linear
   and cross-entropy.
 - batchnorm N64 D1024: kernels.batchnorm_forward (train mode) + batchnorm_backward (what
@@ -39,7 +40,8 @@ Rows (float32, forward + backward, milliseconds):
   with) vs F.layer_norm; "reference" times layers.layernorm_*.
 - spatial batchnorm N64 C32 28x28: kernels.spatial_batchnorm_* (what the models train
   with) vs F.batch_norm; "reference" times layers.py's version; spatial groupnorm (G=8):
-  layers.spatial_groupnorm_* vs F.group_norm.
+  kernels.spatial_groupnorm_* (what GroupNorm trains with) vs F.group_norm; "reference"
+  times layers.spatial_groupnorm_*.
 - multi-head attention N32 T=S=64 E256, 8 heads, self-attention: attention_layers'
   forward + backward (dx = dquery + dkey + dvalue and the 8 parameter gradients) vs
   nn.MultiheadAttention(batch_first=True) + autograd.
@@ -135,6 +137,7 @@ def cases(args):
         shape = f"T{s['T']} N{s['N']} D{s['D']} H{s['H']}"
         rows.append((f"lstm {shape} vs step loop", "lstm_loop", None, 5))
         rows.append((f"lstm {shape} vs nn.LSTM", "lstm_module", None, 5))
+        rows.append((f"lstm {shape} vs nn.LSTM, reference", "lstm_reference", None, 5))
         rows.append((f"captioning step {shape} V{s['V']}", "caption", None, 5))
     if "norm" in args.only:
         rows.append(("batchnorm N64 D1024", "batchnorm", None, 20))
@@ -145,7 +148,9 @@ def cases(args):
         rows.append(("spatial batchnorm N64 C32 28x28", "spatial_batchnorm", None, 10))
         rows.append(("spatial batchnorm N64 C32 28x28 reference", "spatial_batchnorm_reference",
                      None, 5))
-        rows.append(("spatial groupnorm N64 C32 28x28 G8", "groupnorm", None, 5))
+        rows.append(("spatial groupnorm N64 C32 28x28 G8", "groupnorm", None, 10))
+        rows.append(("spatial groupnorm N64 C32 28x28 G8 reference", "groupnorm_reference",
+                     None, 3))
     if "attention" in args.only:
         rows.append(("multi-head attention N32 T=S=64 E256 h8", "mha", None, 5))
         rows.append(("transformer captioning step N100 T13 E128", "transformer", None, 3))
@@ -245,16 +250,17 @@ def handgrad_case(kind, parameter):
             backward(dout, forward(x, gamma, beta, dict(param))[1])
         return run
 
-    if kind in ("spatial_batchnorm", "spatial_batchnorm_reference", "groupnorm"):
+    if kind in ("spatial_batchnorm", "spatial_batchnorm_reference", "groupnorm",
+                "groupnorm_reference"):
         x, dout = randn(64, 32, 28, 28), randn(64, 32, 28, 28)
-        module = kernels if kind == "spatial_batchnorm" else layers
+        module = kernels if kind in ("spatial_batchnorm", "groupnorm") else layers
         gamma, beta = randn(32), randn(32)
 
         def run():
-            if kind == "groupnorm":
-                out, cache = layers.spatial_groupnorm_forward(x, gamma.reshape(1, 32, 1, 1),
+            if kind.startswith("groupnorm"):
+                out, cache = module.spatial_groupnorm_forward(x, gamma.reshape(1, 32, 1, 1),
                                                               beta.reshape(1, 32, 1, 1), 8, {})
-                layers.spatial_groupnorm_backward(dout, cache)
+                module.spatial_groupnorm_backward(dout, cache)
             else:
                 out, cache = module.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
                 module.spatial_batchnorm_backward(dout, cache)
@@ -286,12 +292,13 @@ def handgrad_case(kind, parameter):
 
     T, N, D, H, V = (LSTM_SIZES[key] for key in "TNDHV")
     Wx, Wh, b = randn(D, 4 * H) / D ** 0.5, randn(H, 4 * H) / H ** 0.5, randn(4 * H)
-    if kind in ("lstm_loop", "lstm_module"):
+    if kind in ("lstm_loop", "lstm_module", "lstm_reference"):
         x, h0, dh = randn(T, N, D), randn(N, H), randn(T, N, H)
+        module = rnn_layers if kind == "lstm_reference" else kernels
 
         def run():
-            h, cache = rnn_layers.lstm_forward(x, h0, Wx, Wh, b)
-            rnn_layers.lstm_backward(dh, cache)
+            h, cache = module.lstm_forward(x, h0, Wx, Wh, b)
+            module.lstm_backward(dh, cache)
         return run
 
     # captioning step
@@ -301,12 +308,12 @@ def handgrad_case(kind, parameter):
 
     def run():
         embedded, embed_cache = rnn_layers.word_embedding_forward(words[:, :-1], W_embed)
-        h, lstm_cache = rnn_layers.lstm_forward(embedded.transpose(1, 0, 2), h0, Wx, Wh, b)
+        h, lstm_cache = kernels.lstm_forward(embedded.transpose(1, 0, 2), h0, Wx, Wh, b)
         scores, fc_cache = rnn_layers.temporal_fc_forward(h.transpose(1, 0, 2), W_vocab, b_vocab)
         loss, dscores = rnn_layers.temporal_softmax_loss(scores, words[:, 1:],
                                                           np.ones((N, T), bool))
         dh, dW_vocab, db_vocab = rnn_layers.temporal_fc_backward(dscores, fc_cache)
-        dx, dh0, dWx, dWh, db = rnn_layers.lstm_backward(dh.transpose(1, 0, 2), lstm_cache)
+        dx, dh0, dWx, dWh, db = kernels.lstm_backward(dh.transpose(1, 0, 2), lstm_cache)
         rnn_layers.word_embedding_backward(dx.transpose(1, 0, 2), embed_cache)
     return run
 
@@ -374,13 +381,14 @@ def torch_case(kind, parameter):
                 F.batch_norm(x, None, None, gamma, beta, training=True).backward(dout)
         return run
 
-    if kind in ("spatial_batchnorm", "spatial_batchnorm_reference", "groupnorm"):
+    if kind in ("spatial_batchnorm", "spatial_batchnorm_reference", "groupnorm",
+                "groupnorm_reference"):
         x, dout = randn(64, 32, 28, 28, grad=True), randn(64, 32, 28, 28)
         gamma, beta = randn(32, grad=True), randn(32, grad=True)
 
         def run():
             x.grad = gamma.grad = beta.grad = None
-            if kind == "groupnorm":
+            if kind.startswith("groupnorm"):
                 F.group_norm(x, 8, gamma, beta).backward(dout)
             else:
                 F.batch_norm(x, None, None, gamma, beta, training=True).backward(dout)
@@ -443,7 +451,7 @@ def torch_case(kind, parameter):
 
     lstm = nn.LSTM(D, H)
     h0, c0 = randn(1, N, H), torch.zeros(1, N, H)
-    if kind == "lstm_module":
+    if kind in ("lstm_module", "lstm_reference"):
         x, dh = randn(T, N, D), randn(T, N, H)
 
         def run():

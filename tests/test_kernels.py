@@ -204,3 +204,146 @@ def test_fast_layernorm_equals_the_reference(shape, dtype):
                                layers.layernorm_backward(dout, cache)):
         close(fast, reference, dtype)
     np.testing.assert_array_equal(x, x_copy)   # the in-place steps work on copies only
+
+
+GROUPNORM_CASES = [  # N, C, H, W, G
+    (4, 6, 5, 3, 3),
+    (1, 4, 2, 2, 1),    # one sample, one group: layer norm over (C, H, W)
+    (2, 4, 3, 3, 4),    # G = C: instance norm
+    (3, 8, 1, 1, 2),    # 1x1 images
+    (0, 4, 3, 3, 2),    # empty batch
+]
+
+
+def groupnorm_pair(module):
+    return (lambda x, g, b, param, G: module.spatial_groupnorm_forward(x, g, b, G, param),
+            module.spatial_groupnorm_backward)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N, C, H, W, G", GROUPNORM_CASES)
+def test_fast_groupnorm_equals_the_reference(N, C, H, W, G, dtype):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((N, C, H, W)) * 3 + 1).astype(dtype)
+    x_copy = x.copy()
+    gamma, beta = (rng.standard_normal((1, C, 1, 1)).astype(dtype) for _ in range(2))
+    out, cache = layers.spatial_groupnorm_forward(x, gamma, beta, G, {"eps": 1e-4})
+    fast_out, fast_cache = kernels.spatial_groupnorm_forward(x, gamma, beta, G, {"eps": 1e-4})
+    close(fast_out, out, dtype)
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    for fast, reference in zip(kernels.spatial_groupnorm_backward(dout, fast_cache),
+                               layers.spatial_groupnorm_backward(dout, cache)):
+        close(fast, reference, dtype)   # dx, dgamma and dbeta (1, C, 1, 1)
+    np.testing.assert_array_equal(x, x_copy)
+
+
+def test_fast_groupnorm_gradients_are_numeric():
+    """kernels' group norm backward against numeric gradients of kernels' own forward."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 6, 3, 4))
+    gamma, beta = rng.standard_normal((1, 6, 1, 1)), rng.standard_normal((1, 6, 1, 1))
+    dout = rng.standard_normal(x.shape)
+    _, cache = kernels.spatial_groupnorm_forward(x, gamma, beta, 3, {})
+    grads = kernels.spatial_groupnorm_backward(dout, cache)
+    for value, grad in zip((x, gamma, beta), grads):
+        def forward(_):
+            return kernels.spatial_groupnorm_forward(x, gamma, beta, 3, {})[0]
+        assert rel_error(eval_numerical_gradient_array(forward, value, dout), grad) < 1e-7
+
+
+def normalization_cases():
+    """(name, reference (forward, backward), fast (forward, backward), x shape, parameter
+    shape, param) of each fast normalization kernel; forward(x, gamma, beta, param)."""
+    return [
+        ("batchnorm", (layers.batchnorm_forward, layers.batchnorm_backward_alt),
+         (kernels.batchnorm_forward, kernels.batchnorm_backward), (16, 7), (7,), {"mode": "train"}),
+        ("spatial batchnorm", (layers.spatial_batchnorm_forward, layers.spatial_batchnorm_backward),
+         (kernels.spatial_batchnorm_forward, kernels.spatial_batchnorm_backward), (4, 3, 5, 6), (3,),
+         {"mode": "train"}),
+        ("layernorm", (layers.layernorm_forward, layers.layernorm_backward),
+         (kernels.layernorm_forward, kernels.layernorm_backward), (6, 37), (37,), {}),
+        ("groupnorm", groupnorm_pair(layers) + (), groupnorm_pair(kernels), (3, 6, 5, 4),
+         (1, 6, 1, 1), {}),
+    ]
+
+
+def run_normalization(pair, x, gamma, beta, param, dout):
+    """out, dx, dgamma, dbeta (and the updated param) of a forward/backward pair."""
+    forward, backward = pair
+    param = dict(param)
+    if len(gamma.shape) == 4:   # group norm, 3 groups
+        out, cache = forward(x, gamma, beta, param, 3)
+    else:
+        out, cache = forward(x, gamma, beta, param)
+    return (out, *backward(dout, cache)), param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mean, spread, scale", [(1000.0, 1.0, 1.0), (-3e4, 1.0, 1.0),
+                                                 (0.0, 1e-3, 1e3), (5.0, 1e3, 1e-3)])
+@pytest.mark.parametrize("case", [c[0] for c in normalization_cases()])
+def test_fast_normalization_is_as_accurate_as_the_reference(case, mean, spread, scale, dtype):
+    """x = mean + spread * randn with a large mean (where a one-pass variance
+    E[x^2] - mean^2 loses all its digits) and large or small spreads and gamma scales:
+    fast and reference results both compared with the exact ones (the reference run in
+    extended precision on the same inputs); the fast error must not exceed a few times the
+    reference's (in float32, x = 1000 + r is only known to 6e-5: neither can be exact)."""
+    if dtype == np.float64 and np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
+        pytest.skip("no extended precision (np.longdouble is float64 here) for exact results")
+    _, reference, fast, shape, parameter_shape, param = next(
+        c for c in normalization_cases() if c[0] == case)
+    rng = np.random.default_rng(13)
+    x = (mean + spread * rng.standard_normal(shape)).astype(dtype)
+    gamma = (scale * rng.standard_normal(parameter_shape)).astype(dtype)
+    beta = rng.standard_normal(parameter_shape).astype(dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    exact, _ = run_normalization(reference, *(a.astype(np.longdouble) for a in (x, gamma, beta)),
+                                 param, dout.astype(np.longdouble))
+    reference_results, _ = run_normalization(reference, x, gamma, beta, param, dout)
+    fast_results, _ = run_normalization(fast, x, gamma, beta, param, dout)
+    for name, fast_value, reference_value, exact_value in zip(
+            ("out", "dx", "dgamma", "dbeta"), fast_results, reference_results, exact):
+        assert fast_value.dtype == reference_value.dtype == dtype
+        size = max(1.0, float(np.abs(exact_value).max()))
+        fast_error = float(np.abs(fast_value - exact_value).max()) / size
+        reference_error = float(np.abs(reference_value - exact_value).max()) / size
+        assert fast_error <= 4 * reference_error + TOLERANCE[dtype] / 10, name
+
+
+def test_fast_normalization_keeps_the_reference_dtypes():
+    """float32 x and dout with float64 gamma and beta: out, dx, dgamma, dbeta in the
+    reference's dtypes (and values, to float32 round-off)."""
+    rng = np.random.default_rng(14)
+    for _, reference, fast, shape, parameter_shape, param in normalization_cases():
+        x, dout = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+        gamma, beta = (rng.standard_normal(parameter_shape) for _ in range(2))
+        reference_results, reference_param = run_normalization(reference, x, gamma, beta, param, dout)
+        fast_results, fast_param = run_normalization(fast, x, gamma, beta, param, dout)
+        for fast_value, reference_value in zip(fast_results, reference_results):
+            close(fast_value, reference_value, np.float32)
+        for key in ("running_mean", "running_var"):
+            if key in reference_param:
+                close(fast_param[key], reference_param[key], np.float32)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.spatial_groupnorm_forward(np.zeros((2, 6, 3, 3)), np.ones((1, 6, 1, 1)),
+                                          np.zeros((1, 6, 1, 1)), 4, {}),
+    lambda m: m.spatial_groupnorm_forward(np.zeros((2, 6, 3, 3)), np.ones((1, 6, 1, 1)),
+                                          np.zeros((1, 6, 1, 1)), 0, {}),
+    lambda m: m.spatial_groupnorm_forward(np.zeros((2, 6, 3, 3)), np.ones((1, 6, 1, 1)),
+                                          np.zeros((1, 6, 1, 1)), True, {}),
+    lambda m: m.spatial_groupnorm_forward(np.zeros((2, 6, 3, 3)), np.ones(6), np.zeros(6), 2, {}),
+    lambda m: m.spatial_groupnorm_forward(np.zeros((2, 6, 3)), np.ones((1, 6, 1, 1)),
+                                          np.zeros((1, 6, 1, 1)), 2, {}),
+    lambda m: m.spatial_groupnorm_forward(np.zeros((2, 6, 3, 3)), np.ones((1, 6, 1, 1)),
+                                          np.zeros((1, 6, 1, 1)), 2, {"eps": -1}),
+    lambda m: m.spatial_groupnorm_backward(np.zeros((2, 6, 3, 4)), m.spatial_groupnorm_forward(
+        np.arange(108.).reshape(2, 6, 3, 3), np.ones((1, 6, 1, 1)), np.zeros((1, 6, 1, 1)), 2, {})[1]),
+])
+def test_fast_groupnorm_same_errors(call):
+    with pytest.raises(ValueError) as reference:
+        call(layers)
+    with pytest.raises(ValueError) as fast:
+        call(kernels)
+    assert str(fast.value) == str(reference.value)

@@ -75,8 +75,9 @@ class ConvNet:
 '''
 
 
-def folder(directory, files, ours=('layers', 'softmax', 'rnn_layers', 'rnn')):
-    """A student's folder: copies of our modules `ours`, then `files` {name: source}."""
+def folder(directory, files, ours=('layers', 'softmax', 'rnn_layers', 'rnn', 'kernels')):
+    """A student's folder: copies of our modules `ours` (rnn.py trains its LSTM with
+    kernels.py's), then `files` {name: source}."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for module in ours:

@@ -18,15 +18,14 @@ layers.py shows the formulas; this file makes them fast:
   again.
 - Batch norm (plain and spatial), layer norm and group norm with the reference's two-pass
   statistics in fewer, cheaper passes over the arrays: sums by einsum, BLAS products with
-  ones and np.vecdot (no temporary products), vectors added along rows or columns by BLAS
-  ger in place, and backward passes that need only two sums (of dout and of
+  ones and np.vecdot (no temporary products), vectors added along rows or columns in
+  place, and backward passes that need only two sums (of dout and of
   dout * centered) before dx = dout * A - centered * K - R. Their caches are their own.
 
 This is not cs231n's fast_layers.py (whose name it avoids, so both can sit in one folder).
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from scipy.linalg import blas
 
 from validation import (check_bn_param, check_conv_arguments, check_dout, check_eps, check_ndim,
                         check_pool_arguments, check_scale_shift, checked_cell, checked_groupnorm,
@@ -345,13 +344,14 @@ def _max_pool(x, pool_param, with_choices):
     return out, ((row_choice, column_choice) if with_choices else None)
 
 
-
-
 # ---------------------------------------------------------------------------- LSTM
 # rnn_layers.lstm_forward / lstm_backward with the same matrix products, arranged for
-# speed: the recurrent product of each step runs in the orientation OpenBLAS does fastest,
-# the gates are activated in place in the array that held their pre-activations, and every
-# per-step result is written into preallocated arrays (no concatenation, few temporaries).
+# speed: the gates are activated in place in the array that held their pre-activations,
+# every per-step product and result is written into preallocated arrays (no
+# concatenation, few temporaries), and the backward recurrent product runs in the
+# orientation OpenBLAS does fastest. Only NumPy's BLAS is used: a second one (SciPy's,
+# for a gemm that adds in place) brings its own thread pool, and at two threads the two
+# pools fight over the cores (measured: 207 against 75 ms).
 # The caches are this module's own.
 
 def lstm_forward(x, h0, Wx, Wh, b):
@@ -369,10 +369,11 @@ def lstm_forward(x, h0, Wx, Wh, b):
     gates = (x.reshape(T * N, D) @ Wx).reshape(T, N, 4 * H)
     gates += b
     c, tanh_c, h = (np.empty((T, N, H), dtype) for _ in range(3))
+    recurrent = np.empty((N, 4 * H), dtype)
     prev_h, prev_c = h0, np.zeros((N, H), dtype)
     for t in range(T):
         a = gates[t]
-        add_product(a, prev_h, Wh)   # a += h[t-1] @ Wh
+        a += np.matmul(prev_h, Wh, out=recurrent)
         ifo, g = a[:, :3 * H], a[:, 3 * H:]
         _sigmoid_in_place(ifo)
         np.tanh(g, out=g)
@@ -437,27 +438,6 @@ def lstm_backward(dh, cache):
     return dx, dprev_h, dWx, dWh, db
 
 
-def add_product(out, left, right):
-    """
-    out += left @ right in place, for a C-contiguous 2-D out. For float32 and float64 this
-    is one BLAS gemm call with beta = 1, which adds the product while computing it (no
-    temporary product, no second pass over out) and, for the LSTM's (N, H) @ (H, 4H),
-    runs in OpenBLAS's faster orientation: out.T += right.T @ left.T in Fortran order.
-    """
-    gemm = _GEMM.get(out.dtype.char)
-    if gemm is None or left.dtype != out.dtype or right.dtype != out.dtype or \
-            not out.flags.c_contiguous or 0 in out.shape or 0 in left.shape:
-        out += left @ right
-        return out
-    result = gemm(1.0, right.T, left.T, beta=1.0, c=out.T, overwrite_c=True)
-    if not np.shares_memory(result, out):   # f2py had to copy: write the result back
-        out[...] = result.T
-    return out
-
-
-_GEMM = {"f": blas.sgemm, "d": blas.dgemm}
-
-
 def _sigmoid_in_place(a):
     """a = sigma(a) = (1 + tanh(a / 2)) / 2, rnn_layers' formula, in place."""
     a *= 0.5
@@ -473,8 +453,9 @@ def _sigmoid_in_place(a):
 # (64, 32, 28, 28) arrays):
 # - sums along rows are einsum("rp->r"), along columns a BLAS product ones @ a, sums of
 #   products np.vecdot of rows: one read, no temporary (.sum(axis) is 1.5-3x slower).
-# - adding a vector along rows or columns is BLAS ger (A += outer(u, v), in place), ~2x
-#   faster than broadcasting, which calls NumPy's inner loop once per row (~0.1 us each).
+# - adding a vector along rows or columns is a broadcast add in place. (BLAS ger through
+#   SciPy was ~2x faster at one thread, but SciPy's OpenBLAS is a second library beside
+#   NumPy's, with its own thread pool: at two threads the pools fight over the cores.)
 # - multiplying each row by its own value is einsum("rp,r->rp") (~20% faster than
 #   broadcasting); multiplying columns by a vector broadcasts on a view with 8 times
 #   fewer, longer rows and the vector tiled to match.
@@ -482,8 +463,6 @@ def _sigmoid_in_place(a):
 #   or group); the rest follows on small arrays, and dx = dout * A - centered * K - R
 #   with A, K, R constant along the reduced axes.
 # Caches are this module's own; centered = x - mean is cached instead of xhat.
-
-_GER = {np.dtype(np.float32): blas.sger, np.dtype(np.float64): blas.dger}
 
 if hasattr(np, "vecdot"):   # NumPy >= 2.0
     def _row_dots(a, b):
@@ -501,17 +480,14 @@ def _row_sums(a):
     return np.einsum("rp->r", a)
 
 
-def _add_outer(a, u, v):
-    """a += outer(u, v) in place for a C-contiguous matrix a, returned: BLAS ger on a.T,
-    which is Fortran-ordered, so nothing is copied (adding ones * v or u * ones rounds
-    as a + v or a + u[:, None] does)."""
-    ger = _GER.get(a.dtype)
-    if ger is None or a.size == 0:   # float16, longdouble, empty: NumPy
-        a += u[:, None] * v
-    else:
-        ger(1.0, v.astype(a.dtype, copy=False), u.astype(a.dtype, copy=False), a=a.T,
-            overwrite_a=True)
-    return a
+def _add_to_rows(a, values):
+    """a[r, :] += values[r] in place for a matrix a and values (rows,), returned."""
+    return np.add(a, values.astype(a.dtype, copy=False)[:, None], out=a)
+
+
+def _add_to_columns(a, values):
+    """a[:, p] += values[p] in place for a matrix a and values (columns,), returned."""
+    return np.add(a, values.astype(a.dtype, copy=False), out=a)
 
 
 def _scale_rows(a, values):
@@ -559,9 +535,9 @@ def _add_to_channels(a, values):
     """a += values[c] in place for a C-contiguous (N, C, P) and values (C,)."""
     N, C, P = a.shape
     if P == 1:
-        _add_outer(a.reshape(N, C), np.ones(N, a.dtype), values)
+        _add_to_columns(a.reshape(N, C), values)
     else:
-        _add_outer(a.reshape(N * C, P), np.tile(values, N), np.ones(P, a.dtype))
+        _add_to_rows(a.reshape(N * C, P), np.tile(values, N))
 
 
 def _as_reference_dtypes(dout, dtypes, dx, dgamma, dbeta):
@@ -582,7 +558,7 @@ def _batchnorm_forward(x, gamma, beta, bn_param):
         out = (x - mean) * (gamma inv_std) + beta          (per channel c),
 
     in test mode with the running statistics. Passes: centered = x - mean (a copy and
-    ger), two reductions in train mode, one product and a ger for out.
+    an add), two reductions in train mode, one product and an add for out.
     Returns (out, cache).
     """
     N, C, P = x.shape
@@ -617,7 +593,7 @@ def _batchnorm_backward(dout, cache):
         dx = scale * dout - centered * (scale inv_std dgamma / (N P)) - scale dbeta / (N P)
 
     (test mode: dx = scale * dout). Passes: two reductions, then dx by two products, a
-    difference and a ger.
+    difference and an add.
     """
     mode, centered, inv_std, gamma, dtypes = cache
     given = dout
@@ -676,8 +652,8 @@ def layernorm_forward(x, gamma, beta, ln_param):
         centered = x - mean_d x,   inv_std = 1 / sqrt(mean_d centered^2 + eps),
         out = centered * outer(inv_std, gamma) + beta,
 
-    the outer product built by one ger, so that out is one same-shape product and a ger
-    (scaling rows then columns would be two broadcast products).
+    the outer product built once (small: (N, D) values of N + D), so that out is one
+    same-shape product and an add (scaling rows then columns would be two products).
     """
     x = real_array("x", x)
     check_ndim("x", x, 2, "(N, D)")
@@ -689,11 +665,11 @@ def layernorm_forward(x, gamma, beta, ln_param):
     gamma, beta = gamma.astype(dtype, copy=False), beta.astype(dtype, copy=False)
     count = max(D, 1)
     centered = x.astype(dtype, order="C")   # a copy, centered in place
-    _add_outer(centered, -_row_sums(centered) / count, np.ones(D, dtype))
+    _add_to_rows(centered, -_row_sums(centered) / count)
     inv_std = 1 / np.sqrt(_row_dots(centered, centered) / count + eps)
-    scale = _add_outer(np.zeros((N, D), dtype), inv_std, gamma)
+    scale = np.multiply.outer(inv_std, gamma)
     out = centered * scale
-    _add_outer(out, np.ones(N, dtype), beta)
+    _add_to_columns(out, beta)
     return out, (centered, inv_std, scale, gamma, dtypes)
 
 
@@ -719,7 +695,7 @@ def layernorm_backward(dout, cache):
     dbeta = np.ones(N, dout.dtype) @ dout
     dx = dout * scale
     dx -= _scale_rows(centered, inv_std ** 3 * (product @ gamma) / count)
-    _add_outer(dx, -inv_std * (dout @ gamma) / count, np.ones(D, dx.dtype))
+    _add_to_rows(dx, -inv_std * (dout @ gamma) / count)
     return _as_reference_dtypes(given, dtypes, dx, dgamma, dbeta)
 
 
@@ -731,8 +707,8 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
         centered = x - mean_L x,   inv_std = 1 / sqrt(mean_L centered^2 + eps)  (per group),
         out = centered * (inv_std[n, g] gamma[c]) + beta[c]                     (per channel row).
 
-    Passes: a sum, the centering (a copy and a ger), a sum of squares, one row-scaling
-    product and a ger.
+    Passes: a sum, the centering (a copy and an add), a sum of squares, one row-scaling
+    product and an add.
     """
     x, gamma, beta, eps = checked_groupnorm(x, gamma, beta, G, gn_param)
     N, C, H, W = x.shape
@@ -743,11 +719,11 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     count = max(size, 1)
     centered = x.astype(dtype, order="C")   # a copy, centered in place
     groups = centered.reshape(N * G, size)
-    _add_outer(groups, -_row_sums(groups) / count, np.ones(size, dtype))
+    _add_to_rows(groups, -_row_sums(groups) / count)
     inv_std = 1 / np.sqrt(_row_dots(groups, groups) / count + eps)
     channels = centered.reshape(N * C, H * W)
     out = _scale_rows(channels, (inv_std.reshape(N, G, 1) * gamma.reshape(G, C // G)).ravel())
-    _add_outer(out, np.tile(beta, N), np.ones(H * W, dtype))
+    _add_to_rows(out, np.tile(beta, N))
     return out.reshape(x.shape), (centered, inv_std, gamma, G, dtypes)
 
 
@@ -762,7 +738,7 @@ def spatial_groupnorm_backward(dout, cache):
         dx = dout * (s gamma) - centered * (s^2 a / L) - s b / L,
 
     layers' s * (dxhat - mean dxhat - xhat * mean(dxhat * xhat)) over each group, expanded.
-    Passes: two reductions, then dx by two row-scaling products, a difference and a ger.
+    Passes: two reductions, then dx by two row-scaling products, a difference and an add.
     """
     centered, inv_std, gamma, G, dtypes = cache
     given = real_dout(dout, centered.shape)
@@ -782,6 +758,6 @@ def spatial_groupnorm_backward(dout, cache):
     groups = centered.reshape(N * G, size)
     dx_groups = dx.reshape(N * G, size)
     dx_groups -= _scale_rows(groups, (inv_std ** 2 * a / count).ravel())
-    _add_outer(dx_groups, -(inv_std * b / count).ravel(), np.ones(size, dx.dtype))
+    _add_to_rows(dx_groups, -(inv_std * b / count).ravel())
     return _as_reference_dtypes(given, dtypes, dx.reshape(centered.shape),
                                 dgamma.reshape(1, C, 1, 1), dbeta.reshape(1, C, 1, 1))

@@ -81,7 +81,8 @@ or can be raised for a whole process by its environment:
 That is a process-wide setting, so handgrad never changes it on import; --malloc-tuning
 sets it for both workers. --rss adds each row's memory, in MiB: the peak resident size of
 each side's worker while it builds and runs the row (its data included), above what the
-worker held before (the interpreter and the libraries), then the ratio; and it runs one
+worker held before (the interpreter and the libraries, each side's imported up front),
+then the ratio; and it runs one
 CNN epoch per side in a fresh process and prints its resident memory before the epoch and
 its peak during it (Linux).
 
@@ -505,6 +506,10 @@ def worker(side, threads):
     if side == "torch":
         import torch
         torch.set_num_threads(threads)
+    else:   # handgrad's modules (and SciPy's BLAS, which kernels uses) before any row, as
+        # torch above, so that no row's memory counts a library import
+        import attention_layers, kernels, layers, optim, rnn_layers, sequential, softmax  # noqa: E401, F401
+        import transformer  # noqa: F401
     make = handgrad_case if side == "handgrad" else torch_case
     built = {}
     for line in sys.stdin:

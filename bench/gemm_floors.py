@@ -6,7 +6,9 @@ installed, PyTorch's whole forward + backward and its time for the same products
 BLAS). Whatever the kernel takes above its products is the overhead left to remove; when
 the products alone take longer than PyTorch's whole row, the row is bound by NumPy's BLAS.
 
-    python bench/gemm_floors.py [--threads 1] [--repeats 7]
+    python bench/gemm_floors.py [--threads 1] [--repeats 7] [--default-malloc]
+
+with compare_torch.py --malloc-tuning's allocator settings unless --default-malloc.
 
 Rows: conv N64 16x14x14 F32 k3 (kernels.conv2d_*, forward + dx, dw, db) and the LSTM
 T16 N64 D256 H512 (kernels.lstm_*; the captioning step adds ~40 ms of embedding, vocabulary
@@ -23,6 +25,11 @@ for index, item in enumerate(sys.argv):   # before NumPy is imported
         THREADS = sys.argv[index + 1]
 for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = THREADS
+# compare_torch.py --malloc-tuning's allocator settings, which glibc reads at start-up:
+# run again with them unless they are set (see compare_torch.py's docstring)
+MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+if "--default-malloc" not in sys.argv and any(os.environ.get(k) != v for k, v in MALLOC_TUNING.items()):
+    os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, **MALLOC_TUNING})
 
 import numpy as np  # noqa: E402
 
@@ -83,14 +90,14 @@ def lstm_case(rng):
         kernels.lstm_backward(dh, cache)
 
     da = rng.standard_normal((T, N, 4 * H), dtype=np.float32)
-    a = np.empty((N, 4 * H), np.float32)
+    a, product = np.empty((N, 4 * H), np.float32), np.empty((N, 4 * H), np.float32)
     dh_rows = np.empty((H, N), np.float32)
     x_rows, da_rows = x.reshape(T * N, D), da.reshape(T * N, 4 * H)
     h_rows = rng.standard_normal((T * N, H), dtype=np.float32)   # h0, h[0..T-2]
 
     def recurrent_forward():
         for t in range(T):
-            kernels.add_product(a, h0, Wh)
+            a += np.matmul(h0, Wh, out=product)
 
     def recurrent_backward():
         for t in range(T):
@@ -98,7 +105,7 @@ def lstm_case(rng):
 
     products = {
         "input projection x (TN, D) @ Wx": lambda: x_rows @ Wx,
-        f"recurrent forward, {T} x h (N, H) @ Wh": recurrent_forward,
+        f"recurrent forward, {T} x a += h (N, H) @ Wh": recurrent_forward,
         f"recurrent backward, {T} x Wh @ da[t].T": recurrent_backward,
         "dx  da (TN, 4H) @ Wx.T": lambda: da_rows @ Wx.T,
         "dWx x.T @ da": lambda: x_rows.T @ da_rows,
@@ -158,9 +165,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--threads", default="1", help="BLAS threads (default 1)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per measurement")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's default allocator settings (slower: page faults)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print(f"threads {args.threads}, float32, medians of {args.repeats} runs, ms")
+    print(f"threads {args.threads}, float32, medians of {args.repeats} runs, ms, "
+          f"malloc tuning {'off' if args.default_malloc else 'on'}")
     for name, case in (("conv N64 16x14x14 F32 k3", conv_case),
                        ("lstm T16 N64 D256 H512", lstm_case)):
         whole, products, (kind, shape) = case(rng)

@@ -97,7 +97,7 @@ def lstm_case(rng):
 
     def recurrent_forward():
         for t in range(T):
-            a += np.matmul(h0, Wh, out=product)
+            np.add(a, np.matmul(h0, Wh, out=product), out=a)
 
     def recurrent_backward():
         for t in range(T):
